@@ -1,0 +1,5 @@
+"""Baselines every learned model is reported beside."""
+
+from embrec.baselines.popularity import Popularity
+
+__all__ = ["Popularity"]

@@ -1,0 +1,124 @@
+"""Exact top-k retrieval by streaming blocks of items with a running top-k.
+
+Memory is O(query_batch x block_size): the full queries x items score matrix is never formed,
+so `similar_items` over a 1M-item catalogue needs no N x N matrix.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from embrec.data.ragged import Ragged
+from embrec.errors import InvalidParameterError, NotFittedError, check_choice, check_positive_int
+
+MEASURES = ("dot", "cosine")
+
+
+def normalize_rows(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit L2 norm (zero rows stay zero)."""
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return (x / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+class ExactIndex:
+    """Brute-force maximum inner product (or cosine) search, exact, streamed in blocks.
+
+    >>> index = ExactIndex(measure="cosine").index(item_vectors, ids=item_rows)
+    >>> ids, scores = index.search(query_vectors, k=10, exclude=seen)   # (B, k) each
+    """
+
+    def __init__(self, *, measure: str = "dot", block_size: int = 32768, query_batch: int = 2048,
+                 device: str | None = None) -> None:
+        self.measure = check_choice("measure", measure, MEASURES)
+        self.block_size = check_positive_int("block_size", block_size)
+        self.query_batch = check_positive_int("query_batch", query_batch)
+        self.device = torch.device(device or "cpu")
+        self._emb: torch.Tensor | None = None
+
+    def is_exact(self) -> bool:
+        return True
+
+    def __len__(self) -> int:
+        return 0 if self._emb is None else int(self._emb.shape[0])
+
+    def index(self, embeddings: np.ndarray, ids: np.ndarray | None = None) -> ExactIndex:
+        """Store (n, d) candidate vectors and their integer ids (default 0..n-1)."""
+        emb = np.asarray(embeddings, dtype=np.float32)
+        if emb.ndim != 2 or emb.shape[0] == 0:
+            raise InvalidParameterError(
+                f"embeddings must be a non-empty 2-D array (n_items, dim); received shape {emb.shape}."
+            )
+        ids = np.arange(emb.shape[0], dtype=np.int64) if ids is None else np.asarray(ids, dtype=np.int64)
+        if ids.shape != (emb.shape[0],):
+            raise InvalidParameterError(
+                f"ids must have shape ({emb.shape[0]},) to match embeddings; received {ids.shape}."
+            )
+        if self.measure == "cosine":
+            emb = normalize_rows(emb)
+        self._emb = torch.from_numpy(np.ascontiguousarray(emb)).to(self.device)
+        self._ids = ids
+        self._pos_of = np.full(int(ids.max()) + 1 if ids.size else 1, -1, dtype=np.int64)
+        self._pos_of[ids] = np.arange(ids.size)
+        return self
+
+    def search(self, queries: np.ndarray, k: int, *, exclude: Ragged | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` ids and scores (B, k) per query row, best first; ``exclude`` holds ids per query
+        that must not be returned. Slots with nothing left to return get id -1 and score -inf."""
+        if self._emb is None:
+            raise NotFittedError("this index is empty; call index(embeddings, ids) before search().")
+        q = np.asarray(queries, dtype=np.float32)
+        if q.ndim != 2 or q.shape[1] != self._emb.shape[1]:
+            raise InvalidParameterError(
+                f"queries must have shape (batch, {self._emb.shape[1]}); received {q.shape}."
+            )
+        k = check_positive_int("k", k)
+        if exclude is not None and len(exclude) != q.shape[0]:
+            raise InvalidParameterError(
+                f"exclude must have one row per query ({q.shape[0]}); received {len(exclude)} rows."
+            )
+        if self.measure == "cosine":
+            q = normalize_rows(q)
+        n = self._emb.shape[0]
+        kk = min(k, n)
+        out_pos = np.full((q.shape[0], k), -1, dtype=np.int64)
+        out_s = np.full((q.shape[0], k), -np.inf, dtype=np.float32)
+        for start in range(0, q.shape[0], self.query_batch):
+            stop = min(start + self.query_batch, q.shape[0])
+            qb = torch.from_numpy(q[start:stop]).to(self.device)
+            excl = self._exclusions(exclude, start, stop)
+            best_s = torch.full((stop - start, kk), -torch.inf, device=self.device)
+            best_p = torch.full((stop - start, kk), -1, dtype=torch.int64, device=self.device)
+            for b0 in range(0, n, self.block_size):
+                b1 = min(b0 + self.block_size, n)
+                s = qb @ self._emb[b0:b1].T  # (Bq, blk)
+                if excl is not None:
+                    r, p = excl
+                    sel = (p >= b0) & (p < b1)
+                    if sel.any():
+                        s[r[sel], p[sel] - b0] = -torch.inf
+                pos = torch.arange(b0, b1, device=self.device).expand(stop - start, -1)
+                cand_s = torch.cat([best_s, s], dim=1)
+                cand_p = torch.cat([best_p, pos], dim=1)
+                best_s, top = torch.topk(cand_s, kk, dim=1)
+                best_p = torch.gather(cand_p, 1, top)
+            out_s[start:stop, :kk] = best_s.cpu().numpy()
+            out_pos[start:stop, :kk] = best_p.cpu().numpy()
+        valid = np.isfinite(out_s) & (out_pos >= 0)
+        ids = np.where(valid, self._ids[np.maximum(out_pos, 0)], -1)
+        return ids, np.where(valid, out_s, -np.inf).astype(np.float32)
+
+    def _exclusions(self, exclude: Ragged | None, start: int, stop: int):
+        if exclude is None:
+            return None
+        part = exclude.select(np.arange(start, stop))
+        if part.values.size == 0:
+            return None
+        ids = part.values
+        known = (ids >= 0) & (ids < self._pos_of.size)
+        pos = np.full(ids.size, -1, dtype=np.int64)
+        pos[known] = self._pos_of[ids[known]]
+        keep = pos >= 0
+        return (torch.from_numpy(part.row_ids[keep]).to(self.device),
+                torch.from_numpy(pos[keep]).to(self.device))

@@ -1,0 +1,278 @@
+"""The one small base class every embrec model implements.
+
+    model = SomeModel(factors=64, seed=0).fit(train, valid=valid)      # returns self
+    recs = model.recommend(users=["12346"], k=5)                        # raw ids in, raw ids out
+    recs = model.recommend(histories=[["85123A", "71053"]], k=5)       # any user, new ones too
+    model.similar_items(["85123A"], k=10, measure="cosine")            # embedding models
+    model.user_embedding(history=["85123A", "71053"])                  # Ψ(X) of anyone
+    model.save("runs/mf");  model = embrec.load("runs/mf")
+
+Subclasses implement ``_fit`` and ``_scores`` (full score rows for a few users); embedding models
+(``EmbeddingModel``) implement ``_user_vectors`` / ``_item_vectors`` instead and get retrieval through
+an index, similar items, and embeddings for free. Learned state ends in ``_``; ``__init__`` only stores
+keyword-only hyper-parameters, so ``get_params`` is read from its signature.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from embrec.data.interactions import Interactions
+from embrec.data.ragged import Ragged
+from embrec.data.vocab import IdVocab
+from embrec.errors import (
+    DataError,
+    InvalidParameterError,
+    NotFittedError,
+    check_choice,
+    check_positive_int,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Recommendations:
+    """Top-k results: ``ids`` (B, k) raw ids (None where nothing was left), ``scores`` (B, k), ``rows`` (B, k)."""
+
+    ids: np.ndarray
+    scores: np.ndarray
+    rows: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def to_records(self) -> list[list[dict[str, Any]]]:
+        """One list per query of {"item": raw id, "score": float}, best first, JSON-ready."""
+        out = []
+        for ids, scores in zip(self.ids, self.scores):
+            out.append([{"item": _plain(i), "score": float(s)} for i, s in zip(ids, scores) if i is not None])
+        return out
+
+
+class Recommender(ABC):
+    """Base of every model: fit, recommend, save/load."""
+
+    #: explicit-rating models set this and implement ``predict``
+    predicts_ratings: bool = False
+
+    # hyper-parameters ----------------------------------------------------------------------
+    def get_params(self) -> dict[str, Any]:
+        sig = inspect.signature(type(self).__init__)
+        return {name: getattr(self, name) for name in sig.parameters if name != "self"}
+
+    def __repr__(self) -> str:
+        sig = inspect.signature(type(self).__init__)
+        changed = [f"{k}={v!r}" for k, v in self.get_params().items() if sig.parameters[k].default != v]
+        return f"{type(self).__name__}({', '.join(changed)})"
+
+    # fitting --------------------------------------------------------------------------------
+    def fit(self, train: Interactions, *, valid: Interactions | None = None) -> Recommender:
+        """Learn from ``train`` (validation on ``valid`` if the model uses it); returns self."""
+        if not isinstance(train, Interactions):
+            raise InvalidParameterError(f"train must be an Interactions; received {type(train).__name__}.")
+        if len(train) == 0 or train.n_items == 0:
+            raise DataError("train must hold at least one event with a known item; received an empty table.")
+        if valid is not None and (valid.users is not train.users or valid.items is not train.items):
+            valid = valid.reencode(train.users, train.items)
+        self.users_: IdVocab = train.users
+        self.items_: IdVocab = train.items
+        self.seen_: Ragged = train.user_histories()
+        self.item_counts_: np.ndarray = train.item_counts()
+        self.fingerprint_: str = train.fingerprint()
+        self.history_: list[dict[str, float]] = []
+        self.metrics_: dict[str, Any] = {}
+        self._fit(train, valid)
+        return self
+
+    @abstractmethod
+    def _fit(self, train: Interactions, valid: Interactions | None) -> None:
+        """Learn the model's state from ``train`` (vocabularies, seen_ and item_counts_ are set)."""
+
+    @abstractmethod
+    def _scores(self, user_rows: np.ndarray, histories: Ragged) -> np.ndarray:
+        """(B, items.size) float scores for users (row 0 = not a known user) with these item histories."""
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "items_"):
+            raise NotFittedError(f"this {type(self).__name__} is not fitted yet; call fit(train) first.")
+
+    # queries --------------------------------------------------------------------------------
+    def queries(self, users: Sequence[Any] | None = None,
+                histories: Sequence[Sequence[Any]] | None = None) -> tuple[np.ndarray, Ragged]:
+        """Encode raw users (-> rows, their training histories) or raw histories (-> rows 0, item rows)."""
+        self._check_fitted()
+        if (users is None) == (histories is None):
+            raise InvalidParameterError("give exactly one of users= or histories=; received "
+                                        f"{'both' if users is not None else 'neither'}.")
+        if users is not None:
+            if isinstance(users, (str, bytes)) or np.ndim(users) == 0:
+                raise InvalidParameterError(f"users must be a list of raw user ids; received {users!r}.")
+            rows = self.users_.encode(list(users), unknown="error")
+            return rows, self.seen_.select(rows)
+        if isinstance(histories, (str, bytes)) or any(
+                isinstance(h, (str, bytes)) or np.ndim(h) != 1 for h in histories):
+            raise InvalidParameterError("histories must be a list of lists of raw item ids; "
+                                        f"received {histories!r:.60}.")
+        lists = []
+        for h in histories:
+            if len(h) == 0:
+                raise InvalidParameterError("each history must hold at least one item id; received an empty history.")
+            lists.append(self.items_.encode(list(h), unknown="error"))
+        return np.zeros(len(lists), dtype=np.int64), Ragged.from_lists(lists)
+
+    def recommend(self, users: Sequence[Any] | None = None, *, histories: Sequence[Sequence[Any]] | None = None,
+                  k: int = 10, exclude_seen: bool = False) -> Recommendations:
+        """Top-``k`` items for known ``users`` (raw ids) or for ``histories`` (lists of raw item ids, any
+        user, new ones included). ``exclude_seen`` drops the items of the user's history."""
+        user_rows, hist = self.queries(users, histories)
+        k = self._check_k(k)
+        rows, scores = self.top_k(user_rows, hist, k, exclude=hist if exclude_seen else None)
+        return Recommendations(self.items_.decode(np.maximum(rows, 0)), scores, rows)
+
+    def _check_k(self, k: Any) -> int:
+        k = check_positive_int("k", k)
+        if k > self.items_.n_ids:
+            raise InvalidParameterError(f"k must be at most the catalogue size ({self.items_.n_ids} items); received {k}.")
+        return k
+
+    def top_k(self, user_rows: np.ndarray, histories: Ragged, k: int, *,
+              exclude: Ragged | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(B, k) item rows and scores on dense rows, the engine behind ``recommend`` and the protocols."""
+        n = self.items_.size
+        batch = max(1, min(4096, 2**25 // n))
+        out_r = np.zeros((len(user_rows), k), dtype=np.int64)
+        out_s = np.zeros((len(user_rows), k), dtype=np.float32)
+        for s in range(0, len(user_rows), batch):
+            e = min(s + batch, len(user_rows))
+            sc = np.array(self._scores(user_rows[s:e], histories.select(np.arange(s, e))), dtype=np.float32)
+            sc[:, 0] = -np.inf
+            if exclude is not None:
+                part = exclude.select(np.arange(s, e))
+                sc[part.row_ids, part.values] = -np.inf
+            out_r[s:e], out_s[s:e] = top_k_rows(sc, k)
+        out_r[~np.isfinite(out_s)] = 0
+        return out_r, out_s
+
+    def scores(self, users: Sequence[Any] | None = None, *,
+               histories: Sequence[Sequence[Any]] | None = None) -> np.ndarray:
+        """(B, n_items) scores in the order of ``items_.raw_ids`` (small batches only)."""
+        user_rows, hist = self.queries(users, histories)
+        return np.asarray(self._scores(user_rows, hist))[:, 1:]
+
+    # persistence ----------------------------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        """Write the model directory atomically (config.json, vocabularies, weights.safetensors...)."""
+        from embrec.models.io import save_model
+
+        return save_model(self, path)
+
+    def _get_state(self) -> dict[str, np.ndarray]:
+        """Learned arrays to store in weights.safetensors (besides the base class's own)."""
+        return {}
+
+    def _set_state(self, state: dict[str, np.ndarray], extra: dict[str, Any]) -> None:
+        """Restore from ``_get_state`` arrays and ``_get_extra`` JSON."""
+
+    def _get_extra(self) -> dict[str, Any]:
+        """Learned JSON-able state (besides arrays), e.g. feature vocabularies."""
+        return {}
+
+
+class EmbeddingModel(Recommender):
+    """A model that scores by ``query_vector · candidate_vector``: retrieval goes through an index."""
+
+    @abstractmethod
+    def _user_vectors(self, user_rows: np.ndarray, histories: Ragged) -> np.ndarray:
+        """(B, d) user embeddings: trained rows for known users, folded in from ``histories`` for row 0."""
+
+    @abstractmethod
+    def _item_vectors(self) -> np.ndarray:
+        """(items.size, d) item embeddings; row 0 is padding."""
+
+    # retrieval vectors may differ from the embeddings (e.g. a bias column appended)
+    def _query_vectors(self, user_rows: np.ndarray, histories: Ragged) -> np.ndarray:
+        return self._user_vectors(user_rows, histories)
+
+    def _candidate_vectors(self) -> np.ndarray:
+        return self._item_vectors()
+
+    def _scores(self, user_rows: np.ndarray, histories: Ragged) -> np.ndarray:
+        return self._query_vectors(user_rows, histories) @ self._candidate_vectors().T
+
+    def index_for(self, measure: str = "dot", *, candidates: bool = True):
+        """The retrieval index over items (built once per measure; ``use_index`` replaces it)."""
+        cache = self.__dict__.setdefault("_indexes", {})
+        key = (measure, candidates)
+        if key not in cache:
+            from embrec.index.exact import ExactIndex
+
+            vecs = self._candidate_vectors() if candidates else self._item_vectors()
+            rows = np.arange(1, self.items_.size)
+            cache[key] = ExactIndex(measure=measure).index(vecs[1:], rows)
+        return cache[key]
+
+    def use_index(self, index: Any, *, measure: str = "dot", candidates: bool = True) -> None:
+        """Serve retrieval from ``index`` (e.g. a FAISS index built on the same vectors)."""
+        self.__dict__.setdefault("_indexes", {})[(measure, candidates)] = index
+
+    def top_k(self, user_rows: np.ndarray, histories: Ragged, k: int, *,
+              exclude: Ragged | None = None) -> tuple[np.ndarray, np.ndarray]:
+        q = self._query_vectors(user_rows, histories)
+        rows, scores = self.index_for("dot").search(q, k, exclude=exclude)
+        return np.maximum(rows, 0), scores
+
+    def similar_items(self, items: Sequence[Any], k: int = 10, *, measure: str = "cosine") -> Recommendations:
+        """The ``k`` nearest items to each raw item id (itself excluded), by cosine or dot."""
+        self._check_fitted()
+        check_choice("measure", measure, ("cosine", "dot"))
+        if isinstance(items, (str, bytes)) or np.ndim(items) == 0:
+            raise InvalidParameterError(f"items must be a list of raw item ids; received {items!r}.")
+        k = self._check_k(k)
+        k = min(k, self.items_.n_ids - 1) or 1
+        rows = self.items_.encode(list(items), unknown="error")
+        vecs = self._item_vectors()
+        found, scores = self.index_for(measure, candidates=False).search(
+            vecs[rows], k, exclude=Ragged.from_lists([[r] for r in rows]))
+        found = np.maximum(found, 0)
+        return Recommendations(self.items_.decode(found), scores, found)
+
+    def user_embedding(self, user: Any = None, *, history: Sequence[Any] | None = None) -> np.ndarray:
+        """(d,) embedding of a known user (raw id) or of anyone from a history of raw item ids."""
+        if (user is None) == (history is None):
+            raise InvalidParameterError("give exactly one of user= or history=.")
+        rows, hist = self.queries([user] if user is not None else None,
+                                  [history] if history is not None else None)
+        return np.asarray(self._user_vectors(rows, hist))[0]
+
+    def user_embeddings(self, users: Sequence[Any] | None = None, *,
+                        histories: Sequence[Sequence[Any]] | None = None) -> np.ndarray:
+        """(B, d) embeddings of known users or of histories."""
+        rows, hist = self.queries(users, histories)
+        return np.asarray(self._user_vectors(rows, hist))
+
+    def item_embeddings(self) -> np.ndarray:
+        """(n_items, d) item embeddings in the order of ``items_.raw_ids``."""
+        self._check_fitted()
+        return np.asarray(self._item_vectors())[1:]
+
+
+def top_k_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(B, k) column indices and values of each row's k largest scores, best first."""
+    k = min(k, scores.shape[1])
+    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    vals = np.take_along_axis(scores, part, axis=1)
+    order = np.argsort(-vals, axis=1, kind="stable")
+    return np.take_along_axis(part, order, axis=1), np.take_along_axis(vals, order, axis=1)
+
+
+def _plain(x: Any) -> Any:
+    return x.item() if isinstance(x, np.generic) else x

@@ -1,0 +1,44 @@
+"""Explicit registry: model name -> class. No module scanning; add a line when adding a model."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from embrec.errors import InvalidParameterError, ModelFileError
+
+
+def _models() -> dict[str, type]:
+    # imported here so that `import embrec` stays light and there are no import cycles
+    from embrec.baselines import Popularity
+
+    models: dict[str, type] = {
+        "popularity": Popularity,
+    }
+    return models
+
+
+def model_names() -> list[str]:
+    return list(_models())
+
+
+def create(name: str, **params: Any) -> Any:
+    """Instantiate a model by registry name with hyper-parameters."""
+    models = _models()
+    if name not in models:
+        raise InvalidParameterError(f"model must be one of {', '.join(models)}; received {name!r}.")
+    return models[name](**params)
+
+
+def name_of(cls: type) -> str:
+    for name, c in _models().items():
+        if c is cls:
+            return name
+    raise InvalidParameterError(f"model class {cls.__name__} is not registered in embrec.models.registry.")
+
+
+def class_of(name: Any) -> type:
+    models = _models()
+    if name not in models:
+        raise ModelFileError(f"config.json names model class {name!r}, which this embrec does not know "
+                             f"(known: {', '.join(models)}).")
+    return models[name]

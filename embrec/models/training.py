@@ -1,0 +1,152 @@
+"""One PyTorch training loop for every gradient model.
+
+    history = train_loop(module, batches=make_batches, loss=loss_of_batch, config=TrainConfig(epochs=10),
+                         validate=lambda: precision_on_valid(), seed=0)
+
+``batches(rng, epoch)`` yields mini-batches (anything ``loss`` understands, e.g. a Batch dataclass
+with ``.to(device)``); ``loss(batch)`` returns a scalar tensor. Each epoch: shuffle through ``rng``,
+step the optimizer, clip gradients if asked, evaluate ``validate()`` (higher is better unless
+``config.minimize_valid``), keep the best weights, stop after ``patience`` epochs without improvement,
+and restore the best weights at the end. The global torch RNG is forked, so training changes nothing
+outside the model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import math
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from embrec.errors import InvalidParameterError, check_choice, check_float, check_positive_int
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10
+    lr: float = 1e-2
+    optimizer: str = "adam"  # "adam", "adamw", "sgd", "adagrad"
+    weight_decay: float = 0.0
+    clip_grad: float | None = None
+    patience: int | None = None  # early stopping on the validation metric
+    minimize_valid: bool = False  # True when the validation metric is an error (RMSE)
+    progress: bool | None = None  # None: a bar only when stderr is a terminal
+
+    def __post_init__(self) -> None:
+        check_positive_int("epochs", self.epochs)
+        check_float("lr", self.lr, low=0.0, low_open=True)
+        check_choice("optimizer", self.optimizer, ("adam", "adamw", "sgd", "adagrad"))
+        check_float("weight_decay", self.weight_decay, low=0.0)
+        if self.clip_grad is not None:
+            check_float("clip_grad", self.clip_grad, low=0.0, low_open=True)
+        if self.patience is not None:
+            check_positive_int("patience", self.patience)
+
+
+def resolve_device(device: str | None) -> torch.device:
+    """'auto' or None -> CUDA when present, else CPU; anything else is passed to torch.device."""
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise InvalidParameterError(f"device must be 'auto', 'cpu' or 'cuda[:N]'; received {device!r}.") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InvalidParameterError(f"device={device!r} was asked for but no CUDA device is available.")
+    return dev
+
+
+@contextlib.contextmanager
+def seeded(seed: int) -> Iterator[np.random.Generator]:
+    """Fork torch's global RNG, seed it, and yield a NumPy generator with the same seed."""
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield np.random.default_rng(seed)
+
+
+def make_optimizer(params: Iterable[torch.nn.Parameter], config: TrainConfig) -> torch.optim.Optimizer:
+    params = [p for p in params if p.requires_grad]
+    if config.optimizer == "adam":
+        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    if config.optimizer == "adagrad":
+        return torch.optim.Adagrad(params, lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.SGD(params, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def train_loop(
+    module: torch.nn.Module,
+    *,
+    batches: Callable[[np.random.Generator, int], Iterable[Any]],
+    loss: Callable[[Any], torch.Tensor],
+    config: TrainConfig,
+    rng: np.random.Generator,
+    validate: Callable[[], float] | None = None,
+    optimizer: torch.optim.Optimizer | None = None,
+    desc: str = "train",
+) -> list[dict[str, float]]:
+    """Train ``module`` in place; returns per-epoch history [{"epoch", "loss", "valid"?, "seconds"}]."""
+    opt = optimizer or make_optimizer(module.parameters(), config)
+    show = config.progress if config.progress is not None else sys.stderr.isatty()
+    history: list[dict[str, float]] = []
+    best_metric, best_state, bad_epochs = -math.inf, None, 0
+    for epoch in range(1, config.epochs + 1):
+        module.train()
+        t0, total, count = time.perf_counter(), 0.0, 0
+        bar = tqdm(batches(rng, epoch), desc=f"{desc} epoch {epoch}/{config.epochs}", disable=not show,
+                   leave=False, unit="batch")
+        for batch in bar:
+            opt.zero_grad(set_to_none=True)
+            value = loss(batch)
+            if not torch.isfinite(value):
+                raise FloatingPointError(f"{desc}: the loss became {value.item()} in epoch {epoch}; "
+                                         "lower the learning rate (lr) or add regularization.")
+            value.backward()
+            if config.clip_grad is not None:
+                torch.nn.utils.clip_grad_norm_(module.parameters(), config.clip_grad)
+            opt.step()
+            total += float(value.detach())
+            count += 1
+            if count % 50 == 0:
+                bar.set_postfix(loss=f"{total / count:.4f}")
+        row = {"epoch": epoch, "loss": total / max(count, 1), "seconds": time.perf_counter() - t0}
+        if validate is not None:
+            module.eval()
+            with torch.no_grad():
+                metric = float(validate())
+            row["valid"] = metric
+            score = -metric if config.minimize_valid else metric
+            if score > best_metric:
+                best_metric, bad_epochs = score, 0
+                best_state = copy.deepcopy(module.state_dict())
+            else:
+                bad_epochs += 1
+        history.append(row)
+        logger.info("%s epoch %d: %s", desc, epoch, {k: round(v, 5) for k, v in row.items()})
+        if config.patience is not None and bad_epochs >= config.patience:
+            logger.info("%s: early stop after epoch %d (no improvement in %d epochs)", desc, epoch, bad_epochs)
+            break
+    if best_state is not None:
+        module.load_state_dict(best_state)
+    module.eval()
+    return history
+
+
+def minibatches(n: int, batch_size: int, rng: np.random.Generator | None) -> Iterator[np.ndarray]:
+    """Positions 0..n-1 in shuffled (or, without rng, sequential) chunks of ``batch_size``."""
+    order = rng.permutation(n) if rng is not None else np.arange(n)
+    for s in range(0, n, batch_size):
+        yield order[s : s + batch_size]
