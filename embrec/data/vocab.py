@@ -92,13 +92,15 @@ class IdVocab:
         if unknown not in ("error", "zero"):
             raise InvalidParameterError(f"unknown must be 'error' or 'zero'; received {describe(unknown)}.")
         values = np.atleast_1d(np.asarray(raw, dtype=object if self.kind == "str" else None))
+        given = values
         values = self._coerce(values)
         idx = self._index.get_indexer(values).astype(np.int64) + 1
         if unknown == "error" and (idx == 0).any():
-            missing = values[idx == 0][0]
+            missing = _plain(given[idx == 0][0])  # as the caller wrote it, not the coerced value
+            example = _plain(self._index[0]) if self.n_ids else None
             raise UnknownIdError(
                 f"{self.name} id {missing!r} is not known to this model "
-                f"({self.n_ids} known {self.name} ids, e.g. {self._index[0]!r})."
+                f"({self.n_ids} known {self.name} ids, e.g. {example!r})."
             )
         return idx
 
