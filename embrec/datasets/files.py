@@ -1,0 +1,149 @@
+"""Any interaction log given as a file and column names: CSV, TSV, Parquet or xlsx.
+
+    log = from_file("orders.csv", user_col="customer", item_col="sku", time_col="ts", group_col="order")
+
+The format is chosen by the extension (``.csv``, ``.csv.gz``, ``.tsv``, ``.parquet``/``.pq``, ``.xlsx``).
+In CSV/TSV files the id columns are read as text and turned into ints only when every id is a plain
+integer without leading zeros, so "00042" stays "00042" and 42 stays 42. Time columns may hold dates
+(any format pandas can parse) or unix seconds.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from embrec.data import Interactions
+from embrec.errors import DataError, DatasetNotFoundError, check_choice, describe
+
+logger = logging.getLogger(__name__)
+
+SUFFIXES: tuple[str, ...] = (".csv", ".csv.gz", ".tsv", ".parquet", ".pq", ".xlsx")
+Duplicates = Literal["error", "drop", "keep"]
+_INT_TEXT = r"^(?:0|-?[1-9]\d{0,17})$"
+
+
+def from_file(
+    path: str | Path,
+    *,
+    user_col: str,
+    item_col: str,
+    rating_col: str | None = None,
+    time_col: str | None = None,
+    group_col: str | None = None,
+    duplicates: Duplicates = "keep",
+    missing_users: Literal["error", "unknown"] = "error",
+    name: str | None = None,
+) -> Interactions:
+    """Read an interaction log from ``path`` (see the module docstring).
+
+    ``duplicates`` decides what happens to rows identical in every column used (user, item and the given
+    rating/time/group columns): "keep" them (purchases repeat), "drop" all but the first, or raise an
+    "error". ``missing_users="unknown"`` maps rows without a user id to the unknown user (row 0).
+    Row order is kept; ``name`` defaults to the file name.
+    """
+    check_choice("duplicates", duplicates, ("error", "drop", "keep"))
+    check_choice("missing_users", missing_users, ("error", "unknown"))
+    path = Path(path).expanduser()
+    name = name or path.name
+    cols = {"user_col": user_col, "item_col": item_col, "rating_col": rating_col,
+            "time_col": time_col, "group_col": group_col}
+    frame = read_table(path, id_cols=[c for c in (user_col, item_col, group_col) if c])
+    _check_columns(frame, cols, path)
+    used = [c for c in cols.values() if c is not None]
+    frame = frame[list(dict.fromkeys(used))]
+    if duplicates != "keep":
+        dup = frame.duplicated(keep="first").to_numpy()
+        if dup.any() and duplicates == "error":
+            first = int(np.flatnonzero(dup)[0])
+            row = frame.iloc[first].to_dict()
+            raise DataError(
+                f"{path.name} must not hold duplicate rows (duplicates='error'); received {int(dup.sum())} "
+                f"duplicates, the first at row {first + 1}: {describe(row, 120)}."
+            )
+        if dup.any():
+            logger.info("%s: dropped %d duplicate rows", path.name, int(dup.sum()))
+            frame = frame.loc[~dup].reset_index(drop=True)
+    if time_col is not None:
+        frame[time_col] = _maybe_dates(frame[time_col])
+    log = Interactions.from_frame(frame, user_col=user_col, item_col=item_col, rating_col=rating_col,
+                                  time_col=time_col, group_col=group_col, missing_users=missing_users,
+                                  name=name)
+    logger.info("loaded %r from %s", log, path)
+    return log
+
+
+def read_table(path: str | Path, *, id_cols: list[str] | tuple[str, ...] = ()) -> pd.DataFrame:
+    """The file as a DataFrame, by extension; ``id_cols`` of text files are read as ids (see above)."""
+    path = Path(path).expanduser()
+    suffix = _suffix(path)
+    if suffix not in SUFFIXES:
+        raise DataError(
+            f"path must end with one of {', '.join(SUFFIXES)}; received {path.name!r}."
+        )
+    if not path.is_file():
+        raise DatasetNotFoundError(f"path {str(path)!r} does not exist or is not a file; expected a {suffix} file.")
+    if path.stat().st_size == 0:
+        raise DataError(f"file {path} is empty; expected a header row and at least one row of interactions.")
+    try:
+        if suffix in (".parquet", ".pq"):
+            frame = pd.read_parquet(path)
+        elif suffix == ".xlsx":
+            frame = pd.read_excel(path, engine="openpyxl")
+        else:
+            sep = "\t" if suffix == ".tsv" else ","
+            frame = pd.read_csv(path, sep=sep, dtype={c: str for c in id_cols})
+            for col in id_cols:
+                if col in frame.columns:
+                    frame[col] = _text_ids(frame[col])
+    except pd.errors.EmptyDataError:
+        raise DataError(f"file {path} is empty; expected a header row and at least one row of interactions.") from None
+    except (ValueError, OSError) as exc:
+        if isinstance(exc, DataError):
+            raise
+        raise DataError(f"file {path} could not be read as {suffix} ({exc}).") from None
+    if frame.empty:
+        raise DataError(
+            f"file {path} has no rows (columns {list(frame.columns)}); expected at least one interaction."
+        )
+    return frame
+
+
+def _suffix(path: Path) -> str:
+    name = path.name.lower()
+    return ".csv.gz" if name.endswith(".csv.gz") else path.suffix.lower()
+
+
+def _check_columns(frame: pd.DataFrame, cols: dict[str, str | None], path: Path) -> None:
+    present = [str(c) for c in frame.columns]
+    for param, col in cols.items():
+        if col is None or col in frame.columns:
+            continue
+        close = difflib.get_close_matches(str(col), present, n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]!r}?" if close else "."
+        raise DataError(f"{param}={col!r} is not a column of {path.name}; its columns are {present}{hint}")
+
+
+def _text_ids(col: pd.Series) -> pd.Series:
+    """Text ids -> int64 when all are plain integers (no leading zeros), else stripped strings."""
+    text = col.astype("string").str.strip()
+    present = text.dropna()
+    if len(present) and present.str.fullmatch(_INT_TEXT).all():
+        return pd.to_numeric(text).astype("Int64").astype("float64") if text.isna().any() \
+            else text.astype("int64")
+    return text.astype(object).where(text.notna(), None)
+
+
+def _maybe_dates(col: pd.Series) -> pd.Series:
+    """Parse text dates with one inferred format (fast); mixed or bad values are left to the checker."""
+    if pd.api.types.is_datetime64_any_dtype(col) or pd.api.types.is_numeric_dtype(col):
+        return col
+    try:
+        return pd.to_datetime(col)
+    except (ValueError, TypeError):
+        return col
