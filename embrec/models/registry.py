@@ -23,10 +23,15 @@ def model_names() -> list[str]:
 
 def create(name: str, **params: Any) -> Any:
     """Instantiate a model by registry name with hyper-parameters."""
+    return model_class(name)(**params)
+
+
+def model_class(name: str) -> type:
+    """The class registered under ``name``; an unknown name lists the known ones."""
     models = _models()
     if name not in models:
         raise InvalidParameterError(f"model must be one of {', '.join(models)}; received {name!r}.")
-    return models[name](**params)
+    return models[name]
 
 
 def name_of(cls: type) -> str:
