@@ -268,7 +268,7 @@ def _normalise_ids(col: pd.Series, name: str) -> np.ndarray:
     if pd.api.types.is_numeric_dtype(col):
         vals = col.dropna().to_numpy()
         if vals.size and (vals < 0).any():
-            raise DataError(f"id column {name!r} must hold non-negative ids; received {vals[vals < 0][0]!r}.")
+            raise DataError(f"id column {name!r} must hold non-negative ids; received {vals[vals < 0][0].item()!r}.")
         if vals.size and np.all(np.mod(vals, 1) == 0):
             return col.fillna(-1).astype(np.int64).to_numpy()
         return col.astype(str).to_numpy(dtype=object)
