@@ -149,7 +149,10 @@ def fetch(spec: DatasetSpec, *, timeout: float = 60.0) -> Path:
             with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
                 digest = _copy(resp, out)
         except (urllib.error.URLError, OSError, TimeoutError) as exc:
-            reason = getattr(exc, "reason", None) or exc
+            if isinstance(exc, urllib.error.HTTPError):
+                reason = f"HTTP {exc.code} {exc.reason}"
+            else:
+                reason = getattr(exc, "reason", None) or exc
             raise DatasetNotFoundError(
                 f"dataset {spec.name!r} is not available locally and downloading {url} failed "
                 f"({reason}); {_manual(spec)}."

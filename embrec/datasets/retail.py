@@ -113,7 +113,7 @@ def item_table(frame: pd.DataFrame) -> pd.DataFrame:
 def price_buckets(prices: np.ndarray, n: int = N_PRICE_BUCKETS) -> np.ndarray:
     """Quantile bucket labels "q1".."qn" (equal prices always share a bucket, so ties may merge buckets)."""
     edges = np.unique(np.quantile(prices, np.arange(1, n) / n))
-    codes = np.searchsorted(edges, prices, side="right")
+    codes = np.searchsorted(edges, prices, side="left")  # bucket k holds (edge[k-1], edge[k]]
     return np.asarray([f"q{c + 1}" for c in range(n)], dtype=object)[codes]
 
 
