@@ -90,6 +90,7 @@ class Recommender(ABC):
         self.fingerprint_: str = train.fingerprint()
         self.history_: list[dict[str, float]] = []
         self.metrics_: dict[str, Any] = {}
+        self.__dict__.pop("_indexes", None)  # indexes built on the previous fit's vectors
         self._fit(train, valid)
         return self
 
@@ -168,6 +169,32 @@ class Recommender(ABC):
         user_rows, hist = self.queries(users, histories)
         return np.asarray(self._scores(user_rows, hist))[:, 1:]
 
+    def next_item_scores(self, user_rows: np.ndarray, prefixes: Ragged) -> np.ndarray:
+        """(B, items.size) scores for the next item of a transaction, on dense rows (the retail-next protocol).
+
+        ``prefixes`` row b holds the items bought before, in this transaction, in order (possibly none;
+        0 marks an item unknown to training); ``user_rows`` 0 is a user unknown to training. The caller
+        removes already-bought items itself. This default ignores the order: a known user gets the
+        scores of their training history; an unknown user the scores of the prefix taken as a
+        history, or training popularity while the prefix is empty. Sequence models override it.
+        """
+        self._check_fitted()
+        user_rows = np.asarray(user_rows, dtype=np.int64)
+        out = np.empty((len(user_rows), self.items_.size), dtype=np.float32)
+        keep = prefixes.values != 0
+        clean = Ragged.from_lengths(prefixes.values[keep], np.bincount(prefixes.row_ids[keep], minlength=len(prefixes)))
+        known = user_rows > 0
+        anonymous = ~known & (clean.lengths > 0)
+        empty = ~known & (clean.lengths == 0)
+        if known.any():
+            out[known] = self._scores(user_rows[known], self.seen_.select(user_rows[known]))
+        if anonymous.any():
+            out[anonymous] = self._scores(np.zeros(int(anonymous.sum()), dtype=np.int64),
+                                          clean.select(np.flatnonzero(anonymous)))
+        if empty.any():
+            out[empty] = self.item_counts_.astype(np.float32)
+        return out
+
     # persistence ----------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
         """Write the model directory atomically (config.json, vocabularies, weights.safetensors...)."""
@@ -213,12 +240,22 @@ class EmbeddingModel(Recommender):
         cache = self.__dict__.setdefault("_indexes", {})
         key = (measure, candidates)
         if key not in cache:
-            from embrec.index.exact import ExactIndex
+            from embrec.index.auto import build_index
 
             vecs = self._candidate_vectors() if candidates else self._item_vectors()
             rows = np.arange(1, self.items_.size)
-            cache[key] = ExactIndex(measure=measure).index(vecs[1:], rows)
+            cache[key] = build_index(vecs[1:], rows, measure=measure, config=self.__dict__.get("_index_config"))
         return cache[key]
+
+    def set_index(self, backend: str = "auto", **options: Any) -> EmbeddingModel:
+        """Choose the retrieval index: "exact", FAISS "hnsw" or "ivf", or "auto" (exact up to
+        ``embrec.index.ANN_THRESHOLD`` items, FAISS above; ``threshold=`` overrides). ``options`` go to
+        the index (e.g. ``ef_search=256``). Built indexes are dropped; the choice is saved with the model."""
+        from embrec.index.auto import check_index_config
+
+        self._index_config = check_index_config(backend, options)
+        self.__dict__.pop("_indexes", None)
+        return self
 
     def use_index(self, index: Any, *, measure: str = "dot", candidates: bool = True) -> None:
         """Serve retrieval from ``index`` (e.g. a FAISS index built on the same vectors)."""

@@ -1,0 +1,103 @@
+"""Protocols for any log (a named dataset or a file): ``leave-last-out`` and ``random-holdout``.
+
+- ``leave-last-out``: each user's last event by time is the test (users with at least two events);
+  full ranking of every item not in the user's training data; hit@10 and NDCG@10.
+- ``random-holdout``: a seeded ``fraction`` (20 %) of each user's events is the test; same ranking;
+  Precision@10, Recall@10, NDCG@10.
+
+The relevant set of a user is their distinct test items that are new to them: an item the user already
+has in training is excluded from the ranking, so it could never be found (a last event that repeats a
+training purchase leaves that user out; ``retail-precision`` is the protocol for repeat purchases).
+Items unknown to training stay relevant (they count, and are never hit). Rows of unknown users (user 0)
+stay in training. No ``valid`` set is handed to ``fit``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from embrec.data.interactions import Interactions
+from embrec.data.ragged import Ragged
+from embrec.errors import DataError, check_positive_int
+from embrec.evaluation import metrics as M
+from embrec.evaluation.folds import (
+    Fold,
+    in_model_vocab,
+    make_fold,
+    new_distinct_events,
+    resolve_data,
+)
+from embrec.evaluation.splits import leave_last_out, random_split
+
+K = 10
+_METRICS = {
+    "precision": M.precision_at_k,
+    "recall": M.recall_at_k,
+    "ndcg": M.ndcg_at_k,
+    "hit": M.hit_rate_at_k,
+    "map": M.average_precision_at_k,
+}
+
+
+def leave_last_out_folds(*, data: Interactions | None = None, dataset: str | None = None,
+                         data_dir: str | Path | None = None) -> tuple[str, list[Fold]]:
+    """(dataset name, [the Fold]): train = all but each user's last event, test = that event."""
+    log = resolve_data("leave-last-out", data=data, dataset=dataset, data_dir=data_dir, default=None)
+    train, test = leave_last_out(log)
+    return _name(log, dataset), [_ranking_fold("last", train, test)]
+
+
+def random_holdout_folds(*, data: Interactions | None = None, dataset: str | None = None,
+                         data_dir: str | Path | None = None, fraction: float = 0.2,
+                         seed: int = 0) -> tuple[str, list[Fold]]:
+    """(dataset name, [the Fold]): a seeded ``fraction`` of each user's events held out."""
+    log = resolve_data("random-holdout", data=data, dataset=dataset, data_dir=data_dir, default=None)
+    train, test = random_split(log, fraction=fraction, by="user", seed=seed)
+    return _name(log, dataset), [_ranking_fold("holdout", train, test)]
+
+
+def leave_last_out_metrics(model: Any, fold: Fold) -> dict[str, float]:
+    """hit@10 and NDCG@10 of the held-out last events."""
+    return ranking_metrics(model, fold, k=K, metrics=("hit", "ndcg"))
+
+
+def random_holdout_metrics(model: Any, fold: Fold) -> dict[str, float]:
+    """Precision@10, Recall@10 and NDCG@10 of the held-out events."""
+    return ranking_metrics(model, fold, k=K, metrics=("precision", "recall", "ndcg"))
+
+
+def ranking_metrics(model: Any, fold: Fold, *, k: int,
+                    metrics: Sequence[str] = ("precision", "recall", "ndcg")) -> dict[str, float]:
+    """Rank, for every user of ``fold.test``, the ``k`` best items outside their training history
+    (``model.top_k(users, seen, k, exclude=seen)``) and score them against the user's test items:
+    ``{"precision@k": ..., "recall@k": ..., "ndcg@k": ..., "hit@k": ..., "map@k": ...}`` as asked."""
+    k = check_positive_int("k", k)
+    events = in_model_vocab(model, fold.test)
+    events = events.subset(events.user > 0)
+    if len(events) == 0:
+        raise DataError("no test event belongs to a user the model knows; nothing to rank.")
+    users, row_of = np.unique(events.user, return_inverse=True)
+    relevant = Ragged.group(row_of, events.item, users.size)
+    history = model.seen_.select(users)
+    k_eff = min(k, model.items_.n_ids)
+    ranked, _ = model.top_k(users, history, k_eff, exclude=history)
+    ranked = np.asarray(ranked, dtype=np.int64)
+    if k_eff < k:
+        ranked = np.pad(ranked, ((0, 0), (0, k - k_eff)))
+    return {f"{name}@{k}": _METRICS[name](ranked, relevant, k=k) for name in metrics}
+
+
+def _ranking_fold(name: str, train: Interactions, test: Interactions) -> Fold:
+    test = new_distinct_events(train, test)
+    if len(test) == 0:
+        raise DataError("the test part holds no event a model could rank (every held-out item is already in "
+                        "its user's training data); this log suits retail-precision better.")
+    return make_fold(name, train, test)
+
+
+def _name(log: Interactions, dataset: str | None) -> str:
+    return dataset or log.name or "data"
