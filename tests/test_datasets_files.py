@@ -162,3 +162,17 @@ def test_corrupt_parquet(tmp_path):
     path.write_bytes(b"not a parquet file")
     with pytest.raises(DataError, match=r"could not be read as .parquet"):
         from_file(path, user_col="u", item_col="i")
+
+
+def test_large_integer_ids_stay_exact_next_to_missing_users(tmp_path):
+    path = _csv(tmp_path, "user,item\n9007199254740993,a\n,b\n")
+    log = from_file(path, user_col="user", item_col="item", missing_users="unknown")
+    assert log.users.raw_ids.tolist() == [9007199254740993]  # 2**53 + 1: a float would round it
+    np.testing.assert_array_equal(log.user, [1, 0])
+
+
+def test_corrupt_xlsx(tmp_path):
+    path = tmp_path / "log.xlsx"
+    path.write_bytes(b"PK not really a workbook")
+    with pytest.raises(DataError, match=r"could not be read as .xlsx"):
+        from_file(path, user_col="u", item_col="i")

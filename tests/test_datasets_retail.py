@@ -97,3 +97,10 @@ def test_no_file_in_the_folder(tmp_path):
     (folder / "notes.txt").write_text("nothing here")
     with pytest.raises(DatasetNotFoundError, match=r"'online-retail' was not found in .* and download is off"):
         load("online-retail", data_dir=tmp_path / "data", download=False)
+
+
+def test_corrupt_file(tmp_path):
+    path = tmp_path / "online_retail.parquet"
+    path.write_bytes(b"garbage")
+    with pytest.raises(DataError, match=r"Online Retail file .* could not be read as .parquet"):
+        read_online_retail(path)

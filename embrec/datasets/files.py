@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import difflib
 import logging
+import zipfile
 from pathlib import Path
 from typing import Literal
 
@@ -103,7 +104,7 @@ def read_table(path: str | Path, *, id_cols: list[str] | tuple[str, ...] = ()) -
                     frame[col] = _text_ids(frame[col])
     except pd.errors.EmptyDataError:
         raise DataError(f"file {path} is empty; expected a header row and at least one row of interactions.") from None
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, zipfile.BadZipFile, KeyError) as exc:
         if isinstance(exc, DataError):
             raise
         raise DataError(f"file {path} could not be read as {suffix} ({exc}).") from None
@@ -134,9 +135,8 @@ def _text_ids(col: pd.Series) -> pd.Series:
     text = col.astype("string").str.strip()
     present = text.dropna()
     if len(present) and present.str.fullmatch(_INT_TEXT).all():
-        return pd.to_numeric(text).astype("Int64").astype("float64") if text.isna().any() \
-            else text.astype("int64")
-    return text.astype(object).where(text.notna(), None)
+        return text.astype("Int64")  # nullable: missing ids stay missing, big ids stay exact
+    return text.astype(object).where(text.notna(), np.nan)
 
 
 def _maybe_dates(col: pd.Series) -> pd.Series:

@@ -29,6 +29,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -63,14 +64,15 @@ def read_online_retail(path: str | Path) -> pd.DataFrame:
     """The raw table (all 541,909 rows, file order) with lower-case official column names."""
     path = Path(path)
     suffix = path.suffix.lower()
-    if suffix == ".parquet":
-        frame = pd.read_parquet(path)
-    elif suffix == ".csv":
-        frame = _read_csv(path)
-    elif suffix == ".xlsx":
-        frame = _read_xlsx_cached(path)
-    else:
+    readers = {".parquet": pd.read_parquet, ".csv": _read_csv, ".xlsx": _read_xlsx_cached}
+    if suffix not in readers:
         raise DataError(f"an Online Retail file must be .parquet, .csv or .xlsx; received {path.name!r}.")
+    try:
+        frame = readers[suffix](path)
+    except DataError:
+        raise
+    except (ValueError, OSError, zipfile.BadZipFile, KeyError) as exc:
+        raise DataError(f"Online Retail file {path} could not be read as {suffix} ({exc}).") from None
     return _standardise(frame, path)
 
 
