@@ -7,6 +7,8 @@
       weights.safetensors  learned arrays (the model's, plus seen_ histories and item_counts_)
       extra.json           learned JSON state (feature vocabularies, texts...)
       metrics.json         evaluation results;  history.json  per-epoch training history
+      index.json           (optional) the retrieval index choice; built FAISS indexes are uint8 arrays
+                           "_index.*" in weights.safetensors (``embrec.index.auto``)
 """
 
 from __future__ import annotations
@@ -61,6 +63,12 @@ def save_model(model: Any, path: str | Path) -> Path:
         _write_json(tmp / "extra.json", _jsonable(model._get_extra()))
         _write_json(tmp / "metrics.json", _jsonable(model.metrics_))
         _write_json(tmp / "history.json", _jsonable(model.history_))
+        from embrec.index.auto import index_state
+
+        index_arrays, index_meta = index_state(model)  # the index choice and built FAISS indexes
+        if index_meta is not None:
+            arrays.update(index_arrays)
+            _write_json(tmp / "index.json", index_meta)
         save_file(arrays, str(tmp / "weights.safetensors"))
         _replace_dir(tmp, path)
     except BaseException:
@@ -95,6 +103,9 @@ def load_model(path: str | Path) -> Any:
     missing = [k for k in _BASE_KEYS if k not in arrays]
     if missing:
         raise ModelFileError(f"{str(path / 'weights.safetensors')!r} lacks arrays {missing}; the file is damaged.")
+    from embrec.index.auto import pop_index_arrays, restore_indexes
+
+    index_arrays = pop_index_arrays(arrays)
     model.users_ = IdVocab.from_dict(_read_json(path, "users.json"))
     model.items_ = IdVocab.from_dict(_read_json(path, "items.json"))
     model.seen_ = Ragged(arrays.pop("_base.seen.values"), arrays.pop("_base.seen.offsets"))
@@ -108,6 +119,8 @@ def load_model(path: str | Path) -> Any:
         model._set_state(arrays, _read_json(path, "extra.json", default={}))
     except (KeyError, ValueError, RuntimeError) as exc:
         raise ModelFileError(f"{str(path)!r}: the stored weights do not fit {cls.__name__} ({exc}).") from None
+    if (path / "index.json").exists():
+        restore_indexes(model, _read_json(path, "index.json"), index_arrays)
     return model
 
 
