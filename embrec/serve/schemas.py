@@ -1,0 +1,95 @@
+"""Request and response bodies of the HTTP service (pydantic), shown in the OpenAPI docs at /docs."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+#: a raw user or item id as it appears in the training log
+RawId = int | str
+
+MAX_K = 1000
+MAX_HISTORY = 10_000
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt field is an error, not silently ignored
+
+
+class RecommendRequest(_Request):
+    """Exactly one of ``user`` (a known user) or ``history`` (anyone: raw item ids, oldest first)."""
+
+    user: RawId | None = Field(None, description="A raw user id known to the model.", examples=["12346"])
+    history: list[RawId] | None = Field(None, min_length=1, max_length=MAX_HISTORY,
+                                        description="Raw item ids the user interacted with.",
+                                        examples=[["85123A", "71053"]])
+    k: int = Field(10, ge=1, le=MAX_K, description="How many items to return.")
+    exclude_seen: bool = Field(False, description="Leave out the items of the user's history.")
+
+    @model_validator(mode="after")
+    def _one_of_user_or_history(self) -> RecommendRequest:
+        if (self.user is None) == (self.history is None):
+            given = "both" if self.user is not None else "neither"
+            raise ValueError(f"give exactly one of user or history; received {given}")
+        return self
+
+
+class SimilarRequest(_Request):
+    item: RawId = Field(..., description="A raw item id known to the model.", examples=["85123A"])
+    k: int = Field(10, ge=1, le=MAX_K, description="How many neighbours to return.")
+    measure: Literal["cosine", "dot"] = Field("cosine", description="Similarity between item embeddings.")
+
+
+class EmbedRequest(_Request):
+    history: list[RawId] = Field(..., min_length=1, max_length=MAX_HISTORY,
+                                 description="Raw item ids; the user embedding of anyone with this history.")
+
+
+class ItemScore(BaseModel):
+    item: RawId
+    score: float
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+    model: str = Field(..., description="Registry name of the model, e.g. 'bpr'.")
+    model_class: str
+    embrec_version: str = Field(..., description="Version of the embrec serving the model.")
+    trained_with: str | None = Field(None, description="embrec version that saved the model.")
+    created: str | None = Field(None, description="When the model directory was written (UTC).")
+    data_fingerprint: str | None = None
+    n_items: int = Field(..., description="Catalogue size.")
+    n_users: int
+    index: str = Field(..., description="Retrieval index: 'exact', 'hnsw', 'ivf' or 'scores'.")
+    can_similar: bool
+    can_embed: bool
+
+
+class RecommendResponse(BaseModel):
+    model: str
+    user: RawId | None = None
+    history: list[RawId] | None = None
+    k: int
+    exclude_seen: bool
+    items: list[ItemScore]
+
+
+class SimilarResponse(BaseModel):
+    model: str
+    item: RawId
+    k: int
+    measure: str
+    items: list[ItemScore]
+
+
+class EmbedResponse(BaseModel):
+    model: str
+    history: list[RawId]
+    dim: int
+    vector: list[float]
+
+
+class ErrorResponse(BaseModel):
+    error: str = Field(..., description="Kind of problem: invalid_request, unknown_id, invalid_parameter...")
+    detail: str = Field(..., description="One sentence naming the problem.")
