@@ -9,10 +9,13 @@ from embrec.errors import InvalidParameterError, ModelFileError
 
 def _models() -> dict[str, type]:
     # imported here so that `import embrec` stays light and there are no import cycles
-    from embrec.baselines import Popularity
+    from embrec.baselines import ItemTransition, Popularity, RatingBias, RepeatFrequency
 
     models: dict[str, type] = {
         "popularity": Popularity,
+        "repeat-frequency": RepeatFrequency,
+        "item-transition": ItemTransition,
+        "rating-bias": RatingBias,
     }
     return models
 
