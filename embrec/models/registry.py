@@ -10,12 +10,18 @@ from embrec.errors import InvalidParameterError, ModelFileError
 def _models() -> dict[str, type]:
     # imported here so that `import embrec` stays light and there are no import cycles
     from embrec.baselines import ItemTransition, Popularity, RatingBias, RepeatFrequency
+    from embrec.models.als import ALS
+    from embrec.models.bpr import BPR
+    from embrec.models.implicit_mf import ImplicitMF
 
     models: dict[str, type] = {
         "popularity": Popularity,
         "repeat-frequency": RepeatFrequency,
         "item-transition": ItemTransition,
         "rating-bias": RatingBias,
+        "als": ALS,
+        "bpr": BPR,
+        "implicit-mf": ImplicitMF,
     }
     return models
 

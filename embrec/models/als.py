@@ -1,0 +1,116 @@
+"""Implicit-feedback ALS (Hu, Koren & Volinsky 2008) through the ``implicit`` library, wrapped.
+
+    model = ALS(factors=64, regularization=0.05, alpha=2.0).fit(train)
+    model.recommend(histories=[["85123A", "71053"]], k=5)     # a new user: the library's own fold-in
+
+The training matrix is users x items of confidences: ``confidence`` chooses what an entry is (the
+number of events, 1, or log1p of the count) and the library multiplies it by ``alpha``. Rows and
+columns 0 (unknown users, padding) stay empty, so implicit's factor rows line up with our vocabulary
+rows. A user never seen in training is folded in through ``AlternatingLeastSquares.recalculate_user``:
+the exact least-squares solution for that user with the item factors fixed.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from threadpoolctl import threadpool_limits
+
+from embrec.data.interactions import Interactions
+from embrec.data.ragged import Ragged
+from embrec.errors import check_choice, check_float, check_positive_int
+from embrec.models.base import EmbeddingModel
+
+logger = logging.getLogger(__name__)
+
+CONFIDENCES = ("count", "binary", "log")
+
+
+class ALS(EmbeddingModel):
+    """Alternating least squares on confidence-weighted implicit feedback (``implicit.cpu.als``)."""
+
+    def __init__(self, *, factors: int = 64, regularization: float = 0.01, alpha: float = 1.0,
+                 iterations: int = 15, confidence: str = "count", use_cg: bool = True,
+                 num_threads: int = 0, seed: int = 0) -> None:
+        self.factors = check_positive_int("factors", factors)
+        self.regularization = check_float("regularization", regularization, low=0.0)
+        self.alpha = check_float("alpha", alpha, low=0.0, low_open=True)
+        self.iterations = check_positive_int("iterations", iterations)
+        self.confidence = check_choice("confidence", confidence, CONFIDENCES)
+        self.use_cg = bool(use_cg)
+        self.num_threads = check_positive_int("num_threads", num_threads, minimum=0)
+        self.seed = int(seed)
+
+    def _fit(self, train: Interactions, valid: Interactions | None) -> None:
+        known = np.ones(train.users.size, dtype=np.float32)
+        known[0] = 0.0  # unknown users (row 0) are nobody's history
+        matrix = (sp.diags(known) @ self._confidences(train.to_csr("count"))).tocsr()
+        matrix.eliminate_zeros()
+        als = self._library_model()
+        with threadpool_limits(1, "blas"):  # implicit's advice: BLAS threads fight its own
+            als.fit(matrix, show_progress=False)
+        self.user_factors_ = np.ascontiguousarray(als.user_factors, dtype=np.float32)
+        self.item_factors_ = np.ascontiguousarray(als.item_factors, dtype=np.float32)
+        self._als = als
+
+    def _confidences(self, counts: sp.csr_matrix) -> sp.csr_matrix:
+        m = counts.astype(np.float32).tocsr(copy=True)
+        if self.confidence == "binary":
+            m.data[:] = 1.0
+        elif self.confidence == "log":
+            m.data = np.log1p(m.data)
+        return m
+
+    def _library_model(self):
+        from implicit.cpu.als import AlternatingLeastSquares
+
+        with threadpool_limits(1, "blas"):  # implicit checks (and warns about) BLAS threads here
+            return AlternatingLeastSquares(factors=self.factors, regularization=self.regularization,
+                                           alpha=self.alpha, iterations=self.iterations, use_cg=self.use_cg,
+                                           num_threads=self.num_threads, random_state=self.seed)
+
+    def _library(self):
+        """The fitted implicit model (rebuilt from the stored factors after loading)."""
+        if getattr(self, "_als", None) is None:
+            als = self._library_model()
+            als.user_factors = self.user_factors_
+            als.item_factors = self.item_factors_
+            self._als = als
+        return self._als
+
+    # embeddings -------------------------------------------------------------------------------
+    def _item_vectors(self) -> np.ndarray:
+        return self.item_factors_
+
+    def _user_vectors(self, user_rows: np.ndarray, histories: Ragged) -> np.ndarray:
+        user_rows = np.asarray(user_rows, dtype=np.int64)
+        out = self.user_factors_[user_rows].copy()  # (B, d)
+        new = np.flatnonzero(user_rows == 0)
+        if new.size:
+            out[new] = self.fold_in(histories.select(new))
+        return out
+
+    def fold_in(self, histories: Ragged) -> np.ndarray:
+        """(B, d) least-squares user factors for histories of item rows, item factors fixed."""
+        hist = Ragged(histories.values, histories.offsets)
+        counts = sp.csr_matrix((np.ones(hist.values.size, dtype=np.float32), (hist.row_ids, hist.values)),
+                               shape=(len(hist), self.items_.size))
+        counts.sum_duplicates()
+        with threadpool_limits(1, "blas"):
+            factors = self._library().recalculate_user(np.arange(len(hist)), self._confidences(counts))
+        return np.asarray(factors, dtype=np.float32).reshape(len(hist), -1)
+
+    # persistence ------------------------------------------------------------------------------
+    def _get_state(self) -> dict[str, np.ndarray]:
+        return {"user_factors": self.user_factors_, "item_factors": self.item_factors_}
+
+    def _set_state(self, state: dict[str, np.ndarray], extra: dict[str, Any]) -> None:
+        for name, rows in (("user_factors", self.users_.size), ("item_factors", self.items_.size)):
+            if state[name].shape != (rows, self.factors):
+                raise ValueError(f"{name} has shape {state[name].shape}, expected {(rows, self.factors)}")
+        self.user_factors_ = state["user_factors"].astype(np.float32)
+        self.item_factors_ = state["item_factors"].astype(np.float32)
+        self._als = None

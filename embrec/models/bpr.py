@@ -1,0 +1,96 @@
+"""Bayesian Personalized Ranking (Rendle et al. 2009; the retail chapter's TF BPR).
+
+    s(u, i) = p_u · q_i + b_i
+    loss    = -log σ(s(u, i) - s(u, j))  +  reg (|p_u|² + |q_i|² + |q_j|²)  +  bias_reg (b_i² + b_j²)
+
+Triples (u, i, j) are bootstrap-sampled: each epoch draws as many training events as there are (with
+replacement) and ``n_negatives`` items j per event from the negative sampler; with
+``verify_negatives`` a j the user has bought is redrawn (vectorised). Batches are large and every step
+is a few gathers, so an epoch costs about what the ``implicit`` library's Cython BPR costs (see
+benchmarks/bench_factorization.py). A new user is folded in by minimising the expected BPR objective
+over the sampler with the items fixed (see ``embrec.models.factor``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from embrec.errors import check_float, check_positive_int
+from embrec.models.factor import BiasedDot, SampledFactorization
+from embrec.nn.pairwise import bpr_loss
+from embrec.nn.sampling import resample_seen, seen_keys
+
+
+class BPR(SampledFactorization):
+    """Matrix factorization with an item bias, trained on the pairwise BPR criterion."""
+
+    def __init__(self, *, factors: int = 64, n_negatives: int = 1, epochs: int = 30, batch_size: int = 15000,
+                 lr: float = 0.005, reg: float = 1e-4, bias_reg: float = 1e-4, neg_alpha: float = 0.0,
+                 verify_negatives: bool = True, init_std: float = 0.1, fold_in_steps: int = 50,
+                 valid_k: int = 5, valid_exclude_seen: bool = False, patience: int | None = None,
+                 device: str | None = None, seed: int = 0, progress: bool | None = None) -> None:
+        self.factors = check_positive_int("factors", factors)
+        self.n_negatives = check_positive_int("n_negatives", n_negatives)
+        self.epochs = check_positive_int("epochs", epochs)
+        self.batch_size = check_positive_int("batch_size", batch_size)
+        self.lr = check_float("lr", lr, low=0.0, low_open=True)
+        self.reg = check_float("reg", reg, low=0.0)
+        self.bias_reg = check_float("bias_reg", bias_reg, low=0.0)
+        self.neg_alpha = check_float("neg_alpha", neg_alpha, low=0.0)
+        self.verify_negatives = bool(verify_negatives)
+        self.init_std = check_float("init_std", init_std, low=0.0)
+        self.fold_in_steps = check_positive_int("fold_in_steps", fold_in_steps)
+        self.valid_k = check_positive_int("valid_k", valid_k)
+        self.valid_exclude_seen = bool(valid_exclude_seen)
+        self.patience = None if patience is None else check_positive_int("patience", patience)
+        self.device = device
+        self.seed = int(seed)
+        self.progress = progress
+
+    def _prepare(self, rng: np.random.Generator) -> None:
+        self.seen_keys_ = seen_keys(self.seen_, self.items_.size) if self.verify_negatives else None
+
+    def _epoch_batches(self, rng: np.random.Generator, epoch: int) -> Iterator[tuple[np.ndarray, ...]]:
+        n = self.pos_users_.size
+        idx = rng.integers(0, n, size=n)  # bootstrap: events drawn with replacement
+        users, pos = self.pos_users_[idx], self.pos_items_[idx]
+        neg = self.sampler_.sample(rng, (n, self.n_negatives))  # (N, K)
+        if self.seen_keys_ is not None:
+            neg = resample_seen(rng, self.sampler_, users, neg, self.seen_keys_)
+        for s in range(0, n, self.batch_size):
+            e = s + self.batch_size
+            yield users[s:e], pos[s:e], neg[s:e]
+
+    def _batch_loss(self, module: BiasedDot, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        users, pos, neg = batch  # (B,), (B,), (B, K)
+        p = module.user_factors[users]  # (B, d)
+        q_pos = module.item_factors[pos]  # (B, d)
+        q_neg = module.item_factors[neg]  # (B, K, d)
+        b_pos, b_neg = module.item_bias[pos], module.item_bias[neg]  # (B,), (B, K)
+        s_pos = (p * q_pos).sum(-1) + b_pos  # (B,)
+        s_neg = (p[:, None, :] * q_neg).sum(-1) + b_neg  # (B, K)
+        loss = bpr_loss(s_pos, s_neg)
+        b = users.numel()
+        if self.reg:
+            loss = loss + self.reg * (p.pow(2).sum() + q_pos.pow(2).sum() + q_neg.pow(2).sum() / neg.shape[1]) / b
+        if self.bias_reg:
+            loss = loss + self.bias_reg * (b_pos.pow(2).sum() + b_neg.pow(2).sum() / neg.shape[1]) / b
+        return loss
+
+    def _fold_in_objective(self, p, c, q, bi, probs, rows, items, weights) -> torch.Tensor:
+        scores = p @ q.T + bi  # (B, I)
+        pos = scores[rows, items]  # (P,)
+        neg_probs = probs.expand(p.shape[0], -1)  # (B, I)
+        if self.verify_negatives:  # negatives never include the user's own items
+            mask = torch.ones_like(scores)
+            mask[rows, items] = 0.0
+            neg_probs = neg_probs * mask
+            neg_probs = neg_probs / neg_probs.sum(dim=1, keepdim=True).clamp_min(1e-12)
+        diff = scores[rows] - pos[:, None]  # (P, I): s(u, j) - s(u, i)
+        per_pair = (F.softplus(diff) * neg_probs[rows]).sum(dim=1)  # (P,)
+        per_user = torch.zeros(p.shape[0]).index_add_(0, rows, weights)  # (B,)
+        return (weights * per_pair).sum() + self.reg * (per_user * p.pow(2).sum(dim=1)).sum()

@@ -1,0 +1,78 @@
+"""Implicit matrix factorization with sampled negatives and the binary log loss (the retail chapter).
+
+    s(u, i) = b + b_u + b_i + p_u · q_i,      P(bought) = σ(s)
+    loss    = log loss over each positive (u, i) and K sampled negatives (u, j)  +  reg · L2 per example
+
+Every epoch visits each training event once (shuffled), in batches of ``batch_size`` positives, each
+with ``n_negatives`` items drawn from the negative sampler (uniform, or popularity ** ``neg_alpha``);
+Adam through ``train_loop``. Repeat purchases are repeated events, so they weigh more. A new user is
+folded in by minimising the expected objective over the sampler (see ``embrec.models.factor``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from embrec.errors import check_float, check_positive_int
+from embrec.models.factor import BiasedDot, SampledFactorization
+from embrec.nn.pairwise import sampled_log_loss
+
+
+class ImplicitMF(SampledFactorization):
+    """Biased dot-product model trained as a classifier of bought vs sampled items."""
+
+    _fold_in_user_bias = True
+
+    def __init__(self, *, factors: int = 64, n_negatives: int = 5, epochs: int = 10, batch_size: int = 5000,
+                 lr: float = 0.005, reg: float = 1e-3, neg_alpha: float = 0.0, init_std: float = 0.1,
+                 fold_in_steps: int = 50, valid_k: int = 5, valid_exclude_seen: bool = False,
+                 patience: int | None = None, device: str | None = None, seed: int = 0,
+                 progress: bool | None = None) -> None:
+        self.factors = check_positive_int("factors", factors)
+        self.n_negatives = check_positive_int("n_negatives", n_negatives)
+        self.epochs = check_positive_int("epochs", epochs)
+        self.batch_size = check_positive_int("batch_size", batch_size)
+        self.lr = check_float("lr", lr, low=0.0, low_open=True)
+        self.reg = check_float("reg", reg, low=0.0)
+        self.neg_alpha = check_float("neg_alpha", neg_alpha, low=0.0)
+        self.init_std = check_float("init_std", init_std, low=0.0)
+        self.fold_in_steps = check_positive_int("fold_in_steps", fold_in_steps)
+        self.valid_k = check_positive_int("valid_k", valid_k)
+        self.valid_exclude_seen = bool(valid_exclude_seen)
+        self.patience = None if patience is None else check_positive_int("patience", patience)
+        self.device = device
+        self.seed = int(seed)
+        self.progress = progress
+
+    def _epoch_batches(self, rng: np.random.Generator, epoch: int) -> Iterator[tuple[np.ndarray, ...]]:
+        n = self.pos_users_.size
+        order = rng.permutation(n)
+        negatives = self.sampler_.sample(rng, (n, self.n_negatives))  # (N, K)
+        for s in range(0, n, self.batch_size):
+            idx = order[s : s + self.batch_size]
+            yield self.pos_users_[idx], self.pos_items_[idx], negatives[s : s + self.batch_size]
+
+    def _batch_loss(self, module: BiasedDot, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        users, pos, neg = batch  # (B,), (B,), (B, K)
+        s_pos = module.score(users, pos)  # (B,)
+        s_neg = module.score(users[:, None], neg)  # (B, K)
+        loss = sampled_log_loss(s_pos, s_neg)
+        if self.reg:
+            k1 = 1 + neg.shape[1]
+            l2 = (k1 * module.user_factors[users].pow(2).sum() + module.item_factors[pos].pow(2).sum()
+                  + module.item_factors[neg].pow(2).sum())
+            loss = loss + self.reg * l2 / (users.numel() * k1)
+        return loss
+
+    def _fold_in_objective(self, p, c, q, bi, probs, rows, items, weights) -> torch.Tensor:
+        scores = p @ q.T + bi + c[:, None]  # (B, I)
+        pos = scores[rows, items]  # (P,)
+        per_user = torch.zeros(p.shape[0]).index_add_(0, rows, weights)  # (B,) events per user
+        neg = (F.softplus(scores) * probs).sum(dim=1)  # (B,) expected negative term
+        k = self.n_negatives
+        return ((weights * F.softplus(-pos)).sum() + k * (per_user * neg).sum()
+                + self.reg * (1 + k) * (per_user * p.pow(2).sum(dim=1)).sum())

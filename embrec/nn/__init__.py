@@ -1,0 +1,1 @@
+"""Reusable PyTorch pieces: towers (encoders), losses, negative samplers."""

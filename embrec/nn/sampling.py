@@ -1,0 +1,103 @@
+"""Negative sampling for implicit feedback: vectorised, seeded, never one item at a time in Python.
+
+    sampler = ItemSampler.popularity(item_counts, alpha=0.75)   # or ItemSampler.uniform(n_rows)
+    neg = sampler.sample(rng, (batch, 5))                        # (B, K) item rows in 1..n_items
+    neg = resample_seen(rng, sampler, users, neg, seen)          # redraw negatives the user has bought
+
+Item rows follow the IdVocab layout: row 0 is padding and is never drawn. A popularity sampler draws
+item ``i`` with probability proportional to ``count_i ** alpha`` (alpha=0: uniform over items that
+occur; alpha=1: proportional to popularity; word2vec uses 0.75). ``probabilities()`` gives the exact
+distribution, which fold-in uses to take the expectation over negatives instead of sampling.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from embrec.data.ragged import Ragged
+from embrec.errors import InvalidParameterError, check_float
+
+
+@dataclass(frozen=True)
+class ItemSampler:
+    """Draws item rows from a fixed distribution over rows 1..size-1 (``weights[0]`` is ignored)."""
+
+    weights: np.ndarray  # (size,) unnormalised, row 0 = padding
+    uniform: bool = False
+
+    def __post_init__(self) -> None:
+        w = np.asarray(self.weights, dtype=np.float64).copy()
+        if w.ndim != 1 or w.size < 2:
+            raise InvalidParameterError(f"weights must be 1-D with at least 2 rows (padding + one item); received shape {w.shape}.")
+        w[0] = 0.0
+        if not np.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
+            raise InvalidParameterError("weights must be finite, non-negative and not all zero.")
+        object.__setattr__(self, "weights", w)
+        object.__setattr__(self, "_cdf", np.cumsum(w))
+
+    @classmethod
+    def uniform_over(cls, size: int) -> ItemSampler:
+        """Uniform over item rows 1..size-1."""
+        w = np.ones(size, dtype=np.float64)
+        return cls(w, uniform=True)
+
+    @classmethod
+    def popularity(cls, counts: np.ndarray, *, alpha: float = 0.75) -> ItemSampler:
+        """Proportional to ``counts ** alpha`` (items never seen are never drawn, unless alpha == 0 and
+        all counts are zero). ``alpha=0`` gives the uniform sampler over all item rows."""
+        alpha = check_float("alpha", alpha, low=0.0)
+        counts = np.asarray(counts, dtype=np.float64)
+        if alpha == 0.0:
+            return cls.uniform_over(counts.size)
+        return cls(np.power(np.maximum(counts, 0.0), alpha))
+
+    @property
+    def size(self) -> int:
+        return int(self.weights.size)
+
+    def probabilities(self) -> np.ndarray:
+        """(size,) the exact sampling distribution (row 0 has probability 0)."""
+        return self.weights / self._cdf[-1]
+
+    def sample(self, rng: np.random.Generator, shape: int | tuple[int, ...]) -> np.ndarray:
+        """Item rows (int64) of the given shape."""
+        if self.uniform:
+            return rng.integers(1, self.size, size=shape, dtype=np.int64)
+        u = rng.random(size=shape) * self._cdf[-1]
+        rows = np.searchsorted(self._cdf, u, side="right")
+        return np.minimum(rows, self.size - 1).astype(np.int64)
+
+
+def pair_keys(users: np.ndarray, items: np.ndarray, n_items: int) -> np.ndarray:
+    """One int64 key per (user, item) pair."""
+    return np.asarray(users, dtype=np.int64) * np.int64(n_items) + np.asarray(items, dtype=np.int64)
+
+
+def seen_keys(seen: Ragged, n_items: int) -> np.ndarray:
+    """Sorted unique keys of every (user row, item row) in ``seen`` (one row per user)."""
+    return np.unique(pair_keys(seen.row_ids, seen.values, n_items))
+
+
+def resample_seen(rng: np.random.Generator, sampler: ItemSampler, users: np.ndarray, negatives: np.ndarray,
+                  keys: np.ndarray, *, rounds: int = 5) -> np.ndarray:
+    """Redraw the negatives that the user has interacted with (``keys`` from ``seen_keys``), up to
+    ``rounds`` times; a few may remain for users who bought most of the catalogue. ``users`` (B,)
+    broadcasts against ``negatives`` (B,) or (B, K)."""
+    neg = np.array(negatives, dtype=np.int64, copy=True)
+    u = np.broadcast_to(np.asarray(users, dtype=np.int64).reshape(neg.shape[:1] + (1,) * (neg.ndim - 1)), neg.shape)
+    for _ in range(rounds):
+        hit = _contains(keys, pair_keys(u, neg, sampler.size))
+        n_hit = int(hit.sum())
+        if n_hit == 0:
+            break
+        neg[hit] = sampler.sample(rng, n_hit)
+    return neg
+
+
+def _contains(sorted_keys: np.ndarray, query: np.ndarray) -> np.ndarray:
+    if sorted_keys.size == 0:
+        return np.zeros(query.shape, dtype=bool)
+    pos = np.searchsorted(sorted_keys, query)
+    return sorted_keys[np.minimum(pos, sorted_keys.size - 1)] == query

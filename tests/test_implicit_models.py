@@ -1,0 +1,223 @@
+"""Implicit-feedback factorization models (implicit MF, BPR, ALS), their samplers and losses.
+
+Known answers: the checkerboard's held-out cells ranked first; fold-in of a training user's own history
+lands near the trained user; save -> load gives identical scores; the bias-column retrieval equals the
+brute-force score; the losses equal hand-computed values; the sampler draws the distribution it states.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import embrec
+from embrec import Ragged
+from embrec.errors import InvalidParameterError, UnknownIdError
+from embrec.models.als import ALS
+from embrec.models.bpr import BPR
+from embrec.models.implicit_mf import ImplicitMF
+from embrec.nn.pairwise import bpr_loss, sampled_log_loss
+from embrec.nn.sampling import ItemSampler, resample_seen, seen_keys
+from tests.conftest import make_log
+
+# small, fast settings that learn the test logs below (seconds each on one core)
+FACTORIES = {
+    "implicit-mf": lambda: ImplicitMF(factors=8, epochs=60, batch_size=64, lr=0.05, reg=1e-3, seed=0),
+    "bpr": lambda: BPR(factors=8, epochs=80, batch_size=64, lr=0.05, reg=1e-2, bias_reg=1e-3, n_negatives=4, seed=0),
+    "als": lambda: ALS(factors=8, regularization=1.0, alpha=10.0, iterations=15, num_threads=1, seed=0),
+}
+MODELS = list(FACTORIES)
+
+
+def clustered_log(n_users: int = 120, n_clusters: int = 4, per_cluster: int = 15, bought: int = 8, seed: int = 0):
+    """Each user buys ``bought`` distinct items of their own cluster (user u is in cluster u % n_clusters)
+    and one random item of another: the planted structure fold-in must recover."""
+    rng = np.random.default_rng(seed)
+    pairs = []
+    for u in range(n_users):
+        c = u % n_clusters
+        own = rng.choice(per_cluster, bought, replace=False) + c * per_cluster
+        other = int(rng.choice([i for i in range(n_clusters * per_cluster) if i // per_cluster != c]))
+        pairs += [(u, int(i)) for i in own] + [(u, other)]
+    return make_log(pairs)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """These models are tiny: one intra-op thread is faster than several on a shared machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def clustered():
+    log = clustered_log()
+    return log, {name: make().fit(log) for name, make in FACTORIES.items()}
+
+
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", MODELS)
+def test_checkerboard_held_out_cell_ranked_first(name, checkerboard):
+    train, held = checkerboard
+    model = FACTORIES[name]().fit(train)
+    recs = model.recommend(users=list(held), k=1, exclude_seen=True)
+    assert recs.ids[:, 0].tolist() == list(held.values())
+    # and among all items, both blocks stay apart: the user's own block fills the top 9
+    top = model.recommend(users=[0, 15], k=9).ids
+    assert all(i < 10 for i in top[0]) and all(i >= 10 for i in top[1])
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_fold_in_of_own_history_lands_near_trained_user(name, clustered):
+    """Top-10 (unseen items) of a folded-in history vs the trained user with that history.
+    Bar: mean overlap >= 0.8, and at least 0.4 above the overlap with a different user of the same
+    planted cluster (they share the cluster's items, so ~0.3 comes for free): the fold-in must find this
+    user's own vector, not merely the cluster. Measured (seed 0): implicit MF 0.87 vs 0.26, BPR 0.87 vs
+    0.34, ALS 0.99 vs 0.27. The gradient models cannot reach 1.0: their trained vectors carry SGD noise
+    that the deterministic fold-in optimum does not."""
+    log, models = clustered
+    model = models[name]
+    users = list(range(40))
+    hist = [log.items.decode(model.seen_[model.users_.encode([u])[0]]).tolist() for u in users]
+    trained = model.recommend(users=users, k=10, exclude_seen=True).ids
+    folded = model.recommend(histories=hist, k=10, exclude_seen=True).ids
+    own = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(trained, folded)])
+    # same cluster (u and u + 4), different users
+    others = model.recommend(users=[u + 4 for u in users], k=10, exclude_seen=True).ids
+    peer = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(folded, others)])
+    assert own >= 0.8, own
+    assert own >= peer + 0.4, (own, peer)
+    # the folded-in vector itself points where the trained one does
+    emb = model.user_embeddings(histories=hist)
+    ref = model.user_embeddings(users=users)
+    cos = (emb * ref).sum(1) / (np.linalg.norm(emb, axis=1) * np.linalg.norm(ref, axis=1))
+    assert np.median(cos) > 0.8, np.median(cos)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_save_load_identical_scores(name, clustered, tmp_path):
+    _, models = clustered
+    model = models[name]
+    path = model.save(tmp_path / name)
+    again = embrec.load(path)
+    assert type(again) is type(model) and again.get_params() == model.get_params()
+    np.testing.assert_array_equal(again.scores(users=[0, 5, 7]), model.scores(users=[0, 5, 7]))
+    hist = [[1, 2, 3], [20, 21]]
+    np.testing.assert_array_equal(again.scores(histories=hist), model.scores(histories=hist))
+    assert again.recommend(histories=hist, k=5).ids.tolist() == model.recommend(histories=hist, k=5).ids.tolist()
+    np.testing.assert_array_equal(again.item_embeddings(), model.item_embeddings())
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_bad_input_gets_clear_errors(name, clustered):
+    _, model = clustered[0], clustered[1][name]
+    with pytest.raises(UnknownIdError, match="user id 999 is not known"):
+        model.recommend(users=[999])
+    with pytest.raises(InvalidParameterError, match="k must be an integer >= 1; received 0"):
+        model.recommend(users=[0], k=0)
+    with pytest.raises(InvalidParameterError, match="k must be an integer >= 1; received -3"):
+        model.similar_items([1], k=-3)
+    with pytest.raises(InvalidParameterError, match="empty history"):
+        model.recommend(histories=[[]])
+    with pytest.raises(UnknownIdError, match="item id 12345 is not known"):
+        model.recommend(histories=[[1, 12345]])
+    with pytest.raises(UnknownIdError, match="item id 12345 is not known"):
+        model.user_embedding(history=[12345])
+
+
+@pytest.mark.parametrize("name", ["implicit-mf", "bpr"])
+def test_bias_column_retrieval_equals_brute_force(name, clustered):
+    _, models = clustered
+    model = models[name]
+    rows = np.arange(1, 30)
+    got_rows, got_scores = model.top_k(rows, model.seen_.select(rows), 10)  # through the index
+    brute = model.user_factors_[rows] @ model.item_factors_.T + model.item_bias_  # p_u . q_i + b_i
+    brute[:, 0] = -np.inf
+    expect = np.argsort(-brute, axis=1, kind="stable")[:, :10]
+    np.testing.assert_allclose(got_scores, np.take_along_axis(brute, expect, 1), rtol=1e-5, atol=1e-5)
+    assert (got_rows == expect).mean() > 0.99  # ties aside, the same items in the same order
+    # the full score adds per-user constants only: same ranking as the retrieval score
+    full = brute + model.user_bias_[rows, None] + model.global_bias_
+    assert (np.argsort(-full, axis=1, kind="stable")[:, :10] == expect).all()
+
+
+def test_als_fold_in_is_the_library_least_squares_solution(clustered):
+    """ALS fold-in = the closed form (YᵀCY + λI) x = YᵀCp with the item factors fixed, where implicit
+    takes the confidence of a bought item as c = alpha * count (1 elsewhere) and p = 1 where bought."""
+    _, models = clustered
+    model = models["als"]
+    hist = [3, 5, 5, 9]  # item rows, one bought twice
+    x = model.fold_in(Ragged.from_lists([hist]))[0]
+    y = model.item_factors_.astype(np.float64)
+    c = np.zeros(y.shape[0])
+    np.add.at(c, hist, model.alpha)  # count confidence
+    a = y.T @ y + y.T @ (((c - 1) * (c > 0))[:, None] * y) + model.regularization * np.eye(y.shape[1])
+    b = y.T @ c
+    np.testing.assert_allclose(x, np.linalg.solve(a, b), rtol=1e-3, atol=1e-4)
+
+
+def test_training_is_deterministic_and_leaves_global_rng_alone(checkerboard):
+    train, _ = checkerboard
+    state = torch.get_rng_state()
+    a = BPR(factors=4, epochs=3, batch_size=32, seed=7).fit(train)
+    assert torch.equal(torch.get_rng_state(), state)
+    b = BPR(factors=4, epochs=3, batch_size=32, seed=7).fit(train)
+    np.testing.assert_array_equal(a.item_factors_, b.item_factors_)
+    c = ImplicitMF(factors=4, epochs=2, batch_size=32, seed=7).fit(train)
+    d = ImplicitMF(factors=4, epochs=2, batch_size=32, seed=7).fit(train)
+    np.testing.assert_array_equal(c.user_factors_, d.user_factors_)
+    np.testing.assert_array_equal(c.fold_in(Ragged.from_lists([[1, 2]]))[0], d.fold_in(Ragged.from_lists([[1, 2]]))[0])
+
+
+def test_hyper_parameters_are_checked():
+    with pytest.raises(InvalidParameterError, match="factors must be an integer >= 1; received 0"):
+        BPR(factors=0)
+    with pytest.raises(InvalidParameterError, match="lr must be > 0.0"):
+        ImplicitMF(lr=0)
+    with pytest.raises(InvalidParameterError, match="confidence must be one of"):
+        ALS(confidence="squared")
+    with pytest.raises(InvalidParameterError, match="neg_alpha must be >= 0.0"):
+        BPR(neg_alpha=-1)
+
+
+# losses and sampling ----------------------------------------------------------------------------
+def test_losses_equal_hand_computed_values():
+    pos = torch.tensor([0.0, 2.0])
+    neg = torch.tensor([[0.0, 1.0], [-1.0, 3.0]])
+    sp = lambda x: math.log1p(math.exp(x))  # softplus
+    expect = (sp(-0.0) + sp(0.0) + sp(1.0) + sp(-2.0) + sp(-1.0) + sp(3.0)) / 6
+    assert sampled_log_loss(pos, neg).item() == pytest.approx(expect, rel=1e-6)
+    expect_bpr = (sp(0.0) + sp(1.0) + sp(-3.0) + sp(1.0)) / 4  # -log σ(x) = softplus(-x)
+    assert bpr_loss(pos, neg).item() == pytest.approx(expect_bpr, rel=1e-6)
+    assert bpr_loss(torch.tensor([1.0]), torch.tensor([0.0])).item() == pytest.approx(sp(-1.0), rel=1e-6)
+    w = torch.tensor([1.0, 0.0])  # the second positive weighs nothing
+    assert sampled_log_loss(pos, neg, w).item() == pytest.approx((sp(0.0) + sp(0.0) + sp(1.0)) / 3, rel=1e-6)
+
+
+def test_popularity_sampler_draws_its_distribution():
+    counts = np.array([0, 10, 0, 40, 50])
+    sampler = ItemSampler.popularity(counts, alpha=0.5)
+    p = sampler.probabilities()
+    np.testing.assert_allclose(p, np.sqrt(counts) / np.sqrt(counts).sum())
+    draws = sampler.sample(np.random.default_rng(0), 200_000)
+    freq = np.bincount(draws, minlength=5) / draws.size
+    assert freq[0] == 0 and freq[2] == 0  # padding and never-bought items are never drawn
+    np.testing.assert_allclose(freq, p, atol=0.005)
+    uni = ItemSampler.popularity(counts, alpha=0.0).sample(np.random.default_rng(0), 40_000)
+    np.testing.assert_allclose(np.bincount(uni, minlength=5)[1:] / uni.size, 0.25, atol=0.01)
+    a = ItemSampler.uniform_over(5).sample(np.random.default_rng(3), (4, 3))
+    assert a.shape == (4, 3) and (a == ItemSampler.uniform_over(5).sample(np.random.default_rng(3), (4, 3))).all()
+
+
+def test_resample_seen_removes_the_users_own_items():
+    seen = Ragged.from_lists([[], [1, 2, 3], [4]])  # user 1 bought items 1-3 of 1..5
+    sampler = ItemSampler.uniform_over(6)
+    rng = np.random.default_rng(0)
+    users = np.full(5000, 1)
+    neg = resample_seen(rng, sampler, users, sampler.sample(rng, (5000, 2)), seen_keys(seen, 6), rounds=20)
+    assert set(np.unique(neg)) == {4, 5}
