@@ -41,8 +41,8 @@ class RatingBias(Recommender):
         b_u = np.zeros(train.users.size)
         b_i = np.zeros(train.items.size)
         for _ in range(self.epochs):
-            b_i = np.bincount(i, r - self.mean_ - b_u[u], minlength=b_i.size) / (self.item_reg + n_i)
-            b_u = np.bincount(u, r - self.mean_ - b_i[i], minlength=b_u.size) / (self.user_reg + n_u)
+            b_i = np.bincount(i, r - self.mean_ - b_u[u], minlength=b_i.size) / np.maximum(self.item_reg + n_i, 1e-12)
+            b_u = np.bincount(u, r - self.mean_ - b_i[i], minlength=b_u.size) / np.maximum(self.user_reg + n_u, 1e-12)
         b_u[0] = b_i[0] = 0.0
         self.user_bias_ = b_u.astype(np.float32)
         self.item_bias_ = b_i.astype(np.float32)
