@@ -23,19 +23,23 @@ from embrec.errors import InvalidParameterError
 class Fold:
     """One train/evaluate pair: ``name`` ("valid", "test", "u1", "ua"...), ``train`` (compacted),
     ``valid`` (handed to ``fit`` for monitoring / early stopping; None when the protocol gives none) and
-    ``test`` (the evaluated events, in ``train``'s vocabularies)."""
+    ``test`` (the evaluated events, in ``train``'s vocabularies); ``description`` says it in words."""
 
     name: str
     train: Interactions
     valid: Interactions | None
     test: Interactions
+    description: str = ""
 
 
-def make_fold(name: str, train: Interactions, test: Interactions, *, valid_is_test: bool = False) -> Fold:
+def make_fold(name: str, train: Interactions, test: Interactions, *, valid_is_test: bool = False,
+              description: str = "") -> Fold:
     """Compact ``train`` and re-encode ``test`` to its vocabularies."""
     train = train.compact()
     test = test.reencode(train.users, train.items)
-    return Fold(name, train, test if valid_is_test else None, test)
+    text = description or name
+    return Fold(name, train, test if valid_is_test else None, test,
+                f"{text} ({len(train)} training events, {len(test)} evaluated)")
 
 
 def resolve_data(protocol: str, *, data: Interactions | None, dataset: str | None,

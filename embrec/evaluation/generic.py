@@ -48,7 +48,7 @@ def leave_last_out_folds(*, data: Interactions | None = None, dataset: str | Non
     """(dataset name, [the Fold]): train = all but each user's last event, test = that event."""
     log = resolve_data("leave-last-out", data=data, dataset=dataset, data_dir=data_dir, default=None)
     train, test = leave_last_out(log)
-    return _name(log, dataset), [_ranking_fold("last", train, test)]
+    return _name(log, dataset), [_ranking_fold("last", train, test, "each user's last event held out")]
 
 
 def random_holdout_folds(*, data: Interactions | None = None, dataset: str | None = None,
@@ -57,7 +57,8 @@ def random_holdout_folds(*, data: Interactions | None = None, dataset: str | Non
     """(dataset name, [the Fold]): a seeded ``fraction`` of each user's events held out."""
     log = resolve_data("random-holdout", data=data, dataset=dataset, data_dir=data_dir, default=None)
     train, test = random_split(log, fraction=fraction, by="user", seed=seed)
-    return _name(log, dataset), [_ranking_fold("holdout", train, test)]
+    return _name(log, dataset), [_ranking_fold("holdout", train, test,
+                                               f"{fraction:.0%} of each user's events held out (seed {seed})")]
 
 
 def leave_last_out_metrics(model: Any, fold: Fold) -> dict[str, float]:
@@ -91,12 +92,12 @@ def ranking_metrics(model: Any, fold: Fold, *, k: int,
     return {f"{name}@{k}": _METRICS[name](ranked, relevant, k=k) for name in metrics}
 
 
-def _ranking_fold(name: str, train: Interactions, test: Interactions) -> Fold:
+def _ranking_fold(name: str, train: Interactions, test: Interactions, description: str) -> Fold:
     test = new_distinct_events(train, test)
     if len(test) == 0:
         raise DataError("the test part holds no event a model could rank (every held-out item is already in "
                         "its user's training data); this log suits retail-precision better.")
-    return make_fold(name, train, test)
+    return make_fold(name, train, test, description=description)
 
 
 def _name(log: Interactions, dataset: str | None) -> str:

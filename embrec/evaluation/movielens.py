@@ -67,7 +67,7 @@ def _fold(name: str, data_dir: str | Path | None, *, ranking: bool = False) -> F
     base, test = ml100k_fold(name, data_dir=data_dir)
     if ranking:
         test = new_distinct_events(base, test)
-    return make_fold(name, base, test)
+    return make_fold(name, base, test, description=f"{name}.base -> {name}.test")
 
 
 def _official_only(protocol: str, data: Any, dataset: str | None) -> None:

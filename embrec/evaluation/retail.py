@@ -40,9 +40,11 @@ def retail_folds(*, data: Interactions | None = None, dataset: str | None = None
     log._need("group", "the retail protocols")
     before, valid, test = time_masks(log, [TRAIN_END, VALID_END])
     if part == "valid":
-        fold = make_fold("valid", log.subset(before), log.subset(valid), valid_is_test=True)
+        fold = make_fold("valid", log.subset(before), log.subset(valid), valid_is_test=True,
+                         description=f"train < {TRAIN_END}, evaluated on the validation month {TRAIN_END} .. {VALID_END}")
     else:
-        fold = make_fold("test", log.subset(before | valid), log.subset(test))
+        fold = make_fold("test", log.subset(before | valid), log.subset(test),
+                         description=f"train < {VALID_END}, evaluated on the test month from {VALID_END}")
     return log.name or dataset or "online-retail", [fold]
 
 

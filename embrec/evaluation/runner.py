@@ -34,12 +34,12 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Protocol:
-    """A named protocol: how to build its folds, how to score a fitted model on one, in words."""
+    """A named protocol: how to build its folds, how to score a fitted model on one, and a one-line summary."""
 
     name: str
     folds: Callable[..., tuple[str, list[Fold]]]
     evaluate: Callable[[Any, Fold], dict[str, float]]
-    split: str
+    summary: str
     needs_ratings: bool = False
 
 
@@ -110,7 +110,7 @@ def run_protocol(name: str, factories: Mapping[str, Callable[[], Any]], *,
         for label, factory in factories.items():
             per_model[label].append(_fit_and_score(protocol, label, factory(), fold))
     results = [_summary(label, runs) for label, runs in per_model.items()]
-    return {"protocol": name, "dataset": ds_name, "split": protocol.split, "results": results}
+    return {"protocol": name, "dataset": ds_name, "split": _split(folds), "results": results}
 
 
 def evaluate_model(name: str, model: Any, *, data_dir: str | Path | None = None,
@@ -133,10 +133,14 @@ def evaluate_model(name: str, model: Any, *, data_dir: str | Path | None = None,
         fold = _fold_of(model, folds, name)
         runs = [{"fold": fold.name, "metrics": protocol.evaluate(model, fold), "fit_seconds": None}]
     out = _summary(label, runs)
-    return {"protocol": name, "dataset": ds_name, "split": protocol.split, **out}
+    return {"protocol": name, "dataset": ds_name, "split": _split(folds), **out}
 
 
 # helpers ------------------------------------------------------------------------------------------
+def _split(folds: list[Fold]) -> str:
+    return "; ".join(f.description for f in folds)
+
+
 def _fit_and_score(protocol: Protocol, label: str, model: Any, fold: Fold) -> dict[str, Any]:
     start = time.perf_counter()
     model.fit(fold.train, valid=fold.valid)
