@@ -13,6 +13,8 @@ def _models() -> dict[str, type]:
     from embrec.models.als import ALS
     from embrec.models.bpr import BPR
     from embrec.models.implicit_mf import ImplicitMF
+    from embrec.models.softmax_dnn import SoftmaxDNN
+    from embrec.models.two_tower import TwoTower
 
     models: dict[str, type] = {
         "popularity": Popularity,
@@ -22,6 +24,8 @@ def _models() -> dict[str, type]:
         "als": ALS,
         "bpr": BPR,
         "implicit-mf": ImplicitMF,
+        "softmax-dnn": SoftmaxDNN,
+        "two-tower": TwoTower,
     }
     return models
 

@@ -1,0 +1,188 @@
+"""Training examples for the history-based deep models (softmax DNN, two-tower): input history -> targets.
+
+Two ways to cut a user's training history into (input items, target items), both leak-free:
+
+- ``"holdout"``: a random ``holdout`` fraction of the user's distinct items are the targets and every
+  occurrence of them is removed from the input, so a target is never an item the input already contains
+  (MovieLens: a movie is rated once; the course colab's random label, minus its leak).
+- ``"next-basket"``: the input is every transaction before transaction t, the targets are the items of
+  transaction t (one example per transaction after the first). A target may be an item the user bought
+  before: repeat purchases are learnt from the data (Online Retail). Needs ``group`` (transactions).
+
+``"auto"`` picks next-basket when the log has transactions, else holdout. A batch keeps the inputs as
+values + offsets (ragged, no padding) and the targets as (example, item) pairs::
+
+    inputs  = [[4, 9, 9], [7]]     -> values [4, 9, 9, 7], offsets [0, 3, 4]
+    targets = [[2], [5, 6]]        -> example [0, 1, 1], target [2, 5, 6]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from embrec.data.interactions import Interactions
+from embrec.data.ragged import Ragged
+from embrec.errors import DataError, check_choice
+
+TARGETS = ("auto", "holdout", "next-basket")
+
+
+@dataclass
+class Examples:
+    """``inputs`` and ``targets``: Ragged with one row per example (item rows)."""
+
+    inputs: Ragged
+    targets: Ragged
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+
+@dataclass
+class HistoryBatch:
+    """One mini-batch: ragged input histories (B bags) and (T,) target pairs; ``padded`` (B, L) only
+    when a padded layout was asked for (benchmarks)."""
+
+    values: torch.Tensor  # (nnz,)
+    offsets: torch.Tensor  # (B + 1,)
+    example: torch.Tensor  # (T,)
+    target: torch.Tensor  # (T,)
+    padded: torch.Tensor | None = None  # (B, L), 0 = padding
+
+    def to(self, device: torch.device) -> HistoryBatch:
+        return HistoryBatch(self.values.to(device), self.offsets.to(device), self.example.to(device),
+                            self.target.to(device), None if self.padded is None else self.padded.to(device))
+
+
+def resolve_targets(targets: str, train: Interactions) -> str:
+    check_choice("targets", targets, TARGETS)
+    if targets == "auto":
+        return "next-basket" if train.group is not None and _repeat_customers(train) else "holdout"
+    if targets == "next-basket" and train.group is None:
+        raise DataError("targets='next-basket' needs transactions (the group column); this log has none — "
+                        "use targets='holdout'.")
+    return targets
+
+
+def _repeat_customers(train: Interactions) -> bool:
+    """Whether some known user has at least two transactions."""
+    known = train.user > 0
+    pairs = np.unique(np.stack([train.user[known], train.group[known]]), axis=1)  # (2, distinct pairs)
+    return bool(np.unique(pairs[0]).size < pairs.shape[1])
+
+
+class ExampleMaker:
+    """Draws a fresh set of examples each epoch from the training log."""
+
+    def __init__(self, train: Interactions, *, targets: str, holdout: float, max_history: int | None) -> None:
+        self.mode = resolve_targets(targets, train)
+        self.holdout = holdout
+        self.max_history = max_history
+        order = np.lexsort((np.arange(len(train)),
+                            train.timestamp if train.timestamp is not None else np.zeros(len(train)), train.user))
+        known = train.user[order] > 0
+        order = order[known]
+        self.history = Ragged.group(train.user[order], train.item[order], train.users.size)
+        if self.mode == "next-basket":
+            # transaction boundaries inside each user's (time-ordered) history
+            grp = train.group[order]
+            new = np.concatenate([[True], (grp[1:] != grp[:-1]) | (train.user[order][1:] != train.user[order][:-1])])
+            self.starts = np.flatnonzero(new)  # (n_transactions,) positions in history.values
+            user_of = train.user[order][self.starts]
+            self.first = self.history.offsets[user_of]  # (n_tx,) start of the user's history
+            self.ends = np.append(self.starts[1:], order.size)  # (n_tx,)
+            self.later = np.flatnonzero(self.starts > self.first)  # transactions with something before them
+            if self.later.size == 0:
+                raise DataError("targets='next-basket' needs users with at least two transactions; "
+                                "this log has none — use targets='holdout'.")
+        else:
+            lengths = np.array([np.unique(h).size for h in self.history])
+            self.users = np.flatnonzero(lengths >= 2)
+            if self.users.size == 0:
+                raise DataError("targets='holdout' needs users with at least two distinct items; this log has none.")
+
+    def draw(self, rng: np.random.Generator) -> Examples:
+        if self.mode == "next-basket":
+            return self._next_basket()
+        return self._holdout(rng)
+
+    def _next_basket(self) -> Examples:
+        tx = self.later
+        first, start, end = self.first[tx], self.starts[tx], self.ends[tx]
+        if self.max_history is not None:
+            first = np.maximum(first, start - self.max_history)
+        inputs = _slices(self.history.values, first, start)
+        targets = Ragged.from_lists([np.unique(self.history.values[s:e]) for s, e in zip(start, end)])
+        return Examples(inputs, targets)
+
+    def _holdout(self, rng: np.random.Generator) -> Examples:
+        ins, outs = [], []
+        for u in self.users:
+            h = self.history[u]
+            items = np.unique(h)
+            n_t = min(items.size - 1, max(1, int(round(self.holdout * items.size))))
+            tgt = rng.choice(items, size=n_t, replace=False)
+            inp = h[~np.isin(h, tgt)]
+            if self.max_history is not None:
+                inp = inp[-self.max_history:]
+            ins.append(inp)
+            outs.append(np.sort(tgt))
+        return Examples(Ragged.from_lists(ins), Ragged.from_lists(outs))
+
+
+def _slices(values: np.ndarray, starts: np.ndarray, stops: np.ndarray) -> Ragged:
+    """Ragged whose row i is values[starts[i]:stops[i]], vectorised."""
+    lengths = stops - starts
+    offsets = np.zeros(lengths.size + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    within = np.arange(offsets[-1], dtype=np.int64) - np.repeat(offsets[:-1], lengths)
+    return Ragged(values[np.repeat(starts, lengths) + within], offsets)
+
+
+def history_batches(ex: Examples, *, batch_size: int, rng: np.random.Generator, length_buckets: bool = False,
+                    padded: bool = False) -> Iterator[HistoryBatch]:
+    """Shuffled mini-batches. ``length_buckets`` sorts examples by input length inside windows of 50
+    batches (less variance of cost per batch) and then shuffles the batch order."""
+    order = rng.permutation(len(ex))
+    if length_buckets:
+        window = 50 * batch_size
+        lengths = ex.inputs.lengths
+        order = np.concatenate([w[np.argsort(lengths[w], kind="stable")]
+                                for w in np.array_split(order, max(1, -(-order.size // window)))])
+    chunks = [order[s:s + batch_size] for s in range(0, order.size, batch_size)]
+    if length_buckets:
+        chunks = [chunks[i] for i in rng.permutation(len(chunks))]
+    for idx in chunks:
+        inp, tgt = ex.inputs.select(idx), ex.targets.select(idx)
+        values, offsets = inp.to_torch()
+        pad = torch.as_tensor(inp.to_padded()) if padded else None
+        yield HistoryBatch(values, offsets, torch.as_tensor(tgt.row_ids), torch.as_tensor(tgt.values), pad)
+
+
+def valid_precision(scores_of, history: Ragged, valid: Interactions, *, k: int, exclude_seen: bool,
+                    max_users: int = 2000, batch: int = 256) -> float:
+    """Precision@k on ``valid`` of users with a training history: hits among the top k of
+    ``scores_of(user_rows, histories) -> (B, items.size)`` / (users x k). Up to ``max_users`` users
+    (the first ones by row, deterministic)."""
+    keep = (valid.user > 0) & (valid.item > 0)
+    users = np.unique(valid.user[keep])
+    users = users[history.lengths[users] > 0][:max_users]
+    if users.size == 0:
+        return 0.0
+    truth = Ragged.group(valid.user[keep], valid.item[keep], valid.users.size)
+    hits = 0
+    for s in range(0, users.size, batch):
+        rows = users[s:s + batch]
+        hist = history.select(rows)
+        sc = np.array(scores_of(rows, hist), dtype=np.float32)  # (b, N)
+        sc[:, 0] = -np.inf
+        if exclude_seen:
+            sc[hist.row_ids, hist.values] = -np.inf
+        top = np.argpartition(-sc, k - 1, axis=1)[:, :k]  # (b, k)
+        for r, u in enumerate(rows):
+            hits += np.isin(top[r], truth[u]).sum()
+    return float(hits / (users.size * k))

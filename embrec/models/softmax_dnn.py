@@ -1,0 +1,228 @@
+"""Softmax DNN (the course colab's §VI): a user tower Ψ(X) over the history, logits Ψ(X)·Vᵀ over all items.
+
+    X = a user's history (any list of item ids: a new user's too)
+    Ψ(X) = MLP( [ mean_{i∈X} V_i  ;  mean_{i∈X} features(i) ] )        # (d,)
+    logits = Ψ(X) · Vᵀ + b  (+ w₁·log(1+count_X(j)) + w₂·[j ∈ X]  when repeat_bonus)
+    loss   = softmax cross-entropy against items held out of X (history_batches.py)
+
+``V`` (items.size, d) is both the input bag of history item ids and the softmax weights (tied), as in
+the colab ("the movie embeddings are used at the same time as input embeddings … and as softmax
+weights"). ``features(i)`` concatenates the item's feature bags (ml-100k: genres, release-year bucket,
+title words; Online Retail: price bucket, price, description words) — every column of
+``train.item_features`` unless ``features`` names some.
+
+``repeat_bonus`` adds two learnt weights on how often item j occurs in X. It only learns something when
+targets may repeat the input (``targets="next-basket"``: Online Retail); ``None`` turns it on exactly then.
+
+    model = SoftmaxDNN(dim=64, epochs=30).fit(train, valid=valid)
+    model.user_embedding(history=["50", "172"])     # Ψ(X), (d,)
+    model.recommend(histories=[["50", "172"]], k=10)
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from embrec.data.interactions import Interactions
+from embrec.data.ragged import Ragged
+from embrec.errors import DataError, ModelFileError, check_choice, check_float, check_positive_int
+from embrec.models.base import EmbeddingModel, Recommender
+from embrec.models.history_batches import (
+    TARGETS,
+    ExampleMaker,
+    HistoryBatch,
+    history_batches,
+    resolve_targets,
+    valid_precision,
+)
+from embrec.models.training import TrainConfig, resolve_device, seeded, train_loop
+from embrec.nn.softmax import FullSoftmax
+from embrec.nn.towers import (
+    FeatureEmbedder,
+    FeatureEncoder,
+    ItemFeatures,
+    TorchItemFeatures,
+    mlp,
+    pool_encoded,
+    pool_vectors,
+)
+
+logger = logging.getLogger(__name__)
+
+_MASKED = -1e9
+
+
+class SoftmaxNet(nn.Module):
+    """The user tower and the tied item table."""
+
+    def __init__(self, n_rows: int, *, dim: int, feature_dim: int, hidden: list[int], dropout: float,
+                 encoder: FeatureEncoder | None) -> None:
+        super().__init__()
+        self.items = nn.Embedding(n_rows, dim, padding_idx=0)  # V, tied input/output
+        nn.init.normal_(self.items.weight, std=dim ** -0.5)
+        with torch.no_grad():
+            self.items.weight[0].zero_()
+        self.bias = nn.Parameter(torch.zeros(n_rows))
+        self.embed = FeatureEmbedder(encoder, dim=feature_dim) if encoder is not None else None
+        in_dim = dim + (self.embed.out_dim if self.embed is not None else 0)
+        self.tower = mlp([in_dim, *hidden, dim], dropout=dropout)
+        self.repeat = nn.Parameter(torch.zeros(2))
+        self.features: TorchItemFeatures | None = None
+
+    def user(self, values: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+        parts = [pool_vectors(self.items.weight, values, offsets)]  # (B, d)
+        if self.embed is not None:
+            feats = self.features
+            parts.append(pool_encoded(lambda rows: self.embed(feats.take(rows)), values, offsets))  # (B, F)
+        return self.tower(torch.cat(parts, dim=1))  # (B, d) = Ψ(X)
+
+    def logits(self, psi: torch.Tensor, values: torch.Tensor, offsets: torch.Tensor, *, repeat: bool) -> torch.Tensor:
+        logits = psi @ self.items.weight.T + self.bias  # (B, N)
+        if repeat:
+            lengths = offsets[1:] - offsets[:-1]  # (B,)
+            rows = torch.repeat_interleave(torch.arange(lengths.numel(), device=values.device), lengths)  # (nnz,)
+            counts = torch.zeros_like(logits).index_put_((rows, values), torch.ones_like(values, dtype=logits.dtype),
+                                                         accumulate=True)  # (B, N)
+            logits = logits + self.repeat[0] * torch.log1p(counts) + self.repeat[1] * (counts > 0)
+        logits[:, 0] = _MASKED
+        return logits
+
+
+class SoftmaxDNN(EmbeddingModel):
+    """Softmax DNN over user histories with item-feature bags (registry name ``softmax-dnn``)."""
+
+    def __init__(self, *, dim: int = 64, feature_dim: int = 16, hidden: Sequence[int] = (256,),
+                 features: Sequence[str] | None = None, targets: str = "auto", holdout: float = 0.2,
+                 repeat_bonus: bool | None = None, max_history: int | None = None, dropout: float = 0.2,
+                 epochs: int = 30, batch_size: int = 128, lr: float = 1e-3, weight_decay: float = 0.0,
+                 patience: int | None = 5, length_buckets: bool = False, device: str | None = None,
+                 seed: int = 0, progress: bool | None = None) -> None:
+        self.dim = check_positive_int("dim", dim)
+        self.feature_dim = check_positive_int("feature_dim", feature_dim)
+        self.hidden = tuple(check_positive_int("hidden", h) for h in hidden)
+        self.features = None if features is None else tuple(str(f) for f in features)
+        self.targets = check_choice("targets", targets, TARGETS)
+        self.holdout = check_float("holdout", holdout, low=0.0, high=1.0, low_open=True)
+        self.repeat_bonus = repeat_bonus
+        self.max_history = None if max_history is None else check_positive_int("max_history", max_history)
+        self.dropout = check_float("dropout", dropout, low=0.0, high=0.9)
+        self.epochs = check_positive_int("epochs", epochs)
+        self.batch_size = check_positive_int("batch_size", batch_size)
+        self.lr = check_float("lr", lr, low=0.0, low_open=True)
+        self.weight_decay = check_float("weight_decay", weight_decay, low=0.0)
+        self.patience = None if patience is None else check_positive_int("patience", patience)
+        self.length_buckets = bool(length_buckets)
+        self.device = device
+        self.seed = seed
+        self.progress = progress
+
+    # fitting -----------------------------------------------------------------------------------
+    def _fit(self, train: Interactions, valid: Interactions | None) -> None:
+        self.mode_ = resolve_targets(self.targets, train)
+        self.repeat_ = self.mode_ == "next-basket" if self.repeat_bonus is None else bool(self.repeat_bonus)
+        self.encoder_: FeatureEncoder | None = None
+        self.item_features_: ItemFeatures | None = None
+        if train.item_features is not None and self.features != ():
+            self.encoder_ = FeatureEncoder(columns=None if self.features is None else list(self.features))
+            self.encoder_.fit(train.item_features)
+            self.item_features_ = self.encoder_.encode(train.item_features)
+        elif self.features:
+            raise DataError(f"features={self.features} were asked for but the training log has no item features.")
+        device = resolve_device(self.device)
+        maker = ExampleMaker(train, targets=self.mode_, holdout=self.holdout, max_history=self.max_history)
+        loss_fn = FullSoftmax()
+        with seeded(self.seed) as rng:
+            self._build(device)
+
+            def batches(rng: np.random.Generator, epoch: int):
+                ex = maker.draw(rng)
+                return (b.to(device) for b in history_batches(ex, batch_size=self.batch_size, rng=rng,
+                                                               length_buckets=self.length_buckets))
+
+            def loss(b: HistoryBatch) -> torch.Tensor:
+                psi = self.net_.user(b.values, b.offsets)  # (B, d)
+                logits = self.net_.logits(psi, b.values, b.offsets, repeat=self.repeat_)  # (B, N)
+                return loss_fn(logits, example=b.example, target=b.target)
+
+            validate = None
+            if valid is not None and len(valid):
+                validate = lambda: valid_precision(self._scores, self.seen_, valid, k=10,  # noqa: E731
+                                                   exclude_seen=self.mode_ == "holdout")
+            config = TrainConfig(epochs=self.epochs, lr=self.lr, weight_decay=self.weight_decay,
+                                 patience=self.patience if validate else None, progress=self.progress)
+            self.history_ = train_loop(self.net_, batches=batches, loss=loss, config=config, rng=rng,
+                                       validate=validate, desc="softmax-dnn")
+        self.net_.cpu().eval()
+        self._device = torch.device("cpu")
+
+    def _build(self, device: torch.device) -> None:
+        self.net_ = SoftmaxNet(self.items_.size, dim=self.dim, feature_dim=self.feature_dim, hidden=list(self.hidden),
+                               dropout=self.dropout, encoder=self.encoder_).to(device)
+        if self.item_features_ is not None:
+            self.net_.features = self.item_features_.to_torch(device)
+        self._device = device
+
+    # embeddings ---------------------------------------------------------------------------------
+    @torch.no_grad()
+    def _psi(self, histories: Ragged) -> torch.Tensor:
+        self.net_.eval()
+        values, offsets = histories.to_torch(self._device)
+        return self.net_.user(values, offsets)  # (B, d)
+
+    def _user_vectors(self, user_rows: np.ndarray, histories: Ragged) -> np.ndarray:
+        return self._psi(histories).cpu().numpy()
+
+    def _item_vectors(self) -> np.ndarray:
+        return self.net_.items.weight.detach().cpu().numpy()
+
+    def _query_vectors(self, user_rows: np.ndarray, histories: Ragged) -> np.ndarray:
+        psi = self._user_vectors(user_rows, histories)
+        return np.hstack([psi, np.ones((psi.shape[0], 1), dtype=np.float32)])  # bias column
+
+    def _candidate_vectors(self) -> np.ndarray:
+        return np.hstack([self._item_vectors(), self.net_.bias.detach().cpu().numpy()[:, None]])
+
+    @torch.no_grad()
+    def _scores(self, user_rows: np.ndarray, histories: Ragged) -> np.ndarray:
+        values, offsets = histories.to_torch(self._device)
+        psi = self._psi(histories)
+        return self.net_.logits(psi, values, offsets, repeat=self.repeat_).cpu().numpy()
+
+    def top_k(self, user_rows: np.ndarray, histories: Ragged, k: int, *,
+              exclude: Ragged | None = None) -> tuple[np.ndarray, np.ndarray]:
+        if self.repeat_:  # the repeat term depends on the history: score every item
+            return Recommender.top_k(self, user_rows, histories, k, exclude=exclude)
+        return super().top_k(user_rows, histories, k, exclude=exclude)
+
+    # persistence ------------------------------------------------------------------------------
+    def _get_state(self) -> dict[str, np.ndarray]:
+        state = {f"net.{k}": v.detach().cpu().numpy() for k, v in self.net_.state_dict().items()}
+        if self.item_features_ is not None:
+            state.update(self.item_features_.to_state("item_features"))
+        return state
+
+    def _get_extra(self) -> dict[str, Any]:
+        extra: dict[str, Any] = {"mode": self.mode_, "repeat": self.repeat_}
+        if self.encoder_ is not None:
+            extra["encoder"] = self.encoder_.to_json()
+        return extra
+
+    def _set_state(self, state: dict[str, np.ndarray], extra: dict[str, Any]) -> None:
+        self.mode_, self.repeat_ = extra["mode"], bool(extra["repeat"])
+        self.encoder_, self.item_features_ = None, None
+        if "encoder" in extra:
+            self.encoder_ = FeatureEncoder.from_json(extra["encoder"])
+            self.item_features_ = ItemFeatures.from_state("item_features", state, self.encoder_.n_bags)
+        self._build(torch.device("cpu"))
+        weights = {k[4:]: torch.from_numpy(np.array(v)) for k, v in state.items() if k.startswith("net.")}
+        try:
+            self.net_.load_state_dict(weights)
+        except RuntimeError as exc:
+            raise ModelFileError(f"the stored softmax-dnn weights do not fit the model ({exc}).") from None
+        self.net_.eval()

@@ -1,0 +1,104 @@
+"""Softmax retrieval losses as small objects: the task, not the model, owns these details.
+
+``FullSoftmax``: cross-entropy of each target against every item of the catalogue (the course colab's
+``softmax_loss``); exact, and affordable while the catalogue is small (thousands of items)::
+
+    logits = user_vectors @ item_vectors.T           # (B, N)
+    FullSoftmax()(logits, example=e, target=t)       # mean of -log softmax(logits[e_k])[t_k]
+
+``SampledSoftmax``: for large catalogues. The candidates are the other positives of the batch
+(in-batch negatives) plus optional extra sampled negatives. Popular items show up as in-batch
+negatives more often than the uniform softmax assumes, so each candidate's logit is corrected by
+subtracting ``log Q(candidate)``, its log sampling probability (Yi et al., 2019: "logQ correction").
+A candidate that is the row's own positive item elsewhere in the batch (an "accidental hit") is masked,
+and so are the other positives of the same example (``groups``). Temperature divides the logits
+first, then logQ is subtracted, as in TensorFlow Recommenders' ``Retrieval`` task.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from embrec.errors import InvalidParameterError, check_float
+
+_MASKED = -1e9  # finite "minus infinity": keeps gradients free of NaN when a row is fully masked
+
+
+class FullSoftmax:
+    """Softmax cross-entropy over all items.
+
+    ``temperature`` divides the logits (1.0 = none)."""
+
+    def __init__(self, *, temperature: float = 1.0) -> None:
+        self.temperature = check_float("temperature", temperature, low=0.0, low_open=True)
+
+    def __repr__(self) -> str:
+        return f"FullSoftmax(temperature={self.temperature})"
+
+    def __call__(self, logits: torch.Tensor, *, example: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Mean over the (T,) pairs of ``-log softmax(logits[example[k]])[target[k]]``; logits (B, N)."""
+        if example.shape != target.shape or example.dim() != 1:
+            raise InvalidParameterError(f"example and target must be 1-D of the same length; received "
+                                        f"{tuple(example.shape)} and {tuple(target.shape)}.")
+        logp = F.log_softmax(logits / self.temperature, dim=1)  # (B, N)
+        return -logp[example, target].mean()
+
+
+class SampledSoftmax:
+    """In-batch (plus optional sampled) negatives with logQ correction and accidental-hit masking.
+
+    ``logq_correction``: subtract the candidates' log sampling probabilities (needs them at call time).
+    ``remove_accidental_hits``: mask candidates whose id equals the row's positive id.
+    ``temperature``: divides the logits before the correction."""
+
+    def __init__(self, *, temperature: float = 1.0, logq_correction: bool = True,
+                 remove_accidental_hits: bool = True) -> None:
+        self.temperature = check_float("temperature", temperature, low=0.0, low_open=True)
+        self.logq_correction = bool(logq_correction)
+        self.remove_accidental_hits = bool(remove_accidental_hits)
+
+    def __repr__(self) -> str:
+        return (f"SampledSoftmax(temperature={self.temperature}, logq_correction={self.logq_correction}, "
+                f"remove_accidental_hits={self.remove_accidental_hits})")
+
+    def logits(self, query: torch.Tensor, positive: torch.Tensor, positive_ids: torch.Tensor, *,
+               positive_logq: torch.Tensor | None = None, negatives: torch.Tensor | None = None,
+               negative_ids: torch.Tensor | None = None, negative_logq: torch.Tensor | None = None,
+               groups: torch.Tensor | None = None) -> torch.Tensor:
+        """(T, T + M) corrected and masked logits; the label of row k is column k."""
+        t = query.shape[0]
+        if positive.shape != query.shape or positive_ids.shape != (t,):
+            raise InvalidParameterError(f"query and positive must be (T, d) with positive_ids (T,); received "
+                                        f"{tuple(query.shape)}, {tuple(positive.shape)}, {tuple(positive_ids.shape)}.")
+        cands, ids, logq = positive, positive_ids, positive_logq
+        if negatives is not None:
+            if negative_ids is None or negative_ids.shape != (negatives.shape[0],):
+                raise InvalidParameterError("negatives need negative_ids of shape (M,).")
+            cands = torch.cat([positive, negatives])  # (T + M, d)
+            ids = torch.cat([positive_ids, negative_ids])  # (T + M,)
+            if logq is not None:
+                if negative_logq is None:
+                    raise InvalidParameterError("with positive_logq, negatives need negative_logq too.")
+                logq = torch.cat([positive_logq, negative_logq])  # (T + M,)
+        logits = query @ cands.T / self.temperature  # (T, T + M)
+        if self.logq_correction:
+            if logq is None:
+                raise InvalidParameterError("logq_correction=True needs the candidates' log sampling "
+                                            "probabilities (positive_logq); received None.")
+            logits = logits - logq[None, :]  # (T, T + M)
+        diag = torch.zeros_like(logits, dtype=torch.bool)
+        diag[:, :t] = torch.eye(t, dtype=torch.bool, device=logits.device)
+        mask = torch.zeros_like(diag)
+        if self.remove_accidental_hits:
+            mask |= ids[None, :] == positive_ids[:, None]  # (T, T + M)
+        if groups is not None:
+            mask[:, :t] |= groups[None, :] == groups[:, None]  # other positives of the same example
+        return logits.masked_fill(mask & ~diag, _MASKED)
+
+    def __call__(self, query: torch.Tensor, positive: torch.Tensor, positive_ids: torch.Tensor,
+                 **kwargs: torch.Tensor | None) -> torch.Tensor:
+        """Mean cross-entropy of each row against its own positive (see ``logits`` for the keywords)."""
+        logits = self.logits(query, positive, positive_ids, **kwargs)  # (T, T + M)
+        labels = torch.arange(logits.shape[0], device=logits.device)  # (T,)
+        return F.cross_entropy(logits, labels)
