@@ -193,3 +193,16 @@ def test_ml100k_rmse_bias_matches_surprise_baseline_only(shared_data):
     assert [f["fold"] for f in res["folds"]] == ["u1", "u2", "u3", "u4", "u5"]
     assert res["metrics"]["rmse"] == pytest.approx(np.mean([f["metrics"]["rmse"] for f in res["folds"]]))
     assert res["metrics"]["rmse"] == pytest.approx(0.946, abs=0.002)  # Surprise BaselineOnly, same folds
+
+
+def test_evaluate_model_finds_the_fold_a_fitted_model_was_trained_on(shared_data):
+    _, folds = load_folds("ml100k-rmse", data_dir=shared_data, folds=["u1", "u2"])
+    model = RatingBias().fit(folds[1].train)
+    result = evaluate_model("ml100k-rmse", model, data_dir=shared_data, folds=["u1", "u2"])
+    assert result["split"].startswith("u2.base") and result["fit_seconds"] is None
+    from embrec.evaluation.movielens import ml100k_rmse
+
+    assert result["metrics"] == ml100k_rmse(model, folds[1])  # scored on u2, the fold it was fitted on
+    with pytest.raises(InvalidParameterError, match="was not trained on any ml100k-rmse fold"):
+        evaluate_model("ml100k-rmse", RatingBias().fit(folds[0].test), data_dir=shared_data,
+                       folds=["u1", "u2"])

@@ -115,3 +115,11 @@ def test_official_fold_is_a_partition_of_ml100k(shared_data):
     assert (len(base), len(test)) == (80_000, 20_000)
     pairs = lambda x: set(zip(x.user.tolist(), x.item.tolist()))  # noqa: E731
     assert not pairs(base) & pairs(test)  # ml-100k holds one rating per (user, movie)
+
+
+def test_leave_last_out_without_time_uses_file_order():
+    log = Interactions.from_frame(pd.DataFrame({"u": [1, 2, 1, 1, 2], "i": [10, 11, 12, 13, 14]}),
+                                  user_col="u", item_col="i")
+    train, test = leave_last_out(log)
+    assert test.items.decode(test.item).tolist() == [13, 14]
+    assert train.items.decode(train.item).tolist() == [10, 11, 12]

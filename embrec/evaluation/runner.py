@@ -130,8 +130,8 @@ def evaluate_model(name: str, model: Any, *, data_dir: str | Path | None = None,
     if not hasattr(model, "items_"):
         runs = [_fit_and_score(protocol, label, model, fold) for fold in folds]
     else:
-        fold = _fold_of(model, folds, name)
-        runs = [{"fold": fold.name, "metrics": protocol.evaluate(model, fold), "fit_seconds": None}]
+        folds = [_fold_of(model, folds, name)]
+        runs = [{"fold": folds[0].name, "metrics": protocol.evaluate(model, folds[0]), "fit_seconds": None}]
     out = _summary(label, runs)
     return {"protocol": name, "dataset": ds_name, "split": _split(folds), **out}
 
