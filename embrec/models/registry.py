@@ -12,7 +12,9 @@ def _models() -> dict[str, type]:
     from embrec.baselines import ItemTransition, Popularity, RatingBias, RepeatFrequency
     from embrec.models.als import ALS
     from embrec.models.bpr import BPR
+    from embrec.models.explicit_mf import ExplicitMF
     from embrec.models.implicit_mf import ImplicitMF
+    from embrec.models.rating_dnn import RatingDNN
     from embrec.models.softmax_dnn import SoftmaxDNN
     from embrec.models.two_tower import TwoTower
 
@@ -23,7 +25,9 @@ def _models() -> dict[str, type]:
         "rating-bias": RatingBias,
         "als": ALS,
         "bpr": BPR,
+        "explicit-mf": ExplicitMF,
         "implicit-mf": ImplicitMF,
+        "rating-dnn": RatingDNN,
         "softmax-dnn": SoftmaxDNN,
         "two-tower": TwoTower,
     }

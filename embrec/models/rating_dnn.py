@@ -1,0 +1,308 @@
+"""Rating DNN (the Keras goodbooks question): user and item embeddings → concat → dense layers → rating.
+
+    model = RatingDNN(factors=64, hidden=(64, 32)).fit(train)          # train.rating is required
+    model.predict(user_rows, item_rows)                                # (n,) ratings on dense rows
+    model.similar_items(["50"], k=10)                                  # cosine over the item table
+    model.recommend(histories=[["50", "181"]], ratings=[[5, 4]], k=10)
+
+Network::
+
+    x   = concat(P[u], Q[i], P[u] ⊙ Q[i])       (B, 3d)   the user and item embedding rows (and, with
+                                                          product=True, their element-wise product)
+    h   = MLP(x)                                (B, 1)    Linear → ReLU → Dropout per hidden layer
+    r̂   = μ + b_u + b_i + h                     (B,)      biases=True ("wide" part); else h alone
+
+Loss: MSE on observed ratings + ``l2`` · mean over the batch of the squared norms of the rows it
+touched (``embrec.nn.regression.row_l2``) + the optimizer's ``weight_decay`` on everything. Trained
+by the shared loop (Adam), validation RMSE each epoch, early stopping; without ``valid=``, a seeded
+``valid_fraction`` of the training ratings is held out for it.
+
+Its ``item_embeddings()`` are the rows of Q, so ``similar_items`` is a cosine (or dot) search over them;
+``embrec.evaluation.neighbours.genre_overlap`` measures whether those neighbours make sense.
+
+The score of a (user, item) pair is not a dot product, so ``recommend`` evaluates the network on all
+items (in chunks) rather than going through an index. ``user_embedding`` is the user's row of P.
+
+A new user (fold-in): the network, Q and the item biases stay fixed; a fresh user vector starting at
+the mean trained user vector (and b_u at the mean user bias) takes ``fold_in_steps`` full-batch Adam
+steps on the user's own loss Σ (r − r̂)² / n + l2 · (‖p‖² + b_u²). No randomness is involved, so the
+same history always gives the same vector. A history without ratings is read as items the user liked:
+every item is assumed rated ``history_rating`` (default: the highest training rating).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from embrec.data.interactions import Interactions
+from embrec.data.ragged import Ragged
+from embrec.errors import DataError, InvalidParameterError, check_float, check_positive_int
+from embrec.models.base import EmbeddingModel, Recommendations, Recommender, top_k_rows
+from embrec.models.explicit_mf import RatingSplit, check_rows, flat_ratings
+from embrec.models.training import TrainConfig, resolve_device, seeded, train_loop
+from embrec.nn.regression import observed_mse, row_l2
+
+logger = logging.getLogger(__name__)
+
+#: user x item pairs evaluated at once when scoring whole catalogues
+_CHUNK_PAIRS = 2**18
+
+
+class _RatingNet(torch.nn.Module):
+    def __init__(self, n_users: int, n_items: int, factors: int, hidden: tuple[int, ...], dropout: float,
+                 mean: float, init_std: float, product: bool) -> None:
+        super().__init__()
+        self.user = torch.nn.Embedding(n_users, factors)  # (N+1, d)
+        self.item = torch.nn.Embedding(n_items, factors)  # (M+1, d)
+        self.user_bias = torch.nn.Embedding(n_users, 1)  # (N+1, 1)
+        self.item_bias = torch.nn.Embedding(n_items, 1)  # (M+1, 1)
+        for table in (self.user, self.item):
+            torch.nn.init.normal_(table.weight, std=init_std)
+        for table in (self.user_bias, self.item_bias):
+            torch.nn.init.zeros_(table.weight)
+        layers: list[torch.nn.Module] = []
+        self.product = product
+        width = (3 if product else 2) * factors
+        for h in hidden:
+            layers += [torch.nn.Linear(width, h), torch.nn.ReLU(), torch.nn.Dropout(dropout)]
+            width = h
+        layers.append(torch.nn.Linear(width, 1))
+        self.mlp = torch.nn.Sequential(*layers)
+        self.register_buffer("mean", torch.tensor(float(mean)))
+
+    def head(self, p: torch.Tensor, q: torch.Tensor, bu: torch.Tensor, bi: torch.Tensor,
+             biases: bool) -> torch.Tensor:
+        """Ratings from user rows p (B, d), item rows q (B, d) and biases (B,)."""
+        x = torch.cat([p, q, p * q] if self.product else [p, q], dim=-1)  # (B, 3d) or (B, 2d)
+        h = self.mlp(x).squeeze(-1)  # (B,)
+        return self.mean + bu + bi + h if biases else h
+
+    def forward(self, users: torch.Tensor, items: torch.Tensor, biases: bool) -> torch.Tensor:
+        return self.head(self.user(users), self.item(items), self.user_bias(users).squeeze(-1),
+                         self.item_bias(items).squeeze(-1), biases)  # (B,)
+
+
+class RatingDNN(EmbeddingModel):
+    """User/item embeddings → concat → MLP → rating, trained on observed ratings (MSE)."""
+
+    predicts_ratings = True
+
+    def __init__(self, *, factors: int = 64, hidden: Sequence[int] = (64, 32), dropout: float = 0.2,
+                 product: bool = True, biases: bool = True, l2: float = 0.05, weight_decay: float = 0.0,
+                 epochs: int = 60,
+                 batch_size: int = 512, lr: float = 1e-3, init_std: float = 0.05, patience: int | None = 4,
+                 valid_fraction: float = 0.05, clip: bool = True, history_rating: float | None = None,
+                 fold_in_steps: int = 100, fold_in_lr: float = 0.05, seed: int = 0,
+                 device: str | None = "cpu", progress: bool | None = None) -> None:
+        self.factors = check_positive_int("factors", factors)
+        if isinstance(hidden, (str, bytes)) or not all(isinstance(h, (int, np.integer)) and h > 0 for h in hidden):
+            raise InvalidParameterError(f"hidden must be a list of positive layer widths; received {hidden!r}.")
+        self.hidden = tuple(int(h) for h in hidden)
+        self.dropout = check_float("dropout", dropout, low=0.0, high=0.9)
+        for name, flag in (("product", product), ("biases", biases)):
+            if not isinstance(flag, bool):
+                raise InvalidParameterError(f"{name} must be True or False; received {flag!r}.")
+        self.product = product
+        self.biases = biases
+        self.l2 = check_float("l2", l2, low=0.0)
+        self.weight_decay = check_float("weight_decay", weight_decay, low=0.0)
+        self.epochs = check_positive_int("epochs", epochs)
+        self.batch_size = check_positive_int("batch_size", batch_size)
+        self.lr = lr
+        self.patience = patience
+        TrainConfig(epochs=epochs, lr=lr, patience=patience)  # validates them
+        self.init_std = check_float("init_std", init_std, low=0.0)
+        self.valid_fraction = check_float("valid_fraction", valid_fraction, low=0.0, high=0.5)
+        self.clip = bool(clip)
+        self.history_rating = None if history_rating is None else check_float("history_rating", history_rating)
+        self.fold_in_steps = check_positive_int("fold_in_steps", fold_in_steps)
+        self.fold_in_lr = check_float("fold_in_lr", fold_in_lr, low=0.0, low_open=True)
+        self.seed = check_positive_int("seed", seed, minimum=0)
+        self.device = device
+        self.progress = progress
+
+    # training -------------------------------------------------------------------------------
+    def _fit(self, train: Interactions, valid: Interactions | None) -> None:
+        device = resolve_device(self.device)
+        with seeded(self.seed) as rng:
+            data = RatingSplit(train, valid, valid_fraction=self.valid_fraction, rng=rng, device=device)
+            if len(data) == 0:
+                raise DataError("train has no rating with a known user and item; nothing to learn from.")
+            self.rating_range_ = (float(data.rating.min()), float(data.rating.max()))
+            mean = float(data.rating.mean()) if self.biases else 0.0
+            net = _RatingNet(self.users_.size, self.items_.size, self.factors, self.hidden, self.dropout,
+                             mean, self.init_std, self.product).to(device)
+
+            def loss(batch):
+                u, i, r = batch
+                total = observed_mse(net(u, i, self.biases), r)
+                if self.l2:
+                    biases = (net.user_bias(u).squeeze(-1), net.item_bias(i).squeeze(-1)) if self.biases else ()
+                    total = total + self.l2 * row_l2(net.user(u), net.item(i), *biases)
+                return total
+
+            config = TrainConfig(epochs=self.epochs, lr=self.lr, weight_decay=self.weight_decay,
+                                 patience=self.patience if data.has_valid else None,
+                                 minimize_valid=True, progress=self.progress)
+            validate = (lambda: data.valid_rmse(lambda u, i: self._clip(net(u, i, self.biases)))) \
+                if data.has_valid else None
+            self.history_ = train_loop(net, batches=data.batches(self.batch_size), loss=loss, config=config,
+                                       rng=rng, validate=validate, desc="rating-dnn")
+        self.net_ = net.cpu().eval()
+        self.__dict__.pop("_indexes", None)
+        if data.has_valid:
+            self.metrics_["valid_rmse"] = min(h["valid"] for h in self.history_)
+
+    def _clip(self, x: torch.Tensor) -> torch.Tensor:
+        return x.clamp(*self.rating_range_) if self.clip else x
+
+    # ratings --------------------------------------------------------------------------------
+    def predict(self, user_rows: np.ndarray, item_rows: np.ndarray) -> np.ndarray:
+        """(n,) predicted ratings for dense (user row, item row) pairs (row 0 = the padding vectors)."""
+        self._check_fitted()
+        u = check_rows("user_rows", user_rows, self.users_.size)
+        i = check_rows("item_rows", item_rows, self.items_.size)
+        if u.shape != i.shape:
+            raise InvalidParameterError(f"user_rows and item_rows must have the same length; received "
+                                        f"{u.size} and {i.size}.")
+        out = np.empty(u.size, dtype=np.float32)
+        with torch.no_grad():
+            for s in range(0, u.size, _CHUNK_PAIRS):
+                tu, ti = torch.as_tensor(u[s:s + _CHUNK_PAIRS]), torch.as_tensor(i[s:s + _CHUNK_PAIRS])
+                out[s:s + _CHUNK_PAIRS] = self._clip(self.net_(tu, ti, self.biases)).numpy()
+        return out
+
+    def predict_ids(self, users: Sequence[Any], items: Sequence[Any]) -> np.ndarray:
+        """(n,) predicted ratings for raw (user id, item id) pairs; unknown ids are an error."""
+        self._check_fitted()
+        return self.predict(self.users_.encode(list(users), unknown="error"),
+                            self.items_.encode(list(items), unknown="error"))
+
+    def _rate_all(self, p: torch.Tensor, bu: torch.Tensor) -> np.ndarray:
+        """(B, M+1) predicted ratings of every item for user vectors p (B, d) and biases bu (B,)."""
+        net, n_items = self.net_, self.items_.size
+        q, bi = net.item.weight, net.item_bias.weight.squeeze(-1)  # (M+1, d), (M+1,)
+        out = np.empty((p.shape[0], n_items), dtype=np.float32)
+        users_per_chunk = max(1, _CHUNK_PAIRS // n_items)
+        with torch.no_grad():
+            for s in range(0, p.shape[0], users_per_chunk):
+                pb = p[s:s + users_per_chunk]
+                b = pb.shape[0]
+                pp = pb[:, None, :].expand(b, n_items, -1)  # (b, M+1, d)
+                qq = q[None].expand(b, -1, -1)  # (b, M+1, d)
+                r = net.head(pp, qq, bu[s:s + users_per_chunk, None].expand(b, n_items),
+                             bi[None].expand(b, -1), self.biases)  # (b, M+1)
+                out[s:s + b] = self._clip(r).numpy()
+        return out
+
+    # recommendation and fold-in ---------------------------------------------------------------
+    def _user_params(self, user_rows: np.ndarray, histories: Ragged,
+                     ratings: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, d) user vectors and (B,) biases: trained rows, or folded in for row 0."""
+        rows = torch.as_tensor(np.asarray(user_rows, dtype=np.int64))
+        with torch.no_grad():
+            p = self.net_.user(rows).clone()  # (B, d)
+            bu = self.net_.user_bias(rows).squeeze(-1).clone()  # (B,)
+        new = np.flatnonzero(np.asarray(user_rows) == 0)
+        if new.size:
+            part = histories.select(new)
+            flat = ratings if ratings is not None else self._assumed(part)
+            fp, fb = self._fold_in(part, flat)
+            p[new], bu[new] = fp, fb
+        return p, bu
+
+    def _assumed(self, hist: Ragged) -> np.ndarray:
+        value = self.rating_range_[1] if self.history_rating is None else self.history_rating
+        return np.full(hist.values.size, value, dtype=np.float32)
+
+    def _fold_in(self, hist: Ragged, ratings: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """Deterministic full-batch Adam on fresh user vectors with the network fixed (docstring)."""
+        net = self.net_
+        rows = torch.as_tensor(hist.values)
+        owner = torch.as_tensor(hist.row_ids)  # (nnz,) which history each rating belongs to
+        counts = torch.as_tensor(np.maximum(hist.lengths, 1), dtype=torch.float32)  # (B,)
+        target = torch.as_tensor(np.asarray(ratings, dtype=np.float32))  # (nnz,)
+        with torch.no_grad():
+            start_p = net.user.weight[1:].mean(0)  # (d,)
+            start_b = net.user_bias.weight[1:].mean()
+            q, bi = net.item(rows), net.item_bias(rows).squeeze(-1)  # (nnz, d), (nnz,)
+        p = start_p.repeat(len(hist), 1).requires_grad_(True)  # (B, d)
+        bu = start_b.repeat(len(hist)).requires_grad_(True)  # (B,)
+        opt = torch.optim.Adam([p, bu], lr=self.fold_in_lr)
+        for _ in range(self.fold_in_steps):
+            opt.zero_grad(set_to_none=True)
+            pred = net.head(p[owner], q, bu[owner], bi, self.biases)  # (nnz,)
+            per_user = torch.zeros(len(hist)).index_add_(0, owner, (pred - target) ** 2) / counts  # (B,)
+            loss = per_user.sum() + self.l2 * (p.pow(2).sum() + bu.pow(2).sum())
+            loss.backward()
+            opt.step()
+        return p.detach(), bu.detach()
+
+    def _scores(self, user_rows: np.ndarray, histories: Ragged) -> np.ndarray:
+        p, bu = self._user_params(user_rows, histories)
+        return self._rate_all(p, bu)
+
+    def top_k(self, user_rows: np.ndarray, histories: Ragged, k: int, *,
+              exclude: Ragged | None = None) -> tuple[np.ndarray, np.ndarray]:
+        # the network's score is not a dot product: score every item (in chunks), no index
+        return Recommender.top_k(self, user_rows, histories, k, exclude=exclude)
+
+    def recommend(self, users: Sequence[Any] | None = None, *, histories: Sequence[Sequence[Any]] | None = None,
+                  ratings: Sequence[Sequence[float]] | None = None, k: int = 10,
+                  exclude_seen: bool = False) -> Recommendations:
+        """Top-``k`` items by predicted rating for known ``users`` or for ``histories`` (raw item ids),
+        optionally with the ``ratings`` given to them (one list per history)."""
+        if ratings is None:
+            return super().recommend(users, histories=histories, k=k, exclude_seen=exclude_seen)
+        if histories is None:
+            raise InvalidParameterError("ratings= goes with histories=; received ratings without histories.")
+        user_rows, hist = self.queries(None, histories)
+        k = self._check_k(k)
+        p, bu = self._fold_in(hist, flat_ratings(hist, ratings))
+        sc = self._rate_all(p, bu)
+        sc[:, 0] = -np.inf
+        if exclude_seen:
+            sc[hist.row_ids, hist.values] = -np.inf
+        rows, scores = top_k_rows(sc, k)
+        rows[~np.isfinite(scores)] = 0
+        return Recommendations(self.items_.decode(rows), scores, rows)
+
+    def user_embedding(self, user: Any = None, *, history: Sequence[Any] | None = None,
+                       ratings: Sequence[float] | None = None) -> np.ndarray:
+        """(d,) a known user's row of P, or the fold-in of ``history`` with its ``ratings``."""
+        if ratings is None:
+            return super().user_embedding(user, history=history)
+        if history is None:
+            raise InvalidParameterError("ratings= goes with history=; received ratings without a history.")
+        _, hist = self.queries(None, [history])
+        return self._fold_in(hist, flat_ratings(hist, [ratings]))[0][0].numpy()
+
+    def fold_in(self, items: Sequence[Any], ratings: Sequence[float] | None = None) -> np.ndarray:
+        """(d,) the user vector of a new user who gave ``ratings`` to raw ``items``."""
+        return self.user_embedding(history=items, ratings=ratings)
+
+    # embeddings -----------------------------------------------------------------------------
+    def _user_vectors(self, user_rows: np.ndarray, histories: Ragged) -> np.ndarray:
+        return self._user_params(user_rows, histories)[0].numpy()
+
+    def _item_vectors(self) -> np.ndarray:
+        return self.net_.item.weight.detach().numpy()
+
+    # persistence ----------------------------------------------------------------------------
+    def _get_state(self) -> dict[str, np.ndarray]:
+        return {k: v.detach().cpu().numpy() for k, v in self.net_.state_dict().items()}
+
+    def _get_extra(self) -> dict[str, Any]:
+        return {"rating_range": list(self.rating_range_)}
+
+    def _set_state(self, state: dict[str, np.ndarray], extra: dict[str, Any]) -> None:
+        net = _RatingNet(self.users_.size, self.items_.size, self.factors, self.hidden, self.dropout, 0.0, 0.0,
+                         self.product)
+        net.load_state_dict({k: torch.as_tensor(v) for k, v in state.items()})
+        self.net_ = net.eval()
+        self.rating_range_ = tuple(extra["rating_range"])
