@@ -13,14 +13,25 @@ prints it and exits 1, the service answers 4xx.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+import inspect
+import json
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 
 from embrec.errors import InvalidParameterError, check_choice, check_positive_int
 from embrec.errors import describe as _show
+
+if TYPE_CHECKING:
+    from embrec.data import Interactions
+
+logger = logging.getLogger(__name__)
 
 MEASURES = ("cosine", "dot")
 
@@ -53,11 +64,11 @@ def describe(model: Any) -> dict[str, Any]:
         "embrec_version": __version__,
         "n_items": int(model.items_.n_ids),
         "n_users": int(model.users_.n_ids),
-        "params": _plain(model.get_params()),
+        "params": to_plain(model.get_params()),
         "can_similar": hasattr(model, "similar_items"),
         "can_embed": hasattr(model, "user_embedding"),
         "predicts_ratings": bool(getattr(model, "predicts_ratings", False)),
-        "metrics": _plain(getattr(model, "metrics_", {}) or {}),
+        "metrics": to_plain(getattr(model, "metrics_", {}) or {}),
     }
 
 
@@ -76,7 +87,7 @@ def recommend(model: Any, *, user: Any = None, history: Sequence[Any] | None = N
         user = model.users_.decode(model.users_.encode([user]))[0]  # the raw id as stored ("12" -> 12)
     return {
         "model": model_name(model),
-        "user": _plain(user),
+        "user": to_plain(user),
         "history": history,
         "k": k,
         "exclude_seen": bool(exclude_seen),
@@ -96,7 +107,7 @@ def similar(model: Any, *, item: Any, k: int = 10, measure: str = "cosine") -> d
         raise InvalidParameterError(f"item must be one raw item id; received {_show(item)}.")
     recs = model.similar_items([item], k=k, measure=measure)
     item = model.items_.decode(model.items_.encode([item]))[0]
-    return {"model": model_name(model), "item": _plain(item), "k": k, "measure": measure,
+    return {"model": model_name(model), "item": to_plain(item), "k": k, "measure": measure,
             "items": recs.to_records()[0]}
 
 
@@ -114,20 +125,279 @@ def embed(model: Any, *, history: Sequence[Any]) -> dict[str, Any]:
 def _id_list(name: str, ids: Any) -> list[Any]:
     if isinstance(ids, (str, bytes, dict)) or not isinstance(ids, (Sequence, np.ndarray)):
         raise InvalidParameterError(f"{name} must be a list of raw item ids; received {_show(ids)}.")
-    ids = [_plain(x) for x in ids]
+    ids = [to_plain(x) for x in ids]
     if not ids:
         raise InvalidParameterError(f"{name} must hold at least one item id; received an empty list.")
     return ids
 
 
-def _plain(x: Any) -> Any:
+def to_plain(x: Any) -> Any:
     """numpy scalars/arrays and nested containers -> plain JSON-able Python values."""
     if isinstance(x, dict):
-        return {str(k): _plain(v) for k, v in x.items()}
+        return {str(k): to_plain(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
-        return [_plain(v) for v in x]
+        return [to_plain(v) for v in x]
     if isinstance(x, np.ndarray):
         return x.tolist()
     if isinstance(x, np.generic):
         return x.item()
     return x
+
+
+# data ------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class FileSource:
+    """An interaction log given as a file and its column names (``--data PATH --user-col ...``)."""
+
+    path: str | Path
+    user_col: str
+    item_col: str
+    rating_col: str | None = None
+    time_col: str | None = None
+    group_col: str | None = None
+
+    @property
+    def name(self) -> str:
+        return Path(self.path).name
+
+    def load(self) -> Interactions:
+        from embrec.datasets import from_file
+
+        return from_file(self.path, user_col=self.user_col, item_col=self.item_col, rating_col=self.rating_col,
+                         time_col=self.time_col, group_col=self.group_col)
+
+
+Data = Union[FileSource, "Interactions"]
+
+
+def quickstart(*, dataset: str | None = None, out: str | Path = "runs/quickstart",
+               data_dir: str | Path | None = None, models: list[str] | None = None,
+               synthetic_params: dict[str, Any] | None = None,
+               progress: Any = None) -> dict[str, Any]:
+    """Train the model zoo, compare it with the baselines, show recommendations, save the best model and
+    write the report (see ``embrec.quickstart``)."""
+    from embrec.quickstart import quickstart as run
+
+    return run(dataset=dataset, out=out, data_dir=data_dir, models=models, synthetic_params=synthetic_params,
+               progress=progress)
+
+
+def list_datasets(data_dir: str | Path | None = None) -> list[dict[str, Any]]:
+    """Every named dataset: name, description, licence, url, where it was found (path) and whether it
+    loads without a download (available)."""
+    from embrec.datasets import available
+
+    return to_plain(available(data_dir))
+
+
+def load_data(*, dataset: str | None = None, data: Data | None = None,
+              data_dir: str | Path | None = None) -> Interactions:
+    """The interactions of a named ``dataset`` or of ``data`` (a FileSource or an Interactions)."""
+    from embrec.data import Interactions
+
+    if (dataset is None) == (data is None):
+        raise InvalidParameterError("give exactly one of dataset (a name) or data (a file with column names); "
+                                    f"received {'both' if dataset is not None else 'neither'}.")
+    if dataset is not None:
+        from embrec import datasets
+
+        if dataset not in datasets.DATASETS:
+            raise InvalidParameterError(f"dataset must be one of {', '.join(repr(d) for d in datasets.DATASETS)}; "
+                                        f"received {dataset!r}.")
+        return datasets.load(dataset, data_dir=data_dir)
+    if isinstance(data, FileSource):
+        return data.load()
+    if isinstance(data, Interactions):
+        return data
+    raise InvalidParameterError(f"data must be a FileSource or an Interactions; received {type(data).__name__}.")
+
+
+def data_label(dataset: str | None, data: Data | None) -> str:
+    if dataset is not None:
+        return dataset
+    return data.name if isinstance(data, FileSource) else (getattr(data, "name", "") or "data")
+
+
+# hyper-parameters ------------------------------------------------------------------------------
+def model_params(model: str, params: Mapping[str, Any] | Sequence[str] | None = None) -> dict[str, Any]:
+    """Hyper-parameters for registry model ``model``, checked against its constructor's signature.
+
+    ``params`` is a mapping or ``["key=value", ...]`` strings (from ``--param``); strings are read as
+    JSON-ish values (``64``, ``0.01``, ``true``, ``none``, ``128,64`` for a tuple default) and floats
+    given as ints become floats. Unknown keys are an error naming the valid ones; values are checked by
+    the model itself when it is built.
+    """
+    from embrec.models.registry import model_class
+
+    cls = model_class(model)
+    sig = inspect.signature(cls.__init__)
+    known = {n: p for n, p in sig.parameters.items()
+             if n != "self" and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
+    pairs = _pairs(params)
+    out: dict[str, Any] = {}
+    for key, value in pairs.items():
+        if key not in known:
+            valid = ", ".join(known) or "none (it takes no hyper-parameters)"
+            raise InvalidParameterError(f"model {model!r} has no hyper-parameter {key!r}; valid ones: {valid}.")
+        default = known[key].default
+        out[key] = _coerce(key, value, None if default is inspect.Parameter.empty else default)
+    return out
+
+
+def _pairs(params: Mapping[str, Any] | Sequence[str] | None) -> dict[str, Any]:
+    if params is None:
+        return {}
+    if isinstance(params, Mapping):
+        return dict(params)
+    out: dict[str, Any] = {}
+    for item in params:
+        key, sep, value = str(item).partition("=")
+        if not sep or not key.strip():
+            raise InvalidParameterError(f"a hyper-parameter must be written key=value; received {item!r}.")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _coerce(key: str, value: Any, default: Any) -> Any:
+    if isinstance(value, str):
+        if isinstance(default, (tuple, list)):
+            parts = [p for p in value.replace("(", "").replace(")", "").split(",") if p.strip()]
+            return type(default)(_literal(p.strip()) for p in parts)
+        value = _literal(value)
+        if isinstance(default, bool) and not isinstance(value, bool):
+            raise InvalidParameterError(f"{key} must be true or false; received {value!r}.")
+    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def _literal(text: str) -> Any:
+    low = text.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    if low in ("none", "null"):
+        return None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+# training and evaluation -----------------------------------------------------------------------
+def train(model_name: str, *, dataset: str | None = None, data: Data | None = None,
+          protocol: str | None = None, out: str | Path, params: Mapping[str, Any] | Sequence[str] | None = None,
+          data_dir: str | Path | None = None) -> dict[str, Any]:
+    """Fit registry model ``model_name`` and save it to ``out``.
+
+    Without ``protocol`` the model is fitted on all of the data. With one, it is fitted on the protocol's
+    training split (the protocol's own data for the named-dataset protocols; ``dataset``/``data`` for the
+    generic ``leave-last-out`` / ``random-holdout``), evaluated, and saved with those metrics in metrics.json.
+    """
+    from embrec.models.registry import create
+
+    checked = model_params(model_name, params)
+    model = create(model_name, **checked)
+    out = Path(out)
+    result: dict[str, Any] = {"model": model_name, "params": checked, "protocol": protocol}
+    if protocol is None:
+        log = load_data(dataset=dataset, data=data, data_dir=data_dir)
+        logger.info("fitting %s on %s", model_name, log)
+        start = time.perf_counter()
+        model.fit(log)
+        result.update(dataset=data_label(dataset, data), metrics={},
+                      fit_seconds=round(time.perf_counter() - start, 3))
+    else:
+        from embrec.evaluation import evaluate_model
+
+        res = evaluate_model(protocol, model, data_dir=data_dir, **_protocol_data(dataset, data))
+        model.metrics_ = {**(getattr(model, "metrics_", {}) or {}), protocol: res["metrics"]}
+        result.update(dataset=res.get("dataset", data_label(dataset, data)), metrics=res["metrics"],
+                      fit_seconds=res.get("fit_seconds"))
+    path = model.save(out)
+    result.update(out=str(path), n_users=int(model.users_.n_ids), n_items=int(model.items_.n_ids))
+    return to_plain(result)
+
+
+def evaluate(model_dir: str | Path, *, protocol: str, dataset: str | None = None, data: Data | None = None,
+             data_dir: str | Path | None = None) -> dict[str, Any]:
+    """Evaluate a saved model on ``protocol``.
+
+    When the stored weights were fitted on the training split of one of the protocol's folds
+    (``train --protocol``; matched by the data fingerprint) they are scored as they are on that fold, and
+    the metrics are added to the directory's metrics.json. Otherwise the stored weights may have seen the
+    protocol's test events, so the model's configuration (class and hyper-parameters) is re-fitted on the
+    protocol's training split(s) instead (``refitted``) and the directory is left unchanged.
+    """
+    from embrec.evaluation import evaluate_model, get_protocol, load_folds
+    from embrec.models.io import write_json_atomic
+    from embrec.models.registry import create
+
+    stored = open_model(model_dir)
+    name = model_name(stored)
+    where = _protocol_data(dataset, data)
+    ds_name, folds = load_folds(protocol, data_dir=data_dir, **where)
+    fold = next((f for f in folds if f.train.fingerprint() == stored.fingerprint_), None)
+    if fold is not None:
+        metrics = get_protocol(protocol).evaluate(stored, fold)
+        result = {"model": name, "metrics": metrics, "fit_seconds": None, "fold": fold.name}
+        write_json_atomic(Path(model_dir) / "metrics.json", {**(stored.metrics_ or {}), protocol: metrics})
+    else:
+        logger.info("%s was not fitted on a %s training split; re-fitting its configuration", model_dir, protocol)
+        res = evaluate_model(protocol, create(name, **stored.get_params()), data_dir=data_dir, **where)
+        result = {"model": name, "metrics": res["metrics"], "fit_seconds": res.get("fit_seconds")}
+    return to_plain({"protocol": protocol, "dataset": ds_name, "model_dir": str(model_dir),
+                     "refitted": fold is None, "results": [result]})
+
+
+def benchmark(protocol: str, *, models: Sequence[str] | None = None, dataset: str | None = None,
+              data: Data | None = None, params: Mapping[str, Mapping[str, Any]] | None = None,
+              data_dir: str | Path | None = None) -> dict[str, Any]:
+    """Every named model (default: the whole registry) plus the baselines on ``protocol``, in one run.
+
+    ``params`` maps a model name to its hyper-parameters. Returns ``{"protocol", "dataset", "results":
+    [{"model", "metrics", "fit_seconds"}]}``.
+    """
+    from embrec.evaluation import run_protocol
+    from embrec.models.registry import create, model_names
+
+    names = fitting(protocol, model_names()) if not models else with_baselines(list(models), protocol)
+    params = dict(params or {})
+    for name in params:
+        if name not in names:
+            raise InvalidParameterError(f"hyper-parameters were given for {name!r}, which is not among the "
+                                        f"benchmarked models ({', '.join(names)}).")
+    factories = {}
+    for name in names:
+        checked = model_params(name, params.get(name))
+        factories[name] = functools.partial(create, name, **checked)
+    return to_plain(run_protocol(protocol, factories, data_dir=data_dir, **_protocol_data(dataset, data)))
+
+
+BASELINES = ("popularity", "repeat-frequency", "item-transition")
+
+
+def with_baselines(names: Sequence[str], protocol: str | None = None) -> list[str]:
+    """The baselines of the registry that fit ``protocol``, then ``names`` (each checked to exist)."""
+    from embrec.models.registry import model_class, model_names
+
+    for n in names:
+        model_class(n)  # an unknown name lists the known ones
+    baselines = [b for b in BASELINES if b in model_names() and b not in names]
+    return fitting(protocol, baselines) + list(dict.fromkeys(names))
+
+
+def fitting(protocol: str | None, names: Sequence[str]) -> list[str]:
+    """The models of ``names`` that can run ``protocol`` (rating protocols need rating models)."""
+    from embrec.evaluation import get_protocol
+    from embrec.models.registry import model_class
+
+    if protocol is None or not get_protocol(protocol).needs_ratings:
+        return list(names)
+    return [n for n in names if getattr(model_class(n), "predicts_ratings", False)]
+
+
+def _protocol_data(dataset: str | None, data: Data | None) -> dict[str, Any]:
+    """``dataset=`` / ``data=`` for the protocol runner (none: the protocol's own dataset)."""
+    if data is not None:
+        return {"data": data.load() if isinstance(data, FileSource) else data}
+    return {"dataset": dataset} if dataset is not None else {}

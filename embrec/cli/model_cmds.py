@@ -1,0 +1,144 @@
+"""Commands on a saved model directory: recommend, similar, info, inspect, serve."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from embrec import api
+from embrec.cli._output import echo_items, note, run, table
+from embrec.errors import DataError, InvalidParameterError, ModelFileError
+
+MODEL_DIR = typer.Argument(..., help="A model directory written by `embrec train` (or model.save).",
+                           show_default=False)
+JSON = typer.Option(False, "--json", help="Print one JSON document on stdout instead of a table.")
+K = typer.Option(10, "-k", "--k", help="Number of items to return.")
+
+
+def recommend(
+    model_dir: Path = MODEL_DIR,
+    user: str | None = typer.Option(None, "--user", help="Raw id of a user known to the model."),
+    history: str | None = typer.Option(None, "--history", help="Comma-separated raw item ids (any user)."),
+    k: int = K,
+    exclude_seen: bool = typer.Option(False, "--exclude-seen", help="Leave out the items of the history."),
+    as_json: bool = JSON,
+) -> None:
+    """Top-k items for a known user or for any history of items."""
+    def compute() -> dict[str, Any]:
+        if (user is None) == (history is None):
+            raise InvalidParameterError("give exactly one of --user or --history; received "
+                                        f"{'both' if user is not None else 'neither'}.")
+        model = api.open_model(model_dir)
+        return api.recommend(model, user=user, history=parse_ids(history) if history is not None else None,
+                             k=k, exclude_seen=exclude_seen)
+
+    def render(res: dict[str, Any]) -> None:
+        who = f"user {res['user']!r}" if res["user"] is not None else f"history {res['history']}"
+        typer.echo(f"{res['model']}: top {res['k']} for {who}"
+                   + (" (seen items excluded)" if res["exclude_seen"] else ""))
+        echo_items(res["items"])
+
+    run(as_json, compute, render)
+
+
+def similar(
+    model_dir: Path = MODEL_DIR,
+    item: str = typer.Option(..., "--item", help="Raw id of an item known to the model.", show_default=False),
+    k: int = K,
+    measure: str = typer.Option("cosine", "--measure", help="cosine or dot."),
+    as_json: bool = JSON,
+) -> None:
+    """The k items nearest to an item in the model's embedding space."""
+    def compute() -> dict[str, Any]:
+        return api.similar(api.open_model(model_dir), item=item, k=k, measure=measure)
+
+    def render(res: dict[str, Any]) -> None:
+        typer.echo(f"{res['model']}: {res['k']} items most similar to {res['item']!r} by {res['measure']}")
+        echo_items(res["items"])
+
+    run(as_json, compute, render)
+
+
+def info(model_dir: Path = MODEL_DIR, as_json: bool = JSON) -> None:
+    """What a model directory holds: model, version, catalogue size, parameters, metrics."""
+    def render(res: dict[str, Any]) -> None:
+        typer.echo(f"model      {res['model']} ({res['class']}), embrec {res['embrec_version']}")
+        typer.echo(f"catalogue  {res['n_items']} items, {res['n_users']} known users")
+        if res["params"]:
+            typer.echo("params     " + ", ".join(f"{k}={v}" for k, v in res["params"].items()))
+        metrics = res["metrics"]
+        if metrics:
+            typer.echo("metrics    " + json.dumps(metrics))
+
+    run(as_json, lambda: api.describe(api.open_model(model_dir)), render)
+
+
+def inspect(
+    model_dir: Path = MODEL_DIR,
+    out: Path = typer.Option(..., "--out", help="Folder for the PNGs and report.html.", show_default=False),
+    results: Path | None = typer.Option(None, "--results", help="A `benchmark --json` file to chart beside "
+                                        "the model."),
+) -> None:
+    """Write the inspection report (norms vs popularity, 2-D map, training curves, neighbours) as HTML."""
+    if not Path(model_dir).is_dir():
+        raise ModelFileError(f"model directory {str(model_dir)!r} does not exist or is not a directory.")
+    protocol_results = read_results(results) if results is not None else None
+    write_report = backend("embrec.report", "write_report", "the inspection report")
+    note(f"writing the report of {model_dir} to {out} ...")
+    path = write_report(str(model_dir), str(out), protocol_results=protocol_results)
+    typer.echo(str(path))
+
+
+def serve(
+    model_dir: Path = MODEL_DIR,
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on."),
+    port: int = typer.Option(8000, "--port", help="TCP port."),
+) -> None:
+    """Serve the model over HTTP (GET /healthz, POST /recommend, /similar, /embed; docs at /docs)."""
+    if not 0 < port < 65536:
+        raise InvalidParameterError(f"port must be between 1 and 65535; received {port}.")
+    serve_fn = backend("embrec.serve", "serve", "the HTTP service")
+    serve_fn(str(model_dir), host=host, port=port)
+
+
+# helpers --------------------------------------------------------------------------------------
+def parse_ids(text: str) -> list[str]:
+    """"a, b,c" -> ["a", "b", "c"]; an empty element is an error."""
+    ids = [part.strip() for part in text.split(",")]
+    if not text.strip() or any(not i for i in ids):
+        raise InvalidParameterError(f"--history must be comma-separated item ids like A,B,C; received {text!r}.")
+    return ids
+
+
+def read_results(path: Path) -> dict[str, Any]:
+    """A protocol result ({"protocol", "dataset", "results": [...]}) from a JSON file."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise DataError(f"results file {str(path)!r} does not exist.") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"results file {str(path)!r} is not JSON ({exc}).") from None
+    if not isinstance(data, dict) or not isinstance(data.get("results"), list):
+        raise DataError(f"results file {str(path)!r} must hold a `embrec benchmark --json` document with a "
+                        "'results' list.")
+    return data
+
+
+def backend(module: str, attr: str, what: str) -> Any:
+    """``module.attr``, imported when the command runs; a clear error if this install lacks it."""
+    try:
+        mod = importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name and (exc.name == module or module.startswith(exc.name + ".")):
+            raise InvalidParameterError(f"{what} is not available in this embrec ({module} is missing).") from None
+        raise
+    if not hasattr(mod, attr):
+        raise InvalidParameterError(f"{what} is not available in this embrec ({module}.{attr} is missing).")
+    return getattr(mod, attr)
+
+
+__all__ = ["info", "inspect", "recommend", "serve", "similar", "table"]

@@ -1,0 +1,158 @@
+"""Commands that fit models: train, evaluate, benchmark."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from embrec import api
+from embrec.cli._output import note, run, table
+from embrec.cli.data_cmds import DATA_DIR, JSON
+from embrec.errors import InvalidParameterError
+
+DATASET = typer.Option(None, "--dataset", help="A named dataset (see `embrec datasets`).")
+DATA = typer.Option(None, "--data", help="An interaction log file: CSV, TSV, Parquet or xlsx.")
+USER_COL = typer.Option(None, "--user-col", help="User id column of --data.")
+ITEM_COL = typer.Option(None, "--item-col", help="Item id column of --data.")
+RATING_COL = typer.Option(None, "--rating-col", help="Rating / quantity column of --data.")
+TIME_COL = typer.Option(None, "--time-col", help="Timestamp column of --data (dates or unix seconds).")
+GROUP_COL = typer.Option(None, "--group-col", help="Transaction / basket id column of --data.")
+PROTOCOL = typer.Option(None, "--protocol", help="retail-precision, retail-next, ml100k-rmse, ml100k-top10, "
+                        "leave-last-out or random-holdout.")
+
+
+def train(
+    model: str = typer.Argument(..., help="Model name from the registry (e.g. popularity, bpr, als).",
+                                show_default=False),
+    out: Path = typer.Option(..., "--out", help="Model directory to write.", show_default=False),
+    dataset: str | None = DATASET,
+    data: Path | None = DATA,
+    user_col: str | None = USER_COL,
+    item_col: str | None = ITEM_COL,
+    rating_col: str | None = RATING_COL,
+    time_col: str | None = TIME_COL,
+    group_col: str | None = GROUP_COL,
+    protocol: str | None = PROTOCOL,
+    param: list[str] | None = typer.Option(None, "--param", "-p", help="Hyper-parameter key=value (repeat)."),
+    data_dir: Path | None = DATA_DIR,
+    as_json: bool = JSON,
+) -> None:
+    """Fit a model (on all the data, or on a protocol's training split) and save its directory."""
+    def compute() -> dict[str, Any]:
+        name, source = data_source(dataset, data, user_col, item_col, rating_col, time_col, group_col,
+                                   required=protocol is None)
+        note(f"training {model} on {name or protocol} ...")
+        return api.train(model, dataset=dataset, data=source, protocol=protocol, out=out, params=param or [],
+                         data_dir=data_dir)
+
+    def render(res: dict[str, Any]) -> None:
+        typer.echo(f"saved {res['model']} to {res['out']} ({res['n_users']} users, {res['n_items']} items; "
+                   f"fit in {res['fit_seconds']:.1f} s on {res['dataset']})")
+        if res["metrics"]:
+            typer.echo(protocol_table({"results": [{"model": res["model"], "metrics": res["metrics"],
+                                                    "fit_seconds": res["fit_seconds"]}]}))
+
+    run(as_json, compute, render)
+
+
+def evaluate(
+    model_dir: Path = typer.Argument(..., help="A model directory.", show_default=False),
+    protocol: str = typer.Option(..., "--protocol", help="The evaluation protocol.", show_default=False),
+    dataset: str | None = DATASET,
+    data: Path | None = DATA,
+    user_col: str | None = USER_COL,
+    item_col: str | None = ITEM_COL,
+    rating_col: str | None = RATING_COL,
+    time_col: str | None = TIME_COL,
+    group_col: str | None = GROUP_COL,
+    data_dir: Path | None = DATA_DIR,
+    as_json: bool = JSON,
+) -> None:
+    """Re-fit a saved model's configuration on a protocol's training split and report its metrics."""
+    def compute() -> dict[str, Any]:
+        _, source = data_source(dataset, data, user_col, item_col, rating_col, time_col, group_col,
+                                required=False)
+        note(f"evaluating {model_dir} on {protocol} ...")
+        return api.evaluate(model_dir, protocol=protocol, dataset=dataset, data=source, data_dir=data_dir)
+
+    run(as_json, compute, lambda res: typer.echo(protocol_table(res)))
+
+
+def benchmark(
+    protocol: str = typer.Option(..., "--protocol", help="The evaluation protocol.", show_default=False),
+    models: str | None = typer.Option(None, "--models", help="Comma-separated model names (default: every "
+                                      "registered model); the baselines are always included."),
+    dataset: str | None = DATASET,
+    data: Path | None = DATA,
+    user_col: str | None = USER_COL,
+    item_col: str | None = ITEM_COL,
+    rating_col: str | None = RATING_COL,
+    time_col: str | None = TIME_COL,
+    group_col: str | None = GROUP_COL,
+    param: list[str] | None = typer.Option(None, "--param", "-p", help="MODEL.key=value for one model "
+                                           "(repeat)."),
+    data_dir: Path | None = DATA_DIR,
+    as_json: bool = JSON,
+) -> None:
+    """Every model and the baselines on one protocol, side by side."""
+    def compute() -> dict[str, Any]:
+        _, source = data_source(dataset, data, user_col, item_col, rating_col, time_col, group_col,
+                                required=False)
+        names = [m.strip() for m in models.split(",") if m.strip()] if models is not None else None
+        if names is not None and not names:
+            raise InvalidParameterError(f"--models must name at least one model; received {models!r}.")
+        note(f"benchmark on {protocol} ...")
+        return api.benchmark(protocol, models=names, dataset=dataset, data=source,
+                             params=per_model_params(param or []), data_dir=data_dir)
+
+    run(as_json, compute, lambda res: typer.echo(protocol_table(res)))
+
+
+# helpers --------------------------------------------------------------------------------------
+def data_source(dataset: str | None, data: Path | None, user_col: str | None, item_col: str | None,
+                rating_col: str | None, time_col: str | None, group_col: str | None, *,
+                required: bool) -> tuple[str | None, api.FileSource | None]:
+    """(label, FileSource or None) from the data options; checks they make sense together."""
+    cols = {"--user-col": user_col, "--item-col": item_col, "--rating-col": rating_col,
+            "--time-col": time_col, "--group-col": group_col}
+    if dataset is not None and data is not None:
+        raise InvalidParameterError("give one of --dataset or --data; received both.")
+    if data is None:
+        given = [k for k, v in cols.items() if v is not None]
+        if given:
+            raise InvalidParameterError(f"{', '.join(given)} describe the columns of --data, which was not given.")
+        if dataset is None and required:
+            raise InvalidParameterError("give the data to train on: --dataset NAME, or --data PATH with "
+                                        "--user-col and --item-col.")
+        return dataset, None
+    missing = [k for k in ("--user-col", "--item-col") if cols[k] is None]
+    if missing:
+        raise InvalidParameterError(f"--data needs {' and '.join(missing)} to name its id columns.")
+    return Path(data).name, api.FileSource(data, user_col=str(user_col), item_col=str(item_col),
+                                           rating_col=rating_col, time_col=time_col, group_col=group_col)
+
+
+def per_model_params(pairs: list[str]) -> dict[str, dict[str, str]]:
+    """["bpr.factors=64", "als.iterations=5"] -> {"bpr": {"factors": "64"}, "als": {"iterations": "5"}}."""
+    out: dict[str, dict[str, str]] = {}
+    for item in pairs:
+        key, sep, value = item.partition("=")
+        model, dot, name = key.partition(".")
+        if not sep or not dot or not model.strip() or not name.strip():
+            raise InvalidParameterError(f"--param must be written MODEL.key=value (e.g. bpr.factors=64); "
+                                        f"received {item!r}.")
+        out.setdefault(model.strip(), {})[name.strip()] = value.strip()
+    return out
+
+
+def protocol_table(res: dict[str, Any]) -> str:
+    """A protocol result as a table: one row per model, one column per metric, then fit seconds."""
+    rows = res.get("results", [])
+    metrics: list[str] = []
+    for r in rows:
+        metrics += [m for m in r.get("metrics", {}) if m not in metrics]
+    flat = [{"model": r["model"], **r.get("metrics", {}), "fit s": r.get("fit_seconds")} for r in rows]
+    head = f"{res['protocol']} on {res['dataset']}\n" if "protocol" in res else ""
+    return head + table(flat, ["model", *metrics, "fit s"])
