@@ -98,9 +98,10 @@ class ExactIndex:
                     sel = (p >= b0) & (p < b1)
                     if sel.any():
                         s[r[sel], p[sel] - b0] = -torch.inf
-                pos = torch.arange(b0, b1, device=self.device).expand(stop - start, -1)
-                cand_s = torch.cat([best_s, s], dim=1)
-                cand_p = torch.cat([best_p, pos], dim=1)
+                # the block's own top-k first, then a merge of 2k candidates: no (Bq, blk) copies
+                blk_s, blk_p = torch.topk(s, min(kk, b1 - b0), dim=1)  # (Bq, k)
+                cand_s = torch.cat([best_s, blk_s], dim=1)  # (Bq, 2k)
+                cand_p = torch.cat([best_p, blk_p + b0], dim=1)
                 best_s, top = torch.topk(cand_s, kk, dim=1)
                 best_p = torch.gather(cand_p, 1, top)
             out_s[start:stop, :kk] = best_s.cpu().numpy()
