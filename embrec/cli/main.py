@@ -63,14 +63,12 @@ def _configure(
     level = logging.ERROR if quiet else logging.INFO if verbose else logging.WARNING
     logger = logging.getLogger("embrec")
     logger.setLevel(level)
-    if not any(getattr(h, "_embrec_cli", False) for h in logger.handlers):
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-        handler._embrec_cli = True  # type: ignore[attr-defined]
-        logger.addHandler(handler)
-    for h in logger.handlers:  # CliRunner swaps sys.stderr between invocations
-        if getattr(h, "_embrec_cli", False) and isinstance(h, logging.StreamHandler):
-            h.setStream(sys.stderr)
+    for h in [h for h in logger.handlers if getattr(h, "_embrec_cli", False)]:
+        logger.removeHandler(h)  # a previous invocation's (in-process runs swap sys.stderr)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler._embrec_cli = True  # type: ignore[attr-defined]
+    logger.addHandler(handler)
 
 
 app.command("quickstart")(quickstart_cmd.quickstart)
