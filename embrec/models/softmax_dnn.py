@@ -2,7 +2,7 @@
 
     X = a user's history (any list of item ids: a new user's too)
     Ψ(X) = MLP( [ mean_{i∈X} V_i  ;  mean_{i∈X} features(i) ] )        # (d,)
-    logits = Ψ(X) · Vᵀ + b  (+ w₁·log(1+count_X(j)) + w₂·[j ∈ X]  when repeat_bonus)
+    logits = Ψ(X) · Vᵀ + b  (+ a repeat term on count_X(j) when repeat_bonus; see SoftmaxNet.repeat_term)
     loss   = softmax cross-entropy against items held out of X (history_batches.py)
 
 ``V`` (items.size, d) is both the input bag of history item ids and the softmax weights (tied), as in
@@ -11,8 +11,8 @@ weights"). ``features(i)`` concatenates the item's feature bags (ml-100k: genres
 title words; Online Retail: price bucket, price, description words) — every column of
 ``train.item_features`` unless ``features`` names some.
 
-``repeat_bonus`` adds two learnt weights on how often item j occurs in X. It only learns something when
-targets may repeat the input (``targets="next-basket"``: Online Retail); ``None`` turns it on exactly then.
+``repeat_bonus`` adds learnt weights on how often item j occurs in X (all of it, and its last 50 items) and a
+learnt per-item repeat propensity for j ∈ X. It only learns something when targets may repeat the input (``targets="next-basket"``: Online Retail); ``None`` turns it on exactly then.
 
     model = SoftmaxDNN(dim=64, epochs=30).fit(train, valid=valid)
     model.user_embedding(history=["50", "172"])     # Ψ(X), (d,)
@@ -56,6 +56,7 @@ from embrec.nn.towers import (
 logger = logging.getLogger(__name__)
 
 _MASKED = -1e9
+RECENT = 50  # the repeat term's "recent" window, in history items
 
 
 class SoftmaxNet(nn.Module):
@@ -72,7 +73,8 @@ class SoftmaxNet(nn.Module):
         self.embed = FeatureEmbedder(encoder, dim=feature_dim) if encoder is not None else None
         in_dim = dim + (self.embed.out_dim if self.embed is not None else 0)
         self.tower = mlp([in_dim, *hidden, dim], dropout=dropout)
-        self.repeat = nn.Parameter(torch.zeros(2))
+        self.repeat = nn.Parameter(torch.zeros(3))
+        self.repeat_item = nn.Parameter(torch.zeros(n_rows))  # how much item j is bought again
         self.features: TorchItemFeatures | None = None
 
     def user(self, values: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
@@ -85,13 +87,21 @@ class SoftmaxNet(nn.Module):
     def logits(self, psi: torch.Tensor, values: torch.Tensor, offsets: torch.Tensor, *, repeat: bool) -> torch.Tensor:
         logits = psi @ self.items.weight.T + self.bias  # (B, N)
         if repeat:
-            lengths = offsets[1:] - offsets[:-1]  # (B,)
-            rows = torch.repeat_interleave(torch.arange(lengths.numel(), device=values.device), lengths)  # (nnz,)
-            counts = torch.zeros_like(logits).index_put_((rows, values), torch.ones_like(values, dtype=logits.dtype),
-                                                         accumulate=True)  # (B, N)
-            logits = logits + self.repeat[0] * torch.log1p(counts) + self.repeat[1] * (counts > 0)
+            logits = logits + self.repeat_term(values, offsets, logits)  # (B, N)
         logits[:, 0] = _MASKED
         return logits
+
+    def repeat_term(self, values: torch.Tensor, offsets: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """(B, N) w₀·log(1+count) + w₁·log(1+count among the last RECENT items) + (w₂ + r_j)·[j ∈ X]."""
+        lengths = offsets[1:] - offsets[:-1]  # (B,)
+        rows = torch.repeat_interleave(torch.arange(lengths.numel(), device=values.device), lengths)  # (nnz,)
+        from_end = offsets[1:][rows] - 1 - torch.arange(values.numel(), device=values.device)  # (nnz,)
+        ones = torch.ones_like(values, dtype=like.dtype)
+        counts = torch.zeros_like(like).index_put_((rows, values), ones, accumulate=True)  # (B, N)
+        recent = torch.zeros_like(like).index_put_((rows, values), ones * (from_end < RECENT), accumulate=True)
+        seen = (counts > 0).to(like.dtype)  # (B, N)
+        return (self.repeat[0] * torch.log1p(counts) + self.repeat[1] * torch.log1p(recent)
+                + seen * (self.repeat[2] + self.repeat_item))  # (B, N)
 
 
 class SoftmaxDNN(EmbeddingModel):
@@ -169,10 +179,16 @@ class SoftmaxDNN(EmbeddingModel):
         self._device = device
 
     # embeddings ---------------------------------------------------------------------------------
+    def _inputs(self, histories: Ragged) -> tuple[torch.Tensor, torch.Tensor]:
+        """The history as trained on: its last ``max_history`` items, as (values, offsets) tensors."""
+        if self.max_history is not None:
+            histories = histories.tail(self.max_history)
+        return histories.to_torch(self._device)
+
     @torch.no_grad()
     def _psi(self, histories: Ragged) -> torch.Tensor:
         self.net_.eval()
-        values, offsets = histories.to_torch(self._device)
+        values, offsets = self._inputs(histories)
         return self.net_.user(values, offsets)  # (B, d)
 
     def _user_vectors(self, user_rows: np.ndarray, histories: Ragged) -> np.ndarray:
@@ -190,7 +206,7 @@ class SoftmaxDNN(EmbeddingModel):
 
     @torch.no_grad()
     def _scores(self, user_rows: np.ndarray, histories: Ragged) -> np.ndarray:
-        values, offsets = histories.to_torch(self._device)
+        values, offsets = self._inputs(histories)
         psi = self._psi(histories)
         return self.net_.logits(psi, values, offsets, repeat=self.repeat_).cpu().numpy()
 

@@ -221,6 +221,8 @@ class TwoTower(EmbeddingModel):
     def _user_vectors(self, user_rows: np.ndarray, histories: Ragged) -> np.ndarray:
         self.net_.eval()
         vecs = torch.as_tensor(self._item_vectors(), device=self._device)
+        if self.max_history is not None:  # the history as trained on: its last max_history items
+            histories = histories.tail(self.max_history)
         values, offsets = histories.to_torch(self._device)
         return self.net_.user_ragged(vecs, values, offsets).cpu().numpy()
 
