@@ -286,16 +286,20 @@ def _literal(text: str) -> Any:
 # training and evaluation -----------------------------------------------------------------------
 def train(model_name: str, *, dataset: str | None = None, data: Data | None = None,
           protocol: str | None = None, out: str | Path, params: Mapping[str, Any] | Sequence[str] | None = None,
-          data_dir: str | Path | None = None) -> dict[str, Any]:
+          data_dir: str | Path | None = None,
+          options: Mapping[str, Any] | Sequence[str] | None = None) -> dict[str, Any]:
     """Fit registry model ``model_name`` and save it to ``out``.
 
     Without ``protocol`` the model is fitted on all of the data. With one, it is fitted on the protocol's
     training split (the protocol's own data for the named-dataset protocols; ``dataset``/``data`` for the
     generic ``leave-last-out`` / ``random-holdout``), evaluated, and saved with those metrics in metrics.json.
+    ``options`` are the protocol's own (e.g. ``part="test"`` for the retail protocols).
     """
     from embrec.models.registry import create
 
     checked = model_params(model_name, params)
+    if protocol is None and protocol_options(options):
+        raise InvalidParameterError("protocol options were given without a protocol; add --protocol or drop them.")
     model = create(model_name, **checked)
     out = Path(out)
     result: dict[str, Any] = {"model": model_name, "params": checked, "protocol": protocol}
@@ -309,7 +313,8 @@ def train(model_name: str, *, dataset: str | None = None, data: Data | None = No
     else:
         from embrec.evaluation import evaluate_model
 
-        res = evaluate_model(protocol, model, data_dir=data_dir, **_protocol_data(dataset, data))
+        res = evaluate_model(protocol, model, data_dir=data_dir, **_protocol_data(dataset, data),
+                             **protocol_options(options))
         model.metrics_ = {**(getattr(model, "metrics_", {}) or {}), protocol: res["metrics"]}
         result.update(dataset=res.get("dataset", data_label(dataset, data)), metrics=res["metrics"],
                       fit_seconds=res.get("fit_seconds"))
@@ -319,7 +324,8 @@ def train(model_name: str, *, dataset: str | None = None, data: Data | None = No
 
 
 def evaluate(model_dir: str | Path, *, protocol: str, dataset: str | None = None, data: Data | None = None,
-             data_dir: str | Path | None = None) -> dict[str, Any]:
+             data_dir: str | Path | None = None,
+             options: Mapping[str, Any] | Sequence[str] | None = None) -> dict[str, Any]:
     """Evaluate a saved model on ``protocol``.
 
     When the stored weights were fitted on the training split of one of the protocol's folds
@@ -334,7 +340,7 @@ def evaluate(model_dir: str | Path, *, protocol: str, dataset: str | None = None
 
     stored = open_model(model_dir)
     name = model_name(stored)
-    where = _protocol_data(dataset, data)
+    where = {**_protocol_data(dataset, data), **protocol_options(options)}
     ds_name, folds = load_folds(protocol, data_dir=data_dir, **where)
     fold = next((f for f in folds if f.train.fingerprint() == stored.fingerprint_), None)
     if fold is not None:
@@ -351,7 +357,8 @@ def evaluate(model_dir: str | Path, *, protocol: str, dataset: str | None = None
 
 def benchmark(protocol: str, *, models: Sequence[str] | None = None, dataset: str | None = None,
               data: Data | None = None, params: Mapping[str, Mapping[str, Any]] | None = None,
-              data_dir: str | Path | None = None) -> dict[str, Any]:
+              data_dir: str | Path | None = None,
+              options: Mapping[str, Any] | Sequence[str] | None = None) -> dict[str, Any]:
     """Every named model (default: the whole registry) plus the baselines on ``protocol``, in one run.
 
     ``params`` maps a model name to its hyper-parameters. Returns ``{"protocol", "dataset", "results":
@@ -370,7 +377,8 @@ def benchmark(protocol: str, *, models: Sequence[str] | None = None, dataset: st
     for name in names:
         checked = model_params(name, params.get(name))
         factories[name] = functools.partial(create, name, **checked)
-    return to_plain(run_protocol(protocol, factories, data_dir=data_dir, **_protocol_data(dataset, data)))
+    return to_plain(run_protocol(protocol, factories, data_dir=data_dir, **_protocol_data(dataset, data),
+                                 **protocol_options(options)))
 
 
 BASELINES = ("popularity", "repeat-frequency", "item-transition")
@@ -382,8 +390,8 @@ def with_baselines(names: Sequence[str], protocol: str | None = None) -> list[st
 
     for n in names:
         model_class(n)  # an unknown name lists the known ones
-    baselines = [b for b in BASELINES if b in model_names() and b not in names]
-    return fitting(protocol, baselines) + list(dict.fromkeys(names))
+    baselines = fitting(protocol, [b for b in BASELINES if b in model_names()])
+    return baselines + [n for n in dict.fromkeys(names) if n not in baselines]
 
 
 def fitting(protocol: str | None, names: Sequence[str]) -> list[str]:
@@ -394,6 +402,19 @@ def fitting(protocol: str | None, names: Sequence[str]) -> list[str]:
     if protocol is None or not get_protocol(protocol).needs_ratings:
         return list(names)
     return [n for n in names if getattr(model_class(n), "predicts_ratings", False)]
+
+
+def protocol_options(options: Mapping[str, Any] | Sequence[str] | None) -> dict[str, Any]:
+    """A protocol's own options from a mapping or ``["key=value", ...]`` (``a,b`` becomes a list); the
+    protocol checks the names (an unknown one lists its options)."""
+    out = {}
+    for key, value in _pairs(options).items():
+        if isinstance(value, str) and "," in value:
+            value = [_literal(v.strip()) for v in value.split(",") if v.strip()]
+        elif isinstance(value, str):
+            value = _literal(value)
+        out[key] = value
+    return out
 
 
 def _protocol_data(dataset: str | None, data: Data | None) -> dict[str, Any]:

@@ -134,6 +134,12 @@ def test_model_params_unknown_key_names_the_valid_ones():
         api.model_params("nosuch", [])
 
 
+def test_protocol_options_parse_values():
+    assert api.protocol_options(["part=test", "fraction=0.3", "folds=u1,u2"]) == \
+        {"part": "test", "fraction": 0.3, "folds": ["u1", "u2"]}
+    assert api.protocol_options(None) == {}
+
+
 # train / evaluate / benchmark --------------------------------------------------------------------
 def shop_csv(tmp_path) -> api.FileSource:
     frame = pd.DataFrame(SHOP, columns=["customer", "sku"])

@@ -107,6 +107,15 @@ def test_benchmark_json_shape(files):
         assert set(r["metrics"]) == {"hit@10", "ndcg@10"} and isinstance(r["fit_seconds"], float)
 
 
+def test_benchmark_protocol_options_change_the_split(files):
+    cols = ["--data", files["blocks"], "--user-col", "user", "--item-col", "item", "--time-col", "t"]
+    runs = [one_json(invoke("benchmark", "--protocol", "random-holdout", "--models", "popularity", *cols,
+                            "-o", f"seed={seed}", "--json")) for seed in (0, 0, 1)]
+    assert [r["model"] for r in runs[0]["results"]][0] == "popularity"  # baselines first, in their order
+    assert runs[0]["results"][0]["metrics"] == runs[1]["results"][0]["metrics"]  # seeded: same split
+    assert runs[0]["results"][0]["metrics"] != runs[2]["results"][0]["metrics"]  # another seed, another split
+
+
 def test_train_on_protocol_then_evaluate(files, tmp_path):
     cols = ["--data", files["blocks"], "--user-col", "user", "--item-col", "item", "--time-col", "t"]
     trained = one_json(invoke("train", "item-transition", *cols, "--protocol", "leave-last-out",
@@ -148,6 +157,10 @@ def test_json_stdout_stays_one_document_when_a_library_prints(files, monkeypatch
     (["benchmark", "--protocol", "nope"], ["protocol must be one of"]),
     (["benchmark", "--protocol", "leave-last-out", "--models", "popularity", "-p", "bpr=1"],
      ["MODEL.key=value"]),
+    (["benchmark", "--protocol", "random-holdout", "--dataset", "synthetic", "-o", "frac=0.3"],
+     ["no option 'frac'", "fraction"]),
+    (["train", "popularity", "--dataset", "synthetic", "-o", "part=test", "--out", "{dir}/x"],
+     ["options were given without a protocol"]),
     (["evaluate", "{dir}/missing", "--protocol", "leave-last-out"], ["does not exist"]),
     (["inspect", "{dir}/missing", "--out", "{dir}/r"], ["does not exist"]),
     (["serve", "{pop}", "--port", "70000"], ["port must be between 1 and 65535"]),
@@ -163,8 +176,9 @@ def test_real_subprocess_help_and_error(files):
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "embrec.cli"]
     ok = subprocess.run([*cmd, "--help"], capture_output=True, text=True, timeout=120)
     assert ok.returncode == 0 and "quickstart" in ok.stdout
-    bad = subprocess.run([*cmd, "recommend", str(files["pop"]), "--user", "nobody"], capture_output=True,
-                         text=True, timeout=120)
+    missing = files["dir"] / "no-model"
+    bad = subprocess.run([*cmd, "recommend", str(missing), "--user", "u1"], capture_output=True, text=True,
+                         timeout=120)
     assert bad.returncode == 1 and bad.stdout == ""
-    assert bad.stderr.strip().splitlines() == ["Error: user id 'nobody' is not known to this model "
-                                               "(5 known user ids, e.g. 'u1')."]
+    assert bad.stderr.strip().splitlines() == [f"Error: model directory {str(missing)!r} does not exist or is "
+                                               "not a directory."]

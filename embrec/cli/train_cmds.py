@@ -19,6 +19,7 @@ ITEM_COL = typer.Option(None, "--item-col", help="Item id column of --data.")
 RATING_COL = typer.Option(None, "--rating-col", help="Rating / quantity column of --data.")
 TIME_COL = typer.Option(None, "--time-col", help="Timestamp column of --data (dates or unix seconds).")
 GROUP_COL = typer.Option(None, "--group-col", help="Transaction / basket id column of --data.")
+OPTION = typer.Option(None, "--option", "-o", help="A protocol option key=value, e.g. part=test (repeat).")
 PROTOCOL = typer.Option(None, "--protocol", help="retail-precision, retail-next, ml100k-rmse, ml100k-top10, "
                         "leave-last-out or random-holdout.")
 
@@ -36,6 +37,7 @@ def train(
     group_col: str | None = GROUP_COL,
     protocol: str | None = PROTOCOL,
     param: list[str] | None = typer.Option(None, "--param", "-p", help="Hyper-parameter key=value (repeat)."),
+    option: list[str] | None = OPTION,
     data_dir: Path | None = DATA_DIR,
     as_json: bool = JSON,
 ) -> None:
@@ -45,7 +47,7 @@ def train(
                                    required=protocol is None)
         note(f"training {model} on {name or protocol} ...")
         return api.train(model, dataset=dataset, data=source, protocol=protocol, out=out, params=param or [],
-                         data_dir=data_dir)
+                         data_dir=data_dir, options=option or [])
 
     def render(res: dict[str, Any]) -> None:
         typer.echo(f"saved {res['model']} to {res['out']} ({res['n_users']} users, {res['n_items']} items; "
@@ -67,6 +69,7 @@ def evaluate(
     rating_col: str | None = RATING_COL,
     time_col: str | None = TIME_COL,
     group_col: str | None = GROUP_COL,
+    option: list[str] | None = OPTION,
     data_dir: Path | None = DATA_DIR,
     as_json: bool = JSON,
 ) -> None:
@@ -75,9 +78,16 @@ def evaluate(
         _, source = data_source(dataset, data, user_col, item_col, rating_col, time_col, group_col,
                                 required=False)
         note(f"evaluating {model_dir} on {protocol} ...")
-        return api.evaluate(model_dir, protocol=protocol, dataset=dataset, data=source, data_dir=data_dir)
+        return api.evaluate(model_dir, protocol=protocol, dataset=dataset, data=source, data_dir=data_dir,
+                            options=option or [])
 
-    run(as_json, compute, lambda res: typer.echo(protocol_table(res)))
+    def render(res: dict[str, Any]) -> None:
+        typer.echo(protocol_table(res))
+        if res["refitted"]:
+            typer.echo(f"(the stored weights were not fitted on a {res['protocol']} training split, so the model's "
+                       "configuration was re-fitted on it; the directory is unchanged)")
+
+    run(as_json, compute, render)
 
 
 def benchmark(
@@ -93,6 +103,7 @@ def benchmark(
     group_col: str | None = GROUP_COL,
     param: list[str] | None = typer.Option(None, "--param", "-p", help="MODEL.key=value for one model "
                                            "(repeat)."),
+    option: list[str] | None = OPTION,
     data_dir: Path | None = DATA_DIR,
     as_json: bool = JSON,
 ) -> None:
@@ -105,7 +116,7 @@ def benchmark(
             raise InvalidParameterError(f"--models must name at least one model; received {models!r}.")
         note(f"benchmark on {protocol} ...")
         return api.benchmark(protocol, models=names, dataset=dataset, data=source,
-                             params=per_model_params(param or []), data_dir=data_dir)
+                             params=per_model_params(param or []), data_dir=data_dir, options=option or [])
 
     run(as_json, compute, lambda res: typer.echo(protocol_table(res)))
 
