@@ -19,7 +19,7 @@ from embrec.errors import InvalidParameterError, UnknownIdError
 from embrec.models.als import ALS
 from embrec.models.bpr import BPR
 from embrec.models.implicit_mf import ImplicitMF
-from embrec.nn.pairwise import bpr_loss, sampled_log_loss
+from embrec.nn.pairwise import bpr_factor_loss, bpr_loss, sampled_log_loss
 from embrec.nn.sampling import ItemSampler, resample_seen, seen_keys
 from tests.conftest import make_log
 
@@ -199,6 +199,28 @@ def test_losses_equal_hand_computed_values():
     assert sampled_log_loss(pos, neg, w).item() == pytest.approx((sp(0.0) + sp(0.0) + sp(1.0)) / 3, rel=1e-6)
 
 
+def test_fused_bpr_loss_equals_autograd_reference():
+    """The hand-written backward of BPR's fused loss gives autograd's value and gradients."""
+    g = torch.Generator().manual_seed(0)
+    tables = [torch.randn(7, 4, generator=g, dtype=torch.float64), torch.randn(9, 4, generator=g, dtype=torch.float64),
+              torch.randn(9, generator=g, dtype=torch.float64)]
+    users, pos = torch.tensor([1, 2, 2, 6]), torch.tensor([3, 3, 8, 1])
+    neg = torch.tensor([[4, 5, 3], [2, 2, 7], [1, 6, 8], [5, 4, 2]])
+    a = [t.clone().requires_grad_() for t in tables]
+    b = [t.clone().requires_grad_() for t in tables]
+    fused = bpr_factor_loss(*a, users, pos, neg, reg=0.1, bias_reg=0.05)
+    fused.backward()
+    p, qi, qj = b[0][users], b[1][pos], b[1][neg]
+    s_pos = (p * qi).sum(-1) + b[2][pos]
+    s_neg = (p[:, None] * qj).sum(-1) + b[2][neg]
+    ref = (bpr_loss(s_pos, s_neg) + 0.1 * (p.pow(2).sum() + qi.pow(2).sum() + qj.pow(2).sum() / 3) / 4
+           + 0.05 * (b[2][pos].pow(2).sum() + b[2][neg].pow(2).sum() / 3) / 4)
+    ref.backward()
+    assert fused.item() == pytest.approx(ref.item(), rel=1e-12)
+    for x, y in zip(a, b):
+        torch.testing.assert_close(x.grad, y.grad)
+
+
 def test_popularity_sampler_draws_its_distribution():
     counts = np.array([0, 10, 0, 40, 50])
     sampler = ItemSampler.popularity(counts, alpha=0.5)
@@ -221,3 +243,33 @@ def test_resample_seen_removes_the_users_own_items():
     users = np.full(5000, 1)
     neg = resample_seen(rng, sampler, users, sampler.sample(rng, (5000, 2)), seen_keys(seen, 6), rounds=20)
     assert set(np.unique(neg)) == {4, 5}
+
+
+@pytest.mark.parametrize("name", ["implicit-mf", "bpr"])
+def test_history_blend_retrieval_equals_brute_force(name, clustered):
+    """With history_weight, the index + history merge returns exactly the dense blended ranking:
+    MF score / its spread over items + w * log(1 + count), counted from the (repeating) history."""
+    _, models = clustered
+    model = models[name]
+    model.history_weight = 2.0
+    try:
+        hist = Ragged.from_lists([[5, 5, 5, 40], [17], [1, 2, 3, 3, 50, 51]])
+        rows = np.array([0, 3, 0])
+        s = model._query_vectors(rows, hist) @ model._candidate_vectors().T
+        s = s / s[:, 1:].std(axis=1, keepdims=True)
+        for r, items in enumerate(hist):
+            for i, c in zip(*np.unique(items, return_counts=True)):
+                s[r, i] += 2.0 * np.log1p(c)
+        s[:, 0] = -np.inf
+        for exclude in (None, hist):
+            dense = s.copy()
+            if exclude is not None:
+                dense[exclude.row_ids, exclude.values] = -np.inf
+            got, scores = model.top_k(rows, hist, 8, exclude=exclude)
+            expect = np.argsort(-dense, axis=1, kind="stable")[:, :8]
+            np.testing.assert_allclose(scores, np.take_along_axis(dense, expect, 1), rtol=1e-4, atol=1e-4)
+            assert (got == expect).all()
+        assert model.recommend(histories=[[5, 5, 5, 40]], k=1).ids[0, 0] == 5  # bought three times
+        np.testing.assert_allclose(model._scores(rows, hist)[:, 1:], s[:, 1:], rtol=1e-4, atol=1e-4)
+    finally:
+        model.history_weight = 0.0

@@ -5,10 +5,14 @@
 
 Triples (u, i, j) are bootstrap-sampled: each epoch draws as many training events as there are (with
 replacement) and ``n_negatives`` items j per event from the negative sampler; with
-``verify_negatives`` a j the user has bought is redrawn (vectorised). Batches are large and every step
-is a few gathers, so an epoch costs about what the ``implicit`` library's Cython BPR costs (see
-benchmarks/bench_factorization.py). A new user is folded in by minimising the expected BPR objective
+``verify_negatives`` a j the user has bought is redrawn (vectorised). Batches are large and the loss
+has a hand-written backward (``embrec.nn.pairwise.BPRFactorLoss``), so a step is a few gathers and
+``index_add_``s; benchmarks/bench_factorization.py times it against the ``implicit`` library's BPR. A new user is folded in by minimising the expected BPR objective
 over the sampler with the items fixed (see ``embrec.models.factor``).
+
+``history_weight`` w > 0 blends in the user's own history for shop logs where repeat purchases are the
+point: rank by ``s(u, i) / std_j s(u, j) + w log(1 + times i is in the history)`` (exact retrieval;
+see ``embrec.models.factor``).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import torch.nn.functional as F
 
 from embrec.errors import check_float, check_positive_int
 from embrec.models.factor import BiasedDot, SampledFactorization
-from embrec.nn.pairwise import bpr_loss
+from embrec.nn.pairwise import bpr_factor_loss
 from embrec.nn.sampling import resample_seen, seen_keys
 
 
@@ -30,7 +34,7 @@ class BPR(SampledFactorization):
 
     def __init__(self, *, factors: int = 64, n_negatives: int = 1, epochs: int = 30, batch_size: int = 15000,
                  lr: float = 0.005, reg: float = 1e-4, bias_reg: float = 1e-4, neg_alpha: float = 0.0,
-                 verify_negatives: bool = True, init_std: float = 0.1, fold_in_steps: int = 50,
+                 verify_negatives: bool = True, init_std: float = 0.1, history_weight: float = 0.0, fold_in_steps: int = 50,
                  valid_k: int = 5, valid_exclude_seen: bool = False, patience: int | None = None,
                  device: str | None = None, seed: int = 0, progress: bool | None = None) -> None:
         self.factors = check_positive_int("factors", factors)
@@ -43,6 +47,7 @@ class BPR(SampledFactorization):
         self.neg_alpha = check_float("neg_alpha", neg_alpha, low=0.0)
         self.verify_negatives = bool(verify_negatives)
         self.init_std = check_float("init_std", init_std, low=0.0)
+        self.history_weight = check_float("history_weight", history_weight, low=0.0)
         self.fold_in_steps = check_positive_int("fold_in_steps", fold_in_steps)
         self.valid_k = check_positive_int("valid_k", valid_k)
         self.valid_exclude_seen = bool(valid_exclude_seen)
@@ -67,19 +72,8 @@ class BPR(SampledFactorization):
 
     def _batch_loss(self, module: BiasedDot, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
         users, pos, neg = batch  # (B,), (B,), (B, K)
-        p = module.user_factors[users]  # (B, d)
-        q_pos = module.item_factors[pos]  # (B, d)
-        q_neg = module.item_factors[neg]  # (B, K, d)
-        b_pos, b_neg = module.item_bias[pos], module.item_bias[neg]  # (B,), (B, K)
-        s_pos = (p * q_pos).sum(-1) + b_pos  # (B,)
-        s_neg = (p[:, None, :] * q_neg).sum(-1) + b_neg  # (B, K)
-        loss = bpr_loss(s_pos, s_neg)
-        b = users.numel()
-        if self.reg:
-            loss = loss + self.reg * (p.pow(2).sum() + q_pos.pow(2).sum() + q_neg.pow(2).sum() / neg.shape[1]) / b
-        if self.bias_reg:
-            loss = loss + self.bias_reg * (b_pos.pow(2).sum() + b_neg.pow(2).sum() / neg.shape[1]) / b
-        return loss
+        return bpr_factor_loss(module.user_factors, module.item_factors, module.item_bias, users, pos, neg,
+                               reg=self.reg, bias_reg=self.bias_reg)
 
     def _fold_in_objective(self, p, c, q, bi, probs, rows, items, weights) -> torch.Tensor:
         scores = p @ q.T + bi  # (B, I)

@@ -60,7 +60,7 @@ class BiasedDot(torch.nn.Module):
 
 class SampledFactorization(EmbeddingModel):
     """Base of ImplicitMF and BPR. Subclasses store their hyper-parameters in ``__init__`` with at least
-    factors, epochs, batch_size, lr, reg, neg_alpha, init_std, fold_in_steps, valid_k,
+    factors, epochs, batch_size, lr, reg, neg_alpha, init_std, history_weight, fold_in_steps, valid_k,
     valid_exclude_seen, patience, device, seed, progress."""
 
     #: does the fold-in objective use (and fit) a user bias?
@@ -117,6 +117,7 @@ class SampledFactorization(EmbeddingModel):
         self.item_bias_ = module.item_bias.detach().cpu().numpy().copy()
         self.global_bias_ = float(module.global_bias.detach().cpu())
         self.__dict__.pop("_indexes", None)
+        self.__dict__.pop("_candidate_cov", None)
 
     def _validator(self, module: BiasedDot, valid: Interactions):
         """precision@valid_k on the validation events of known users (training items excluded when
@@ -167,6 +168,64 @@ class SampledFactorization(EmbeddingModel):
 
     def _candidate_vectors(self) -> np.ndarray:
         return np.hstack([self.item_factors_, self.item_bias_[:, None]]).astype(np.float32)  # (I, d + 1)
+
+    # the user's own history ------------------------------------------------------------------
+    # With ``history_weight`` w > 0 the ranking score of item i for a user with history H is
+    #     z(u, i) + w * log(1 + times i occurs in H),     z = s(u, i) / std_j s(u, j)
+    # (dividing by the spread of the user's scores puts every user's MF score on one scale; the std
+    # comes from the candidates' covariance, so no users x items matrix is formed). Retrieval stays
+    # exact: an item outside H keeps its MF order, so the top k is among the index's top k and H.
+    def _score_scale(self, q: np.ndarray) -> np.ndarray:
+        """(B,) standard deviation over items of each query's retrieval scores."""
+        if "_candidate_cov" not in self.__dict__:
+            self._candidate_cov = np.cov(self._candidate_vectors()[1:].astype(np.float64), rowvar=False, bias=True)
+        var = np.einsum("bi,ij,bj->b", q.astype(np.float64), self._candidate_cov, q.astype(np.float64))
+        return np.sqrt(np.maximum(var, 1e-12)).astype(np.float32)
+
+    def _history_counts(self, histories: Ragged, exclude: Ragged | None = None):
+        """(rows, items, counts) of the distinct items of each history, excluded ones dropped."""
+        n = np.int64(self.items_.size)
+        keys, counts = np.unique(histories.row_ids * n + histories.values, return_counts=True)
+        if exclude is not None and exclude.values.size:
+            keep = ~np.isin(keys, exclude.row_ids * n + exclude.values)
+            keys, counts = keys[keep], counts[keep]
+        return keys // n, keys % n, counts
+
+    def _scores(self, user_rows: np.ndarray, histories: Ragged) -> np.ndarray:
+        q = self._query_vectors(user_rows, histories)
+        scores = q @ self._candidate_vectors().T  # (B, I)
+        if not self.history_weight:
+            return scores
+        scores /= self._score_scale(q)[:, None]
+        rows, items, counts = self._history_counts(histories)
+        scores[rows, items] += self.history_weight * np.log1p(counts)
+        return scores
+
+    def top_k(self, user_rows: np.ndarray, histories: Ragged, k: int, *,
+              exclude: Ragged | None = None) -> tuple[np.ndarray, np.ndarray]:
+        if not self.history_weight:
+            return super().top_k(user_rows, histories, k, exclude=exclude)
+        q = self._query_vectors(user_rows, histories)  # (B, d + 1)
+        found, scores = self.index_for("dot").search(q, k, exclude=exclude)  # (B, k) MF order
+        scale = self._score_scale(q)
+        scores = scores / scale[:, None]
+        rows, items, counts = self._history_counts(histories, exclude)
+        n = np.int64(self.items_.size)
+        # index results that are history items come back below with their bonus
+        in_hist = np.isin(np.arange(len(q))[:, None] * n + found, rows * n + items)
+        scores[in_hist | (found < 0)] = -np.inf
+        cand = self._candidate_vectors()
+        bonus = (q[rows] * cand[items]).sum(1) / scale[rows] + self.history_weight * np.log1p(counts)
+        hist = Ragged.group(rows, items, len(q))  # rows are sorted (from sorted keys): order kept
+        h_items = hist.to_padded(pad=0)  # (B, H)
+        h_scores = np.full(h_items.shape, -np.inf, dtype=np.float32)
+        h_scores[hist.row_ids, _positions(hist)] = bonus
+        all_items = np.hstack([np.maximum(found, 0), h_items])  # (B, k + H)
+        all_scores = np.hstack([scores, h_scores])
+        top, vals = top_k_rows(all_scores, k)
+        out = np.take_along_axis(all_items, top, 1)
+        out[~np.isfinite(vals)] = 0
+        return out, vals
 
     # fold-in ----------------------------------------------------------------------------------
     def fold_in(self, histories: Ragged) -> tuple[np.ndarray, np.ndarray]:
@@ -247,3 +306,9 @@ class SampledFactorization(EmbeddingModel):
         self.user_bias_ = state["user_bias"].astype(np.float32)
         self.item_bias_ = state["item_bias"].astype(np.float32)
         self.global_bias_ = float(state["global_bias"][0])
+        self.__dict__.pop("_candidate_cov", None)
+
+
+def _positions(r: Ragged) -> np.ndarray:
+    """(nnz,) the position of every value inside its row."""
+    return np.arange(r.values.size, dtype=np.int64) - np.repeat(r.offsets[:-1], r.lengths)

@@ -7,6 +7,10 @@ Every epoch visits each training event once (shuffled), in batches of ``batch_si
 with ``n_negatives`` items drawn from the negative sampler (uniform, or popularity ** ``neg_alpha``);
 Adam through ``train_loop``. Repeat purchases are repeated events, so they weigh more. A new user is
 folded in by minimising the expected objective over the sampler (see ``embrec.models.factor``).
+
+``history_weight`` w > 0 blends in the user's own history for shop logs where repeat purchases are the
+point: rank by ``s(u, i) / std_j s(u, j) + w log(1 + times i is in the history)`` (exact retrieval;
+see ``embrec.models.factor``).
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ class ImplicitMF(SampledFactorization):
     _fold_in_user_bias = True
 
     def __init__(self, *, factors: int = 64, n_negatives: int = 5, epochs: int = 10, batch_size: int = 5000,
-                 lr: float = 0.005, reg: float = 1e-3, neg_alpha: float = 0.0, init_std: float = 0.1,
+                 lr: float = 0.005, reg: float = 1e-3, neg_alpha: float = 0.0, init_std: float = 0.1, history_weight: float = 0.0,
                  fold_in_steps: int = 50, valid_k: int = 5, valid_exclude_seen: bool = False,
                  patience: int | None = None, device: str | None = None, seed: int = 0,
                  progress: bool | None = None) -> None:
@@ -40,6 +44,7 @@ class ImplicitMF(SampledFactorization):
         self.reg = check_float("reg", reg, low=0.0)
         self.neg_alpha = check_float("neg_alpha", neg_alpha, low=0.0)
         self.init_std = check_float("init_std", init_std, low=0.0)
+        self.history_weight = check_float("history_weight", history_weight, low=0.0)
         self.fold_in_steps = check_positive_int("fold_in_steps", fold_in_steps)
         self.valid_k = check_positive_int("valid_k", valid_k)
         self.valid_exclude_seen = bool(valid_exclude_seen)
