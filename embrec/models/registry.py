@@ -15,6 +15,8 @@ def _models() -> dict[str, type]:
     from embrec.models.explicit_mf import ExplicitMF
     from embrec.models.implicit_mf import ImplicitMF
     from embrec.models.rating_dnn import RatingDNN
+    from embrec.models.rnn import RNNRecommender
+    from embrec.models.sasrec import SASRec
     from embrec.models.softmax_dnn import SoftmaxDNN
     from embrec.models.two_tower import TwoTower
 
@@ -28,6 +30,8 @@ def _models() -> dict[str, type]:
         "explicit-mf": ExplicitMF,
         "implicit-mf": ImplicitMF,
         "rating-dnn": RatingDNN,
+        "rnn": RNNRecommender,
+        "sasrec": SASRec,
         "softmax-dnn": SoftmaxDNN,
         "two-tower": TwoTower,
     }
