@@ -45,6 +45,9 @@ ZOO: dict[str, dict[str, Any]] = {
     "two-tower": {"dim": 32, "item_hidden": (64,), "user_hidden": (64,), "epochs": 6},
 }
 
+#: Datasets whose rating column holds ratings; elsewhere (quantities) the rating models are skipped.
+RATED = ("ml-100k",)
+
 #: Which protocol each dataset is evaluated on, and the metric that picks the best model (higher is better
 #: unless marked "min").
 PROTOCOL_OF = {"synthetic": "leave-last-out", "ml-100k": "ml100k-top10", "online-retail": "retail-precision"}
@@ -66,11 +69,11 @@ def quickstart(*, dataset: str | None = None, out: str | Path = "runs/quickstart
 
     ``dataset`` None = the synthetic shop (``SYNTHETIC``, overridable with ``synthetic_params``);
     ``models`` restricts the zoo (the baselines always run). Returns ``{"dataset", "protocol", "results",
-    "best", "model_dir", "recommendations", "similar", "report", "seconds"}``.
+    "best", "skipped", "model_dir", "similar_model_dir", "recommendations", "similar", "report", "seconds"}``.
     """
     from embrec import api
     from embrec.evaluation import run_protocol
-    from embrec.models.registry import create, model_names
+    from embrec.models.registry import create, model_class, model_names
 
     say = progress or logger.info
     start = time.perf_counter()
@@ -84,6 +87,11 @@ def quickstart(*, dataset: str | None = None, out: str | Path = "runs/quickstart
     say(f"data: {log}")
 
     names = api.with_baselines(models, protocol) if models else api.fitting(protocol, model_names())
+    skipped = [n for n in names if name not in RATED and getattr(model_class(n), "predicts_ratings", False)]
+    if skipped:
+        say(f"skipping rating models on {name} (its rating column is a quantity, not a rating): "
+            f"{', '.join(skipped)}")
+        names = [n for n in names if n not in skipped]
     params = {n: api.model_params(n, ZOO.get(n, {})) for n in names}
     factories = {n: functools.partial(create, n, **params[n]) for n in names}
     say(f"evaluating {len(names)} models on {protocol}: {', '.join(names)} ...")
@@ -115,7 +123,7 @@ def quickstart(*, dataset: str | None = None, out: str | Path = "runs/quickstart
     report = _report(similar_dir or model_dir, out / "report", results, say)
     return api.to_plain({
         "dataset": name, "protocol": protocol, "results": results["results"], "best": best,
-        "model_dir": str(model_dir), "similar_model_dir": str(similar_dir) if similar_dir else None,
+        "skipped": skipped, "model_dir": str(model_dir), "similar_model_dir": str(similar_dir) if similar_dir else None,
         "recommendations": recs, "similar": similar, "report": str(report) if report else None,
         "seconds": round(time.perf_counter() - start, 1),
     })

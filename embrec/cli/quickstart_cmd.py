@@ -32,6 +32,8 @@ def render(res: dict[str, Any]) -> None:
     echo = typer.echo
     echo("")
     echo(protocol_table({"protocol": res["protocol"], "dataset": res["dataset"], "results": res["results"]}))
+    if res["skipped"]:
+        echo(f"not run here: {', '.join(res['skipped'])} (rating models; this data's rating column is a quantity)")
     best = res["best"]
     echo(f"\nbest: {best['model']} ({best['metric']} = {best['value']:.4f}), fitted on all events and saved "
          f"to {res['model_dir']}")
