@@ -11,7 +11,7 @@ from embrec import Ragged
 from embrec.errors import DataError, InvalidParameterError, NotFittedError, UnknownIdError
 from embrec.evaluation.neighbours import model_genre_overlap
 from embrec.models.explicit_mf import ExplicitMF
-from embrec.models.rating_dnn import RatingDNN
+from embrec.models.rating_dnn import RatingDNN, _RatingNet
 from embrec.nn.regression import RatingLoss, gravity, l2_penalty, observed_mse, row_l2
 from tests.conftest import make_log
 
@@ -232,6 +232,24 @@ def test_dnn_fold_in_close_to_trained_user(data, dnn):
     assert np.array_equal(dnn.fold_in(["i1", "i2"], [5, 1]), dnn.fold_in(["i1", "i2"], [5, 1]))
 
 
+def test_dnn_split_optimizer_trains_every_parameter(data):
+    """embedding_lr: SGD on the tables, Adam on the dense layers; every parameter must move."""
+    train = data[0]
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        net0 = _RatingNet(train.users.size, train.items.size, 4, (8,), 0.2, 0.0, 0.05, True, 0.0)  # same init
+    model = RatingDNN(factors=4, hidden=(8,), epochs=2, embedding_lr=0.5, batch_size=256).fit(train)
+    trained = model.net_.state_dict()
+    # the padding rows are never in a batch and SGD has no decay: unchanged, so the init was reproduced
+    assert torch.equal(net0.item.weight[0], trained["item.weight"][0])
+    for name, before in net0.state_dict().items():
+        if name != "mean":
+            assert before.shape == trained[name].shape
+            assert not torch.equal(before[1:] if "user" in name or "item" in name else before,
+                                   trained[name][1:] if "user" in name or "item" in name else trained[name]), name
+    assert model.embedding_lr == 0.5
+
+
 def test_dnn_save_load_identical_and_errors(tmp_path, dnn, data):
     users, items, _ = data[1]
     dnn.save(tmp_path / "dnn")
@@ -240,6 +258,9 @@ def test_dnn_save_load_identical_and_errors(tmp_path, dnn, data):
     a, b = dnn.recommend(histories=[["i1", "i2"]], k=5), back.recommend(histories=[["i1", "i2"]], k=5)
     assert list(a.ids[0]) == list(b.ids[0]) and np.allclose(a.scores, b.scores)
     assert np.array_equal(back.item_embeddings(), dnn.item_embeddings())
+    plain = RatingDNN(factors=4, hidden=(8,), product=False, epochs=2).fit(data[0])  # the Keras-question net
+    plain.save(tmp_path / "plain")
+    assert np.array_equal(embrec.load(tmp_path / "plain").predict_ids(users, items), plain.predict_ids(users, items))
     with pytest.raises(InvalidParameterError, match="hidden must be a list"):
         RatingDNN(hidden=(0,))
     with pytest.raises(InvalidParameterError, match="k must be at most the catalogue size"):

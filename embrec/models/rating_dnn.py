@@ -7,15 +7,18 @@
 
 Network::
 
-    x   = concat(P[u], Q[i], P[u] ⊙ Q[i])       (B, 3d)   the user and item embedding rows (and, with
-                                                          product=True, their element-wise product)
-    h   = MLP(x)                                (B, 1)    Linear → ReLU → Dropout per hidden layer
-    r̂   = μ + b_u + b_i + h                     (B,)      biases=True ("wide" part); else h alone
+    x   = concat(P[u], Q[i])                    (B, 2d)   the user and item embedding rows (after
+                                                          ``embedding_dropout``)
+    h   = MLP(x)                                (B, H)    Linear → ReLU → Dropout per hidden layer
+    o   = Linear(h) + ⟨P[u], Q[i]⟩              (B,)      product=True adds the dot product of the two
+                                                          embeddings (the MF term) to the dense output
+    r̂   = μ + b_u + b_i + o                     (B,)      biases=True ("wide" part); else o alone
 
 Loss: MSE on observed ratings + ``l2`` · mean over the batch of the squared norms of the rows it
-touched (``embrec.nn.regression.row_l2``) + the optimizer's ``weight_decay`` on everything. Trained
-by the shared loop (Adam), validation RMSE each epoch, early stopping; without ``valid=``, a seeded
-``valid_fraction`` of the training ratings is held out for it.
+touched (``embrec.nn.regression.row_l2``) + the optimizer's ``weight_decay``. Trained by the shared
+loop (Adam; with ``embedding_lr`` set, the embedding and bias tables take plain SGD steps at that rate
+while the dense layers keep ``optimizer``), validation RMSE each epoch, early stopping; without
+``valid=``, a seeded ``valid_fraction`` of the training ratings is held out for it.
 
 Its ``item_embeddings()`` are the rows of Q, so ``similar_items`` is a cosine (or dot) search over them;
 ``embrec.evaluation.neighbours.genre_overlap`` measures whether those neighbours make sense.
@@ -44,7 +47,7 @@ from embrec.data.ragged import Ragged
 from embrec.errors import DataError, InvalidParameterError, check_float, check_positive_int
 from embrec.models.base import EmbeddingModel, Recommendations, Recommender, top_k_rows
 from embrec.models.explicit_mf import RatingSplit, check_rows, flat_ratings
-from embrec.models.training import TrainConfig, resolve_device, seeded, train_loop
+from embrec.models.training import TrainConfig, make_optimizer, resolve_device, seeded, train_loop
 from embrec.nn.regression import observed_mse, row_l2
 
 logger = logging.getLogger(__name__)
@@ -55,7 +58,7 @@ _CHUNK_PAIRS = 2**18
 
 class _RatingNet(torch.nn.Module):
     def __init__(self, n_users: int, n_items: int, factors: int, hidden: tuple[int, ...], dropout: float,
-                 mean: float, init_std: float, product: bool) -> None:
+                 mean: float, init_std: float, product: bool, embedding_dropout: float) -> None:
         super().__init__()
         self.user = torch.nn.Embedding(n_users, factors)  # (N+1, d)
         self.item = torch.nn.Embedding(n_items, factors)  # (M+1, d)
@@ -67,24 +70,42 @@ class _RatingNet(torch.nn.Module):
             torch.nn.init.zeros_(table.weight)
         layers: list[torch.nn.Module] = []
         self.product = product
-        width = (3 if product else 2) * factors
+        self.embedding_dropout = torch.nn.Dropout(embedding_dropout)
+        width = 2 * factors
         for h in hidden:
             layers += [torch.nn.Linear(width, h), torch.nn.ReLU(), torch.nn.Dropout(dropout)]
             width = h
-        layers.append(torch.nn.Linear(width, 1))
         self.mlp = torch.nn.Sequential(*layers)
+        self.out = torch.nn.Linear(width, 1)
         self.register_buffer("mean", torch.tensor(float(mean)))
 
     def head(self, p: torch.Tensor, q: torch.Tensor, bu: torch.Tensor, bi: torch.Tensor,
              biases: bool) -> torch.Tensor:
-        """Ratings from user rows p (B, d), item rows q (B, d) and biases (B,)."""
-        x = torch.cat([p, q, p * q] if self.product else [p, q], dim=-1)  # (B, 3d) or (B, 2d)
-        h = self.mlp(x).squeeze(-1)  # (B,)
-        return self.mean + bu + bi + h if biases else h
+        """Ratings from user rows p (..., d), item rows q (..., d) and biases (...)."""
+        p, q = self.embedding_dropout(p), self.embedding_dropout(q)
+        r = self.out(self.mlp(torch.cat([p, q], dim=-1))).squeeze(-1)  # (...)
+        if self.product:
+            r = r + (p * q).sum(-1)  # (...)
+        return self.mean + bu + bi + r if biases else r
 
     def forward(self, users: torch.Tensor, items: torch.Tensor, biases: bool) -> torch.Tensor:
         return self.head(self.user(users), self.item(items), self.user_bias(users).squeeze(-1),
                          self.item_bias(items).squeeze(-1), biases)  # (B,)
+
+
+class _SplitOptimizer:
+    """Plain SGD on the embedding tables (Funk-SVD style) and another optimizer on the dense layers."""
+
+    def __init__(self, *optimizers: torch.optim.Optimizer) -> None:
+        self.optimizers = optimizers
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for opt in self.optimizers:
+            opt.zero_grad(set_to_none=set_to_none)
+
+    def step(self) -> None:
+        for opt in self.optimizers:
+            opt.step()
 
 
 class RatingDNN(EmbeddingModel):
@@ -92,18 +113,19 @@ class RatingDNN(EmbeddingModel):
 
     predicts_ratings = True
 
-    def __init__(self, *, factors: int = 64, hidden: Sequence[int] = (64, 32), dropout: float = 0.2,
-                 product: bool = True, biases: bool = True, l2: float = 0.05, weight_decay: float = 0.0,
-                 epochs: int = 60,
-                 batch_size: int = 512, lr: float = 1e-3, init_std: float = 0.05, patience: int | None = 4,
-                 valid_fraction: float = 0.05, clip: bool = True, history_rating: float | None = None,
-                 fold_in_steps: int = 100, fold_in_lr: float = 0.05, seed: int = 0,
-                 device: str | None = "cpu", progress: bool | None = None) -> None:
+    def __init__(self, *, factors: int = 64, hidden: Sequence[int] = (32,), dropout: float = 0.2,
+                 embedding_dropout: float = 0.0, product: bool = True, biases: bool = True, l2: float = 0.05,
+                 weight_decay: float = 1e-4, epochs: int = 100, batch_size: int = 128, lr: float = 1e-3,
+                 optimizer: str = "adam", embedding_lr: float | None = 1.0, init_std: float = 0.05,
+                 patience: int | None = 5, valid_fraction: float = 0.05, clip: bool = True,
+                 history_rating: float | None = None, fold_in_steps: int = 100, fold_in_lr: float = 0.05,
+                 seed: int = 0, device: str | None = "cpu", progress: bool | None = None) -> None:
         self.factors = check_positive_int("factors", factors)
         if isinstance(hidden, (str, bytes)) or not all(isinstance(h, (int, np.integer)) and h > 0 for h in hidden):
             raise InvalidParameterError(f"hidden must be a list of positive layer widths; received {hidden!r}.")
         self.hidden = tuple(int(h) for h in hidden)
         self.dropout = check_float("dropout", dropout, low=0.0, high=0.9)
+        self.embedding_dropout = check_float("embedding_dropout", embedding_dropout, low=0.0, high=0.9)
         for name, flag in (("product", product), ("biases", biases)):
             if not isinstance(flag, bool):
                 raise InvalidParameterError(f"{name} must be True or False; received {flag!r}.")
@@ -114,8 +136,11 @@ class RatingDNN(EmbeddingModel):
         self.epochs = check_positive_int("epochs", epochs)
         self.batch_size = check_positive_int("batch_size", batch_size)
         self.lr = lr
+        self.optimizer = optimizer
+        self.embedding_lr = None if embedding_lr is None else check_float("embedding_lr", embedding_lr, low=0.0,
+                                                                          low_open=True)
         self.patience = patience
-        TrainConfig(epochs=epochs, lr=lr, patience=patience)  # validates them
+        TrainConfig(epochs=epochs, lr=lr, optimizer=optimizer, patience=patience)  # validates them
         self.init_std = check_float("init_std", init_std, low=0.0)
         self.valid_fraction = check_float("valid_fraction", valid_fraction, low=0.0, high=0.5)
         self.clip = bool(clip)
@@ -136,7 +161,7 @@ class RatingDNN(EmbeddingModel):
             self.rating_range_ = (float(data.rating.min()), float(data.rating.max()))
             mean = float(data.rating.mean()) if self.biases else 0.0
             net = _RatingNet(self.users_.size, self.items_.size, self.factors, self.hidden, self.dropout,
-                             mean, self.init_std, self.product).to(device)
+                             mean, self.init_std, self.product, self.embedding_dropout).to(device)
 
             def loss(batch):
                 u, i, r = batch
@@ -146,17 +171,26 @@ class RatingDNN(EmbeddingModel):
                     total = total + self.l2 * row_l2(net.user(u), net.item(i), *biases)
                 return total
 
-            config = TrainConfig(epochs=self.epochs, lr=self.lr, weight_decay=self.weight_decay,
+            config = TrainConfig(epochs=self.epochs, lr=self.lr, optimizer=self.optimizer,
+                                 weight_decay=self.weight_decay,
                                  patience=self.patience if data.has_valid else None,
                                  minimize_valid=True, progress=self.progress)
             validate = (lambda: data.valid_rmse(lambda u, i: self._clip(net(u, i, self.biases)))) \
                 if data.has_valid else None
             self.history_ = train_loop(net, batches=data.batches(self.batch_size), loss=loss, config=config,
-                                       rng=rng, validate=validate, desc="rating-dnn")
+                                       rng=rng, validate=validate, desc="rating-dnn",
+                                       optimizer=self._optimizer(net, config))
         self.net_ = net.cpu().eval()
         self.__dict__.pop("_indexes", None)
         if data.has_valid:
             self.metrics_["valid_rmse"] = min(h["valid"] for h in self.history_)
+
+    def _optimizer(self, net: _RatingNet, config: TrainConfig) -> Any:
+        if self.embedding_lr is None:
+            return None  # the loop's optimizer over every parameter
+        tables = [net.user.weight, net.item.weight, net.user_bias.weight, net.item_bias.weight]
+        dense = [p for p in net.parameters() if all(p is not t for t in tables)]  # MLP + output layer
+        return _SplitOptimizer(torch.optim.SGD(tables, lr=self.embedding_lr), make_optimizer(dense, config))
 
     def _clip(self, x: torch.Tensor) -> torch.Tensor:
         return x.clamp(*self.rating_range_) if self.clip else x
@@ -302,7 +336,7 @@ class RatingDNN(EmbeddingModel):
 
     def _set_state(self, state: dict[str, np.ndarray], extra: dict[str, Any]) -> None:
         net = _RatingNet(self.users_.size, self.items_.size, self.factors, self.hidden, self.dropout, 0.0, 0.0,
-                         self.product)
+                         self.product, self.embedding_dropout)
         net.load_state_dict({k: torch.as_tensor(v) for k, v in state.items()})
         self.net_ = net.eval()
         self.rating_range_ = tuple(extra["rating_range"])
