@@ -233,3 +233,16 @@ def test_parameters_are_checked():
     with pytest.raises(InvalidParameterError, match="dim must be a multiple of num_heads"):
         SASRec(dim=30, num_heads=4)
     assert embrec.models.create("rnn", cell="lstm", use_user=True).use_user is True
+
+
+def test_validation_is_monitored_each_epoch_when_patience_is_set(log):
+    valid = successor_log(n_tx=60, seed=5)
+    model = MODELS["gru"](epochs=20, patience=50).fit(log, valid=valid)
+    curve = [h["valid"] for h in model.history_]
+    assert len(curve) == 20
+    # top-5 next-item accuracy: every position but a transaction's random first item is predictable
+    first = (np.diff(valid.group_offsets()) > 0).sum() / len(valid)
+    assert max(curve) >= 1 - first - 0.05 and curve[0] < max(curve)
+    plain = successor_log(n_tx=60, seed=5, groups=False)  # no groups: hit@10 of each user's first event
+    model = MODELS["gru"](epochs=2, patience=50).fit(successor_log(groups=False), valid=plain)
+    assert all(0.0 <= h["valid"] <= 1.0 for h in model.history_)
