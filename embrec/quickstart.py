@@ -39,10 +39,10 @@ ZOO: dict[str, dict[str, Any]] = {
     "implicit-mf": {"factors": 32, "epochs": 5, "n_negatives": 4, "lr": 0.02},
     "explicit-mf": {"factors": 32, "epochs": 20, "batch_size": 512},
     "rating-dnn": {"factors": 32, "hidden": (32,), "epochs": 10},
-    "rnn": {"embedding_dim": 32, "hidden_dim": 64, "max_len": 20, "epochs": 4},
+    "rnn": {"embedding_dim": 32, "hidden_dim": 64, "max_len": 20, "epochs": 3},
     "sasrec": {"dim": 32, "num_layers": 1, "max_len": 20, "epochs": 4},
     "softmax-dnn": {"dim": 32, "hidden": (64,), "epochs": 5},
-    "two-tower": {"dim": 32, "item_hidden": (64,), "user_hidden": (64,), "epochs": 6},
+    "two-tower": {"dim": 32, "item_hidden": (64,), "user_hidden": (64,), "epochs": 5},
 }
 
 #: Datasets whose rating column holds ratings; elsewhere (quantities) the rating models are skipped.

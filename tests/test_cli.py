@@ -182,3 +182,12 @@ def test_real_subprocess_help_and_error(files):
     assert bad.returncode == 1 and bad.stdout == ""
     assert bad.stderr.strip().splitlines() == [f"Error: model directory {str(missing)!r} does not exist or is "
                                                "not a directory."]
+
+
+def test_benchmark_retail_precision_on_the_real_data(shared_data):
+    data = one_json(invoke("benchmark", "--protocol", "retail-precision", "--models", "popularity",
+                           "--data-dir", shared_data, "--json"))
+    assert data["dataset"] == "online-retail"
+    by_model = {r["model"]: r["metrics"] for r in data["results"]}
+    assert by_model["popularity"]["precision@5"] == pytest.approx(0.064, abs=0.001)  # the retail chapter's figure
+    assert {"repeat-frequency", "item-transition"} <= set(by_model)
