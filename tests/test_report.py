@@ -154,3 +154,19 @@ def test_every_image_loads_in_headless_chromium(report, tmp_path):
     _chromium("--hide-scrollbars", "--window-size=1200,3000", f"--screenshot={shot}", path.as_uri())
     img = imread(shot)
     assert img.shape[:2] == (3000, 1200) and img[..., :3].std() > 0.05
+
+
+def test_colours_from_features_a_model_keeps_encoded():
+    # towers keep item features encoded: categorical codes (n, C) in the encoder's column order
+    from types import SimpleNamespace
+
+    from embrec.data import IdVocab
+    from embrec.report import item_colours
+
+    model = SimpleNamespace(
+        items_=IdVocab(["a", "b", "c"]),
+        encoder_=SimpleNamespace(categorical_=["category"], multi_hot_=[], vocabularies_={"category": ["x", "y"]}),
+        item_features_=SimpleNamespace(n_rows=4, categorical=np.array([[0, 5], [2, 1], [1, 1], [0, 3]]), bags=[]),
+    )
+    colours, legend = item_colours(model, np.array([3.0, 2.0, 1.0]))
+    assert legend == "category" and list(colours) == ["y", "x", "(none)"]

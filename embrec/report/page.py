@@ -251,9 +251,34 @@ def item_colours(model: Any, counts: np.ndarray) -> tuple[np.ndarray, str]:
         names = ["(none)", *feats.vocabularies.get(col, [])]
         first = [names[b[0]] if len(b) and b[0] < len(names) else "(none)" for b in bags][1:]
         return np.array(first, dtype=object), f"{col} (first listed)"
+    encoded = _encoded_colours(model)
+    if encoded is not None:
+        return encoded
     ranks = np.argsort(np.argsort(counts, kind="stable"), kind="stable")
     decile = np.minimum(ranks * 10 // max(len(counts), 1), 9)
     return np.array([f"decile {d + 1}" for d in decile], dtype=object), "popularity decile (10 = most popular)"
+
+
+def _encoded_colours(model: Any) -> tuple[np.ndarray, str] | None:
+    """Colours from features a model keeps encoded for its towers (``encoder_`` + ``item_features_``:
+    categorical codes in the encoder's column order, multi-hot bags first among the bags)."""
+    enc, feats = getattr(model, "encoder_", None), getattr(model, "item_features_", None)
+    n = model.items_.size
+    if enc is None or feats is None or getattr(feats, "n_rows", 0) < n:
+        return None
+    vocabs = getattr(enc, "vocabularies_", {})
+    if getattr(enc, "categorical_", None) and np.ndim(feats.categorical) == 2:
+        col = enc.categorical_[0]
+        names = ["(none)", *vocabs.get(col, [])]
+        codes = np.asarray(feats.categorical)[1:n, 0]
+        return np.array([names[c] if c < len(names) else str(c) for c in codes], dtype=object), col
+    if getattr(enc, "multi_hot_", None) and feats.bags:
+        col = enc.multi_hot_[0]
+        names = ["(none)", *vocabs.get(col, [])]
+        bags = feats.bags[0]
+        first = [names[bags[r][0]] if len(bags[r]) and bags[r][0] < len(names) else "(none)" for r in range(1, n)]
+        return np.array(first, dtype=object), f"{col} (first listed)"
+    return None
 
 
 # page -------------------------------------------------------------------------------------------
