@@ -201,6 +201,21 @@ def test_holdout_targets_never_appear_in_the_input(log):
     assert any(np.isin(t, i).any() for i, t in zip(nb.inputs, nb.targets))  # repeats are allowed there
 
 
+def test_next_period_targets_are_the_following_month_of_rows(log):
+    ex = ExampleMaker(log, targets="next-period", holdout=0.2, max_history=None).draw(np.random.default_rng(0))
+    order = np.lexsort((np.arange(len(log)), log.timestamp, log.user))
+    user, item, t = log.user[order], log.item[order], log.timestamp[order]
+    cut = t.min() + np.timedelta64(30, "D")
+    month = (t >= cut) & (t < cut + np.timedelta64(30, "D"))
+    users = [u for u in np.unique(user[user > 0]) if ((user == u) & (t < cut)).any() and ((user == u) & month).any()]
+    assert users  # the log has users active both before and after the first cut-off
+    for u in users[:5]:
+        before, after = item[(user == u) & (t < cut)], item[(user == u) & month]
+        pairs = {(tuple(i), tuple(g)) for i, g in zip(ex.inputs, ex.targets)}
+        assert (tuple(before), tuple(after)) in pairs  # every row of the month, repeats included
+    assert len(ex) > 0 and all(len(i) > 0 and len(g) > 0 for i, g in zip(ex.inputs, ex.targets))
+
+
 def test_training_is_seeded_and_leaves_the_global_rng_alone(log):
     small = synthetic(n_interactions=600, **SYN)
     torch.manual_seed(123)

@@ -168,3 +168,12 @@ def test_extra_negatives_get_their_own_logq():
                             negative_ids=torch.tensor([2, 3]), negative_logq=torch.log(torch.tensor([0.5, 0.5])))
     row = [1.0, 0.0 + math.log(2), 1.0 + math.log(2)]
     assert loss.item() == pytest.approx(-(row[0] - math.log(sum(math.exp(x) for x in row))), rel=1e-6)
+
+
+def test_full_softmax_per_example_weighs_every_example_the_same():
+    logits = torch.tensor([[1.0, 2.0, 0.0], [0.0, 0.0, 3.0]])
+    example, target = torch.tensor([0, 1, 1]), torch.tensor([1, 2, 0])
+    lse0 = math.log(math.e + math.e ** 2 + 1)
+    lse1 = math.log(2 + math.e ** 3)
+    want = ((lse0 - 2) + ((lse1 - 3) + (lse1 - 0)) / 2) / 2  # example 0's one pair = example 1's two
+    assert FullSoftmax(per_example=True)(logits, example=example, target=target).item() == pytest.approx(want, rel=1e-6)

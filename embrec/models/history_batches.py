@@ -9,6 +9,10 @@ Two ways to cut a user's training history into (input items, target items), both
   transaction t (one example per transaction after the first). A target may be an item the user bought
   before: repeat purchases are learnt from the data (Online Retail). Needs ``group`` (transactions).
 
+- ``"next-period"``: cut-offs every 30 days; the input is everything before a cut-off, the targets are
+  every event of the 30 days after it, one per row (an item bought three times counts three times) —
+  the shape of the retail protocol (a month of purchases from the history before it).
+
 ``"auto"`` picks next-basket when the log has transactions, else holdout. A batch keeps the inputs as
 values + offsets (ragged, no padding) and the targets as (example, item) pairs::
 
@@ -28,7 +32,8 @@ from embrec.data.interactions import Interactions
 from embrec.data.ragged import Ragged
 from embrec.errors import DataError, check_choice
 
-TARGETS = ("auto", "holdout", "next-basket")
+TARGETS = ("auto", "holdout", "next-basket", "next-period")
+PERIOD_DAYS = 30
 
 
 @dataclass
@@ -65,6 +70,8 @@ def resolve_targets(targets: str, train: Interactions) -> str:
     if targets == "next-basket" and train.group is None:
         raise DataError("targets='next-basket' needs transactions (the group column); this log has none — "
                         "use targets='holdout'.")
+    if targets == "next-period" and train.timestamp is None:
+        raise DataError("targets='next-period' needs timestamps; this log has none — use targets='holdout'.")
     return targets
 
 
@@ -99,6 +106,8 @@ class ExampleMaker:
             if self.later.size == 0:
                 raise DataError("targets='next-basket' needs users with at least two transactions; "
                                 "this log has none — use targets='holdout'.")
+        elif self.mode == "next-period":
+            self._periods(train.timestamp[order])
         else:
             lengths = np.array([np.unique(h).size for h in self.history])
             self.users = np.flatnonzero(lengths >= 2)
@@ -108,7 +117,33 @@ class ExampleMaker:
     def draw(self, rng: np.random.Generator) -> Examples:
         if self.mode == "next-basket":
             return self._next_basket()
+        if self.mode == "next-period":
+            return self.period_examples
         return self._holdout(rng)
+
+    def _periods(self, times: np.ndarray) -> None:
+        """Cut-offs every PERIOD_DAYS: input = a user's events before the cut-off, targets = every event
+        (one per row, repeats included) in the PERIOD_DAYS after it."""
+        step = np.timedelta64(PERIOD_DAYS, "D")
+        cutoffs = np.arange(times.min() + step, times.max(), step)
+        firsts, stops, ends = [], [], []
+        offs = self.history.offsets
+        for u in np.flatnonzero(self.history.lengths):
+            t = times[offs[u]:offs[u + 1]]
+            stop = offs[u] + np.searchsorted(t, cutoffs)
+            end = offs[u] + np.searchsorted(t, cutoffs + step)
+            keep = (stop > offs[u]) & (end > stop)
+            firsts.append(np.full(int(keep.sum()), offs[u]))
+            stops.append(stop[keep])
+            ends.append(end[keep])
+        first, stop, end = (np.concatenate(x).astype(np.int64) for x in (firsts, stops, ends))
+        if first.size == 0:
+            raise DataError(f"targets='next-period' found no user with events both before and within "
+                            f"{PERIOD_DAYS} days after a cut-off; use targets='holdout'.")
+        if self.max_history is not None:
+            first = np.maximum(first, stop - self.max_history)
+        self.period_examples = Examples(_slices(self.history.values, first, stop),
+                                        _slices(self.history.values, stop, end))
 
     def _next_basket(self) -> Examples:
         tx = self.later

@@ -3,16 +3,21 @@
     X = a user's history (any list of item ids: a new user's too)
     Ψ(X) = MLP( [ mean_{i∈X} V_i  ;  mean_{i∈X} features(i) ] )        # (d,)
     logits = Ψ(X) · Vᵀ + b  (+ a repeat term on count_X(j) when repeat_bonus; see SoftmaxNet.repeat_term)
-    loss   = softmax cross-entropy against items held out of X (history_batches.py)
+    loss   = softmax cross-entropy against items held out of X (history_batches.py); with holdout targets
+             the softmax runs over the items not in X (they can never be the answer)
 
 ``V`` (items.size, d) is both the input bag of history item ids and the softmax weights (tied), as in
 the colab ("the movie embeddings are used at the same time as input embeddings … and as softmax
 weights"). ``features(i)`` concatenates the item's feature bags (ml-100k: genres, release-year bucket,
 title words; Online Retail: price bucket, price, description words) — every column of
-``train.item_features`` unless ``features`` names some.
+``train.item_features`` unless ``features`` names some (``features=()``: item ids only).
 
 ``repeat_bonus`` adds learnt weights on how often item j occurs in X (all of it, and its last 50 items) and a
-learnt per-item repeat propensity for j ∈ X. It only learns something when targets may repeat the input (``targets="next-basket"``: Online Retail); ``None`` turns it on exactly then.
+learnt per-item repeat propensity for j ∈ X. It only learns something when targets may repeat the input
+(``targets="next-basket"`` or ``"next-period"``: Online Retail); ``None`` turns it on exactly then.
+
+``per_example=True`` weighs every training example (a user's history) the same in the loss instead of every
+(example, target) pair. ``max_history`` keeps the last N items of a history, in training and at inference.
 
     model = SoftmaxDNN(dim=64, epochs=30).fit(train, valid=valid)
     model.user_embedding(history=["50", "172"])     # Ψ(X), (d,)
@@ -84,10 +89,15 @@ class SoftmaxNet(nn.Module):
             parts.append(pool_encoded(lambda rows: self.embed(feats.take(rows)), values, offsets))  # (B, F)
         return self.tower(torch.cat(parts, dim=1))  # (B, d) = Ψ(X)
 
-    def logits(self, psi: torch.Tensor, values: torch.Tensor, offsets: torch.Tensor, *, repeat: bool) -> torch.Tensor:
+    def logits(self, psi: torch.Tensor, values: torch.Tensor, offsets: torch.Tensor, *, repeat: bool,
+               mask_input: bool = False) -> torch.Tensor:
         logits = psi @ self.items.weight.T + self.bias  # (B, N)
         if repeat:
             logits = logits + self.repeat_term(values, offsets, logits)  # (B, N)
+        if mask_input:  # the softmax runs over the items not in X
+            lengths = offsets[1:] - offsets[:-1]  # (B,)
+            rows = torch.repeat_interleave(torch.arange(lengths.numel(), device=values.device), lengths)  # (nnz,)
+            logits = logits.index_put((rows, values), torch.tensor(_MASKED, device=logits.device))
         logits[:, 0] = _MASKED
         return logits
 
@@ -111,7 +121,8 @@ class SoftmaxDNN(EmbeddingModel):
                  features: Sequence[str] | None = None, targets: str = "auto", holdout: float = 0.2,
                  repeat_bonus: bool | None = None, max_history: int | None = None, dropout: float = 0.2,
                  epochs: int = 30, batch_size: int = 128, lr: float = 1e-3, weight_decay: float = 0.0,
-                 patience: int | None = 5, length_buckets: bool = False, device: str | None = None,
+                 patience: int | None = 5, length_buckets: bool = False, per_example: bool = False,
+                 device: str | None = None,
                  seed: int = 0, progress: bool | None = None) -> None:
         self.dim = check_positive_int("dim", dim)
         self.feature_dim = check_positive_int("feature_dim", feature_dim)
@@ -128,6 +139,7 @@ class SoftmaxDNN(EmbeddingModel):
         self.weight_decay = check_float("weight_decay", weight_decay, low=0.0)
         self.patience = None if patience is None else check_positive_int("patience", patience)
         self.length_buckets = bool(length_buckets)
+        self.per_example = bool(per_example)
         self.device = device
         self.seed = seed
         self.progress = progress
@@ -135,7 +147,7 @@ class SoftmaxDNN(EmbeddingModel):
     # fitting -----------------------------------------------------------------------------------
     def _fit(self, train: Interactions, valid: Interactions | None) -> None:
         self.mode_ = resolve_targets(self.targets, train)
-        self.repeat_ = self.mode_ == "next-basket" if self.repeat_bonus is None else bool(self.repeat_bonus)
+        self.repeat_ = self.mode_ != "holdout" if self.repeat_bonus is None else bool(self.repeat_bonus)
         self.encoder_: FeatureEncoder | None = None
         self.item_features_: ItemFeatures | None = None
         if train.item_features is not None and self.features != ():
@@ -146,7 +158,7 @@ class SoftmaxDNN(EmbeddingModel):
             raise DataError(f"features={self.features} were asked for but the training log has no item features.")
         device = resolve_device(self.device)
         maker = ExampleMaker(train, targets=self.mode_, holdout=self.holdout, max_history=self.max_history)
-        loss_fn = FullSoftmax()
+        loss_fn = FullSoftmax(per_example=self.per_example)
         with seeded(self.seed) as rng:
             self._build(device)
 
@@ -157,7 +169,8 @@ class SoftmaxDNN(EmbeddingModel):
 
             def loss(b: HistoryBatch) -> torch.Tensor:
                 psi = self.net_.user(b.values, b.offsets)  # (B, d)
-                logits = self.net_.logits(psi, b.values, b.offsets, repeat=self.repeat_)  # (B, N)
+                logits = self.net_.logits(psi, b.values, b.offsets, repeat=self.repeat_,
+                                          mask_input=self.mode_ == "holdout")  # (B, N)
                 return loss_fn(logits, example=b.example, target=b.target)
 
             validate = None

@@ -177,6 +177,10 @@ class TwoTower(EmbeddingModel):
             user = self._user(vecs, rows, b)  # (B, d)
             logits = user @ vecs.T  # (B, N)
             logits[:, 0] = _MASKED
+            if self.mode_ == "holdout":  # the softmax runs over the items not in X
+                lengths = b.offsets[1:] - b.offsets[:-1]  # (B,)
+                rows = torch.repeat_interleave(torch.arange(lengths.numel(), device=lengths.device), lengths)
+                logits = logits.index_put((rows, b.values), torch.tensor(_MASKED, device=logits.device))
             return loss_fn(logits, example=b.example, target=b.target)
         negs = torch.as_tensor(rng.integers(1, n, size=self.num_negatives), device=b.values.device)
         hist = b.values if b.padded is None else b.padded.reshape(-1)

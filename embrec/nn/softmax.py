@@ -28,21 +28,28 @@ _MASKED = -1e9  # finite "minus infinity": keeps gradients free of NaN when a ro
 class FullSoftmax:
     """Softmax cross-entropy over all items.
 
-    ``temperature`` divides the logits (1.0 = none)."""
+    ``temperature`` divides the logits (1.0 = none). ``per_example``: every example weighs the same
+    (the mean over its targets, then over examples) instead of every (example, target) pair."""
 
-    def __init__(self, *, temperature: float = 1.0) -> None:
+    def __init__(self, *, temperature: float = 1.0, per_example: bool = False) -> None:
         self.temperature = check_float("temperature", temperature, low=0.0, low_open=True)
+        self.per_example = bool(per_example)
 
     def __repr__(self) -> str:
-        return f"FullSoftmax(temperature={self.temperature})"
+        return f"FullSoftmax(temperature={self.temperature}, per_example={self.per_example})"
 
     def __call__(self, logits: torch.Tensor, *, example: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Mean over the (T,) pairs of ``-log softmax(logits[example[k]])[target[k]]``; logits (B, N)."""
+        """Mean over the (T,) pairs of ``-log softmax(logits[example[k]])[target[k]]`` (or of the per-example
+        means); logits (B, N)."""
         if example.shape != target.shape or example.dim() != 1:
             raise InvalidParameterError(f"example and target must be 1-D of the same length; received "
                                         f"{tuple(example.shape)} and {tuple(target.shape)}.")
         logp = F.log_softmax(logits / self.temperature, dim=1)  # (B, N)
-        return -logp[example, target].mean()
+        nll = -logp[example, target]  # (T,)
+        if not self.per_example:
+            return nll.mean()
+        counts = torch.bincount(example, minlength=logits.shape[0]).to(nll.dtype)  # (B,) targets per example
+        return (nll / counts[example]).sum() / (counts > 0).sum()
 
 
 class SampledSoftmax:
