@@ -65,11 +65,11 @@ def peak_rss(fn: Callable[[], Any]) -> tuple[Any, float, int, int]:
     return out, seconds, before, max(peak[0], rss_bytes())
 
 
-def implicit_bpr(factors: int, epochs: int, seed: int):
+def implicit_bpr(factors: int, epochs: int, seed: int, threads: int):
     from implicit.cpu.bpr import BayesianPersonalizedRanking
 
     return BayesianPersonalizedRanking(factors=factors, iterations=epochs, learning_rate=0.01,
-                                       regularization=0.01, random_state=seed)
+                                       regularization=0.01, random_state=seed, num_threads=threads)
 
 
 def bench_bpr(args) -> tuple[list[dict[str, Any]], BPR, Any, Any]:
@@ -81,7 +81,7 @@ def bench_bpr(args) -> tuple[list[dict[str, Any]], BPR, Any, Any]:
     csr.sum_duplicates()
     csr.data[:] = 1.0
     rows = []
-    peer = implicit_bpr(args.factors, args.epochs, args.seed)
+    peer = implicit_bpr(args.factors, args.epochs, args.seed, args.threads or 0)
     with threadpool_limits(1, "blas"):
         t0 = time.perf_counter()
         peer.fit(csr, show_progress=False)
@@ -146,12 +146,16 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=50_000)
     parser.add_argument("--n-items", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="threads for both libraries (torch intra-op and implicit's num_threads); default: all")
     parser.add_argument("--skip-similar", action="store_true")
     parser.add_argument("--only-similar", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     import implicit
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.only_similar:
         print(json.dumps({"rows": bench_similar(args)}))
         return

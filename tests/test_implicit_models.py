@@ -19,8 +19,9 @@ from embrec.errors import InvalidParameterError, UnknownIdError
 from embrec.models.als import ALS
 from embrec.models.bpr import BPR
 from embrec.models.implicit_mf import ImplicitMF
+from embrec.nn import sampling
 from embrec.nn.pairwise import bpr_factor_loss, bpr_loss, sampled_log_loss
-from embrec.nn.sampling import ItemSampler, resample_seen, seen_keys
+from embrec.nn.sampling import ItemSampler, SeenPairs, resample_seen, seen_keys
 from tests.conftest import make_log
 
 # small, fast settings that learn the test logs below (seconds each on one core)
@@ -243,6 +244,20 @@ def test_resample_seen_removes_the_users_own_items():
     users = np.full(5000, 1)
     neg = resample_seen(rng, sampler, users, sampler.sample(rng, (5000, 2)), seen_keys(seen, 6), rounds=20)
     assert set(np.unique(neg)) == {4, 5}
+    neg = resample_seen(rng, sampler, users, sampler.sample(rng, (5000, 2)), SeenPairs(seen, 6), rounds=20)
+    assert set(np.unique(neg)) == {4, 5}
+
+
+def test_seen_pairs_dense_table_and_sorted_keys_agree(monkeypatch):
+    rng = np.random.default_rng(1)
+    seen = Ragged.from_lists([rng.choice(50, rng.integers(0, 20), replace=False) for _ in range(30)])
+    users, items = rng.integers(0, 30, 2000), rng.integers(0, 50, 2000)
+    truth = np.array([i in set(seen[u].tolist()) for u, i in zip(users, items)])
+    dense = SeenPairs(seen, 50)
+    monkeypatch.setattr(sampling, "DENSE_LOOKUP_CELLS", 10)
+    keyed = SeenPairs(seen, 50)
+    assert dense.table is not None and keyed.keys is not None
+    assert (dense.contains(users, items) == truth).all() and (keyed.contains(users, items) == truth).all()
 
 
 @pytest.mark.parametrize("name", ["implicit-mf", "bpr"])

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from embrec.errors import check_float, check_positive_int
 from embrec.models.factor import BiasedDot, SampledFactorization
 from embrec.nn.pairwise import bpr_factor_loss
-from embrec.nn.sampling import resample_seen, seen_keys
+from embrec.nn.sampling import SeenPairs, resample_seen
 
 
 class BPR(SampledFactorization):
@@ -57,15 +57,15 @@ class BPR(SampledFactorization):
         self.progress = progress
 
     def _prepare(self, rng: np.random.Generator) -> None:
-        self.seen_keys_ = seen_keys(self.seen_, self.items_.size) if self.verify_negatives else None
+        self.seen_pairs_ = SeenPairs(self.seen_, self.items_.size) if self.verify_negatives else None
 
     def _epoch_batches(self, rng: np.random.Generator, epoch: int) -> Iterator[tuple[np.ndarray, ...]]:
         n = self.pos_users_.size
         idx = rng.integers(0, n, size=n)  # bootstrap: events drawn with replacement
         users, pos = self.pos_users_[idx], self.pos_items_[idx]
         neg = self.sampler_.sample(rng, (n, self.n_negatives))  # (N, K)
-        if self.seen_keys_ is not None:
-            neg = resample_seen(rng, self.sampler_, users, neg, self.seen_keys_)
+        if self.seen_pairs_ is not None:
+            neg = resample_seen(rng, self.sampler_, users, neg, self.seen_pairs_)
         for s in range(0, n, self.batch_size):
             e = s + self.batch_size
             yield users[s:e], pos[s:e], neg[s:e]

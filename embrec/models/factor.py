@@ -80,7 +80,8 @@ class SampledFactorization(EmbeddingModel):
         with seeded(self.seed) as rng:
             module = BiasedDot(self.users_.size, self.items_.size, self.factors, self.init_std).to(device)
             self._prepare(rng)
-            validate = self._validator(module, valid) if valid is not None else None
+            # validation drives early stopping (and the best-epoch restore) only when patience is set
+            validate = self._validator(module, valid) if valid is not None and self.patience else None
             self.history_ = train_loop(
                 module,
                 batches=lambda r, e: self._to_device(self._epoch_batches(r, e), device),
@@ -91,7 +92,7 @@ class SampledFactorization(EmbeddingModel):
         idle = np.bincount(self.pos_users_, minlength=self.users_.size) == 0
         self.user_factors_[idle] = 0.0
         self.user_bias_[idle] = 0.0
-        for name in ("pos_users_", "pos_items_", "seen_keys_"):
+        for name in ("pos_users_", "pos_items_", "seen_pairs_"):
             self.__dict__.pop(name, None)
 
     def _prepare(self, rng: np.random.Generator) -> None:
@@ -121,7 +122,8 @@ class SampledFactorization(EmbeddingModel):
 
     def _validator(self, module: BiasedDot, valid: Interactions):
         """precision@valid_k on the validation events of known users (training items excluded when
-        ``valid_exclude_seen``); a cheap per-epoch monitor, not an evaluation protocol."""
+        ``valid_exclude_seen``): the early-stopping metric when ``patience`` is set (a cheap per-epoch
+        proxy, not an evaluation protocol)."""
         mask = (valid.user > 0) & (valid.item > 0)
         if not mask.any():
             return None

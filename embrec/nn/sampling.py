@@ -70,6 +70,30 @@ class ItemSampler:
         return np.minimum(rows, self.size - 1).astype(np.int64)
 
 
+#: below this many (user, item) cells the seen-pair lookup is a dense boolean table (one byte a cell)
+DENSE_LOOKUP_CELLS = 2**26
+
+
+class SeenPairs:
+    """Membership of (user row, item row) pairs: a dense boolean table when users x items is small
+    (a gather per query), else sorted int64 keys (a binary search per query)."""
+
+    def __init__(self, seen: Ragged, n_items: int) -> None:
+        self.n_items = int(n_items)
+        if len(seen) * self.n_items <= DENSE_LOOKUP_CELLS:
+            self.table = np.zeros((len(seen), self.n_items), dtype=bool)
+            self.table[seen.row_ids, seen.values] = True
+            self.keys = None
+        else:
+            self.table = None
+            self.keys = seen_keys(seen, self.n_items)
+
+    def contains(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        if self.table is not None:
+            return self.table[users, items]
+        return _contains(self.keys, pair_keys(users, items, self.n_items))
+
+
 def pair_keys(users: np.ndarray, items: np.ndarray, n_items: int) -> np.ndarray:
     """One int64 key per (user, item) pair."""
     return np.asarray(users, dtype=np.int64) * np.int64(n_items) + np.asarray(items, dtype=np.int64)
@@ -81,14 +105,17 @@ def seen_keys(seen: Ragged, n_items: int) -> np.ndarray:
 
 
 def resample_seen(rng: np.random.Generator, sampler: ItemSampler, users: np.ndarray, negatives: np.ndarray,
-                  keys: np.ndarray, *, rounds: int = 5) -> np.ndarray:
-    """Redraw the negatives that the user has interacted with (``keys`` from ``seen_keys``), up to
-    ``rounds`` times; a few may remain for users who bought most of the catalogue. ``users`` (B,)
-    broadcasts against ``negatives`` (B,) or (B, K)."""
+                  seen: SeenPairs | np.ndarray, *, rounds: int = 5) -> np.ndarray:
+    """Redraw the negatives that the user has interacted with (``seen``: a SeenPairs, or sorted keys
+    from ``seen_keys``), up to ``rounds`` times; a few may remain for users who bought most of the
+    catalogue. ``users`` (B,) broadcasts against ``negatives`` (B,) or (B, K)."""
     neg = np.array(negatives, dtype=np.int64, copy=True)
     u = np.broadcast_to(np.asarray(users, dtype=np.int64).reshape(neg.shape[:1] + (1,) * (neg.ndim - 1)), neg.shape)
     for _ in range(rounds):
-        hit = _contains(keys, pair_keys(u, neg, sampler.size))
+        if isinstance(seen, SeenPairs):
+            hit = seen.contains(u, neg)
+        else:
+            hit = _contains(seen, pair_keys(u, neg, sampler.size))
         n_hit = int(hit.sum())
         if n_hit == 0:
             break
