@@ -133,6 +133,36 @@ def test_mf_fold_in_reproduces_trained_users(data, mf):
     assert np.mean(overlaps) > 0.8, overlaps
 
 
+def test_mf_fold_in_is_the_stationary_point_of_the_training_objective(data):
+    """With L2, table L2 and gravity all on, the closed-form fold-in of a training user's ratings zeroes
+    the gradient of the full training loss (built from the embrec.nn.regression pieces) in that user's row."""
+    train = data[0]
+    m = ExplicitMF(factors=6, l2=0.02, table_l2=0.3, gravity=2.0, epochs=3, valid_fraction=0.0,
+                   init_std=0.5).fit(train)
+    row = 5
+    pos = np.flatnonzero(train.user == row)
+    folded = m._fold_in(Ragged.from_lists([train.item[pos]]), train.rating[pos].astype(np.float64))[0]
+    users, items = torch.as_tensor(train.user), torch.as_tensor(train.item)
+    r = torch.as_tensor(train.rating, dtype=torch.float64)
+    loss_fn = RatingLoss(l2=m.table_l2, gravity=m.gravity)
+
+    def grad_at(vec, bias):
+        t = lambda a: torch.tensor(a, dtype=torch.float64)  # noqa: E731
+        u, v, bu, bi = t(m.user_factors_), t(m.item_factors_), t(m.user_bias_), t(m.item_bias_)
+        u[row], bu[row] = t(vec), float(bias)
+        u.requires_grad_(True)
+        bu.requires_grad_(True)
+        pred = m.mean_ + bu[users] + bi[items] + (u[users] * v[items]).sum(1)
+        total = loss_fn(pred, r, u[1:], v[1:], (bu[1:], bi[1:])) \
+            + m.l2 * row_l2(u[users], v[items], bu[users], bi[items])
+        total.backward()
+        return torch.cat([u.grad[row], bu.grad[row:row + 1]]).numpy()
+
+    at_fold = grad_at(folded[:-1], folded[-1])
+    at_zero = grad_at(np.zeros(6), 0.0)
+    assert np.linalg.norm(at_fold) < 1e-4 * np.linalg.norm(at_zero), (at_fold, at_zero)
+
+
 def test_mf_history_without_ratings_is_read_as_liked(mf, data):
     _, _, cluster = data
     top = max(mf.items_.raw_ids, key=lambda i: mf.predict_ids(["u0"], [i])[0])
@@ -182,6 +212,8 @@ def test_mf_bad_input(mf, data):
         mf.fold_in(["i0", "i1"], [5])
     with pytest.raises(InvalidParameterError, match="ratings= goes with histories="):
         mf.recommend(users=["u1"], ratings=[[5]])
+    with pytest.raises(InvalidParameterError, match="ratings= goes with history= alone"):
+        mf.user_embedding("u1", history=["i0"], ratings=[5])
     with pytest.raises(InvalidParameterError, match="empty history"):
         mf.recommend(histories=[[]], ratings=[[]])
     with pytest.raises(UnknownIdError):

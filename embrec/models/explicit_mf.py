@@ -230,8 +230,9 @@ class ExplicitMF(EmbeddingModel):
     def user_embedding(self, user: Any = None, *, history: Sequence[Any] | None = None,
                        ratings: Sequence[float] | None = None) -> np.ndarray:
         """(d,) a known user's vector, or the fold-in of ``history`` (raw item ids) with their ``ratings``."""
-        if ratings is not None and history is None:
-            raise InvalidParameterError("ratings= goes with history=; received ratings without a history.")
+        if ratings is not None and (history is None or user is not None):
+            raise InvalidParameterError("ratings= goes with history= alone; received ratings with "
+                                        f"{'a user' if user is not None else 'no history'}.")
         if ratings is None:
             return super().user_embedding(user, history=history)
         rows, hist = self.queries(None, [history])

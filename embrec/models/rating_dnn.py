@@ -311,8 +311,9 @@ class RatingDNN(EmbeddingModel):
         """(d,) a known user's row of P, or the fold-in of ``history`` with its ``ratings``."""
         if ratings is None:
             return super().user_embedding(user, history=history)
-        if history is None:
-            raise InvalidParameterError("ratings= goes with history=; received ratings without a history.")
+        if history is None or user is not None:
+            raise InvalidParameterError("ratings= goes with history= alone; received ratings with "
+                                        f"{'a user' if user is not None else 'no history'}.")
         _, hist = self.queries(None, [history])
         return self._fold_in(hist, flat_ratings(hist, [ratings]))[0][0].numpy()
 
