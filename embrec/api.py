@@ -7,6 +7,12 @@
     api.similar(model, item="85123A", k=10, measure="cosine")
     api.embed(model, history=["85123A", "71053"])         # {"dim": 64, "vector": [...]}
 
+    api.train("bpr", dataset="online-retail", out="runs/bpr", params=["factors=64"])
+    api.evaluate("runs/bpr", protocol="retail-precision")
+    api.benchmark("leave-last-out", models=["bpr", "als"], data=api.FileSource("log.csv", user_col="u", item_col="i"))
+    api.quickstart()                                      # the main job (see embrec.quickstart)
+    api.list_datasets()
+
 Every problem with the input raises an ``embrec.errors.EmbrecError`` subclass with one sentence; the CLI
 prints it and exits 1, the service answers 4xx.
 """

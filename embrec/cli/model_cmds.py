@@ -10,7 +10,7 @@ from typing import Any
 import typer
 
 from embrec import api
-from embrec.cli._output import echo_items, note, run, table
+from embrec.cli._output import echo_items, note, run
 from embrec.errors import DataError, InvalidParameterError, ModelFileError
 
 MODEL_DIR = typer.Argument(..., help="A model directory written by `embrec train` (or model.save).",
@@ -141,4 +141,4 @@ def backend(module: str, attr: str, what: str) -> Any:
     return getattr(mod, attr)
 
 
-__all__ = ["info", "inspect", "recommend", "serve", "similar", "table"]
+__all__ = ["info", "inspect", "recommend", "serve", "similar"]
