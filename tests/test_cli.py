@@ -162,6 +162,7 @@ def test_json_stdout_stays_one_document_when_a_library_prints(files, monkeypatch
     (["train", "popularity", "--dataset", "synthetic", "-o", "part=test", "--out", "{dir}/x"],
      ["options were given without a protocol"]),
     (["evaluate", "{dir}/missing", "--protocol", "leave-last-out"], ["does not exist"]),
+    (["quickstart", "--dataset", "ml-1m", "--out", "{dir}/x"], ["dataset must be one of", "'ml-100k'"]),
     (["inspect", "{dir}/missing", "--out", "{dir}/r"], ["does not exist"]),
     (["serve", "{pop}", "--port", "70000"], ["port must be between 1 and 65535"]),
 ])
