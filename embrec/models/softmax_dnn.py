@@ -182,6 +182,8 @@ class SoftmaxDNN(EmbeddingModel):
             self.history_ = train_loop(self.net_, batches=batches, loss=loss, config=config, rng=rng,
                                        validate=validate, desc="softmax-dnn")
         self.net_.cpu().eval()
+        if self.item_features_ is not None:  # plain tensors, not buffers: .cpu() above leaves them behind
+            self.net_.features = self.item_features_.to_torch(torch.device("cpu"))
         self._device = torch.device("cpu")
 
     def _build(self, device: torch.device) -> None:
