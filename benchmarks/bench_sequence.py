@@ -50,6 +50,8 @@ def sequence_factories(kept: dict[str, Any], *, epochs: int, batch_size: int) ->
 
 def protocol(name: str, args: argparse.Namespace, baselines: list[str], **options: Any) -> dict[str, Any]:
     kept: dict[str, Any] = {}
+    if args.baselines is not None:
+        baselines = [b for b in args.baselines.split(",") if b]
     factories: dict[str, Any] = {b: (lambda b=b: create(b)) for b in baselines}
     seq = sequence_factories(kept, epochs=args.epochs, batch_size=args.batch_size)
     if args.models:
@@ -113,6 +115,7 @@ def main() -> None:
     parser.add_argument("what", choices=("retail-next", "leave-last-out", "streaming"))
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--baselines", default=None, help="comma-separated baselines (default: all of the protocol's)")
     parser.add_argument("--models", default="", help="comma-separated subset of the sequence models")
     parser.add_argument("--save", default=None, help="directory to keep the fitted sequence models in")
     parser.add_argument("--model", default=None, help="a saved sequence model (streaming)")
