@@ -282,6 +282,17 @@ def test_dnn_split_optimizer_trains_every_parameter(data):
     assert model.embedding_lr == 0.5
 
 
+def test_dnn_gravity_shrinks_dot_products_over_all_pairs(data):
+    train = data[0]
+    kw = dict(factors=6, hidden=(8,), biases=False, epochs=8, valid_fraction=0.0, batch_size=256)
+    mean_sq = []
+    for g in (0.0, 20.0):
+        net = RatingDNN(gravity=g, **kw).fit(train).net_
+        p, q = net.user.weight[1:].detach(), net.item.weight[1:].detach()
+        mean_sq.append(float(((p @ q.T) ** 2).mean()))
+    assert mean_sq[1] < 0.5 * mean_sq[0], mean_sq
+
+
 def test_dnn_save_load_identical_and_errors(tmp_path, dnn, data):
     users, items, _ = data[1]
     dnn.save(tmp_path / "dnn")

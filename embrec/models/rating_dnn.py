@@ -15,7 +15,9 @@ Network::
     r̂   = μ + b_u + b_i + o                     (B,)      biases=True ("wide" part); else o alone
 
 Loss: MSE on observed ratings + ``l2`` · mean over the batch of the squared norms of the rows it
-touched (``embrec.nn.regression.row_l2``) + the optimizer's ``weight_decay``. Trained by the shared
+touched (``embrec.nn.regression.row_l2``) + ``gravity`` · 1/(MN) Σ ⟨P_u, Q_i⟩² over all pairs (the
+colab's gravity term on the embedding tables, i.e. on the dot-product part) + the optimizer's
+``weight_decay``. Trained by the shared
 loop (Adam; with ``embedding_lr`` set, the embedding and bias tables take plain SGD steps at that rate
 while the dense layers keep ``optimizer``), validation RMSE each epoch, early stopping; without
 ``valid=``, a seeded ``valid_fraction`` of the training ratings is held out for it.
@@ -48,6 +50,7 @@ from embrec.errors import DataError, InvalidParameterError, check_float, check_p
 from embrec.models.base import EmbeddingModel, Recommendations, Recommender, top_k_rows
 from embrec.models.explicit_mf import RatingSplit, check_rows, flat_ratings
 from embrec.models.training import TrainConfig, make_optimizer, resolve_device, seeded, train_loop
+from embrec.nn.regression import gravity as gravity_term
 from embrec.nn.regression import observed_mse, row_l2
 
 logger = logging.getLogger(__name__)
@@ -115,6 +118,7 @@ class RatingDNN(EmbeddingModel):
 
     def __init__(self, *, factors: int = 64, hidden: Sequence[int] = (32,), dropout: float = 0.2,
                  embedding_dropout: float = 0.0, product: bool = True, biases: bool = True, l2: float = 0.05,
+                 gravity: float = 0.0,
                  weight_decay: float = 1e-4, epochs: int = 100, batch_size: int = 128, lr: float = 1e-3,
                  optimizer: str = "adam", embedding_lr: float | None = 1.0, init_std: float = 0.05,
                  patience: int | None = 5, valid_fraction: float = 0.05, clip: bool = True,
@@ -132,6 +136,7 @@ class RatingDNN(EmbeddingModel):
         self.product = product
         self.biases = biases
         self.l2 = check_float("l2", l2, low=0.0)
+        self.gravity = check_float("gravity", gravity, low=0.0)
         self.weight_decay = check_float("weight_decay", weight_decay, low=0.0)
         self.epochs = check_positive_int("epochs", epochs)
         self.batch_size = check_positive_int("batch_size", batch_size)
@@ -169,6 +174,8 @@ class RatingDNN(EmbeddingModel):
                 if self.l2:
                     biases = (net.user_bias(u).squeeze(-1), net.item_bias(i).squeeze(-1)) if self.biases else ()
                     total = total + self.l2 * row_l2(net.user(u), net.item(i), *biases)
+                if self.gravity:
+                    total = total + self.gravity * gravity_term(net.user.weight[1:], net.item.weight[1:])
                 return total
 
             config = TrainConfig(epochs=self.epochs, lr=self.lr, optimizer=self.optimizer,
