@@ -40,11 +40,17 @@ def sequence_factories(kept: dict[str, Any], *, epochs: int, batch_size: int) ->
             return kept[label]
         return factory
 
+    def sasrec():
+        kept["sasrec"] = create("sasrec", epochs=epochs, dim=128, lr=3e-3, batch_size=batch_size, dropout=0.3,
+                                device="cpu")
+        return kept["sasrec"]
+
     return {
         "lstm": keep("lstm", cell="lstm"),
         "gru": keep("gru", cell="gru"),
         "lstm-user": keep("lstm-user", cell="lstm", use_user=True),
         "gru-user-timeline": keep("gru-user-timeline", cell="gru", use_user=True, sequences="timeline"),
+        "sasrec": sasrec,
     }
 
 
