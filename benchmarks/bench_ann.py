@@ -84,6 +84,8 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--ef", default="64,128,256", help="HNSW ef_search values")
     parser.add_argument("--nprobe", default="32,64,128", help="IVF nprobe values")
+    parser.add_argument("--indexes", default="exact,flat,hnsw,ivf",
+                        help="which to time (exact top-k is always computed as the truth)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None, help="also write the results as JSON here")
     args = parser.parse_args()
@@ -124,8 +126,33 @@ def main() -> None:
     build = time.perf_counter() - t
     truth, _ = exact.search(queries, k)
     truth_ex, _ = exact.search(queries, k, exclude=seen)
-    record("embrec ExactIndex", build, lambda q, ex: exact.search(q, k, exclude=ex)[0], None, None)
+    todo = set(args.indexes.split(","))
+    if "exact" in todo:
+        record("embrec ExactIndex", build, lambda q, ex: exact.search(q, k, exclude=ex)[0], None, None)
+    if "flat" in todo:
+        flat_peer(args, items, k, record, truth, truth_ex)
+    if "hnsw" in todo:
+        t = time.perf_counter()
+        hnsw = FaissIndex(measure="dot", kind="hnsw").index(items)
+        build = time.perf_counter() - t
+        for ef in [int(x) for x in args.ef.split(",")]:
+            hnsw.ef_search = ef
+            record(f"FaissIndex hnsw M=32 ef_search={ef}", build,
+                   lambda q, ex: hnsw.search(q, k, exclude=ex)[0], truth, truth_ex)
+            build = 0.0
+    if "ivf" in todo:
+        t = time.perf_counter()
+        ivf = FaissIndex(measure="dot", kind="ivf").index(items)
+        build = time.perf_counter() - t
+        for nprobe in [int(x) for x in args.nprobe.split(",")]:
+            ivf.nprobe = nprobe
+            record(f"FaissIndex ivf nlist={ivf._index.nlist} nprobe={nprobe}", build,
+                   lambda q, ex: ivf.search(q, k, exclude=ex)[0], truth, truth_ex)
+            build = 0.0
+    report(args, rows, k)
 
+
+def flat_peer(args, items, k, record, truth, truth_ex) -> None:
     t = time.perf_counter()
     flat = faiss.IndexFlatIP(args.dim)
     flat.add(items)
@@ -139,24 +166,8 @@ def main() -> None:
 
     record("faiss IndexFlatIP (exact peer)", build, flat_search, truth, truth_ex)
 
-    t = time.perf_counter()
-    hnsw = FaissIndex(measure="dot", kind="hnsw").index(items)
-    build = time.perf_counter() - t
-    for ef in [int(x) for x in args.ef.split(",")]:
-        hnsw.ef_search = ef
-        record(f"FaissIndex hnsw M=32 ef_search={ef}", build,
-               lambda q, ex: hnsw.search(q, k, exclude=ex)[0], truth, truth_ex)
-        build = 0.0
 
-    t = time.perf_counter()
-    ivf = FaissIndex(measure="dot", kind="ivf").index(items)
-    build = time.perf_counter() - t
-    for nprobe in [int(x) for x in args.nprobe.split(",")]:
-        ivf.nprobe = nprobe
-        record(f"FaissIndex ivf nlist={ivf._index.nlist} nprobe={nprobe}", build,
-               lambda q, ex: ivf.search(q, k, exclude=ex)[0], truth, truth_ex)
-        build = 0.0
-
+def report(args, rows, k) -> None:
     env = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs visible, torch threads "
            f"{torch.get_num_threads()}, faiss {faiss.__version__} omp threads {faiss.omp_get_max_threads()}")
     print(f"\n{args.items:,} items, d={args.dim}, {args.queries} queries, k={k}; {env}\n")
