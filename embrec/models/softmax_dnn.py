@@ -4,7 +4,8 @@
     Ψ(X) = MLP( [ mean_{i∈X} V_i  ;  mean_{i∈X} features(i) ] )        # (d,)
     logits = Ψ(X) · Vᵀ + b  (+ a repeat term on count_X(j) when repeat_bonus; see SoftmaxNet.repeat_term)
     loss   = softmax cross-entropy against items held out of X (history_batches.py); with holdout targets
-             the softmax runs over the items not in X (they can never be the answer)
+             the softmax runs over the items not in X (they can never be the answer), so such a model
+             ranks new items: recommend with ``exclude_seen=True``
 
 ``V`` (items.size, d) is both the input bag of history item ids and the softmax weights (tied), as in
 the colab ("the movie embeddings are used at the same time as input embeddings … and as softmax
