@@ -41,6 +41,15 @@ def rating_dnn() -> RatingDNN:
     return RatingDNN()
 
 
+def explicit_mf_colab() -> ExplicitMF:
+    """The colab's regularized model: no biases, gravity on (its embeddings keep the most genre structure)."""
+    return ExplicitMF(biases=False, gravity=1.0)
+
+
+def rating_dnn_gravity() -> RatingDNN:
+    return RatingDNN(biases=False, gravity=1.0)
+
+
 def factories() -> dict[str, Callable[[], Any]]:
     from embrec.baselines import Popularity, RatingBias
     from embrec.models.als import ALS
@@ -48,7 +57,8 @@ def factories() -> dict[str, Callable[[], Any]]:
     from embrec.models.implicit_mf import ImplicitMF
 
     return {"rating-bias": RatingBias, "popularity": Popularity, "als": ALS, "implicit-mf": ImplicitMF,
-            "bpr": BPR, "explicit-mf": explicit_mf, "rating-dnn": rating_dnn}
+            "bpr": BPR, "explicit-mf": explicit_mf, "rating-dnn": rating_dnn,
+            "explicit-mf-colab": explicit_mf_colab, "rating-dnn-gravity": rating_dnn_gravity}
 
 
 def pick(names: str) -> dict[str, Callable[[], Any]]:

@@ -293,6 +293,16 @@ def test_dnn_gravity_shrinks_dot_products_over_all_pairs(data):
     assert mean_sq[1] < 0.5 * mean_sq[0], mean_sq
 
 
+def test_dnn_output_gravity_shrinks_predictions_over_all_pairs(data):
+    train = data[0]
+    kw = dict(factors=6, hidden=(8,), biases=False, epochs=8, valid_fraction=0.0, batch_size=256, clip=False)
+    all_users = np.repeat(np.arange(1, train.users.size), train.items.size - 1)
+    all_items = np.tile(np.arange(1, train.items.size), train.users.size - 1)
+    mean_sq = [float(np.mean(RatingDNN(output_gravity=g, **kw).fit(train).predict(all_users, all_items) ** 2))
+               for g in (0.0, 2.0)]
+    assert mean_sq[1] < 0.7 * mean_sq[0], mean_sq
+
+
 def test_dnn_save_load_identical_and_errors(tmp_path, dnn, data):
     users, items, _ = data[1]
     dnn.save(tmp_path / "dnn")

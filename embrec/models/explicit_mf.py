@@ -103,12 +103,20 @@ class RatingSplit:
     def has_valid(self) -> bool:
         return int(self.valid_user.shape[0]) > 0
 
-    def batches(self, batch_size: int):
-        """``batches(rng, epoch)`` for ``train_loop``: shuffled (users, items, ratings) index triples."""
+    def batches(self, batch_size: int, *, random_pairs: tuple[int, int] | None = None):
+        """``batches(rng, epoch)`` for ``train_loop``: shuffled (users, items, ratings) index triples; with
+        ``random_pairs=(n_users, n_items)`` each batch also carries as many uniformly drawn (user, item)
+        rows (1-based), for a sampled gravity term over all pairs."""
         def make(rng: np.random.Generator, epoch: int):
+            dev = self.user.device
             for pos in minibatches(len(self), batch_size, rng):
-                p = torch.as_tensor(pos, device=self.user.device)
-                yield self.user[p], self.item[p], self.rating[p]
+                p = torch.as_tensor(pos, device=dev)
+                if random_pairs is None:
+                    yield self.user[p], self.item[p], self.rating[p]
+                else:
+                    ru = torch.as_tensor(rng.integers(1, random_pairs[0] + 1, pos.size), device=dev)
+                    ri = torch.as_tensor(rng.integers(1, random_pairs[1] + 1, pos.size), device=dev)
+                    yield self.user[p], self.item[p], self.rating[p], ru, ri
         return make
 
     def valid_rmse(self, predict) -> float:

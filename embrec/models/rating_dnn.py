@@ -16,8 +16,10 @@ Network::
 
 Loss: MSE on observed ratings + ``l2`` · mean over the batch of the squared norms of the rows it
 touched (``embrec.nn.regression.row_l2``) + ``gravity`` · 1/(MN) Σ ⟨P_u, Q_i⟩² over all pairs (the
-colab's gravity term on the embedding tables, i.e. on the dot-product part) + the optimizer's
-``weight_decay``. Trained by the shared
+colab's gravity term on the embedding tables, i.e. on the dot-product part) + ``output_gravity`` ·
+mean r̂(u, i)² over as many uniformly drawn (user, item) pairs as the batch holds (the same term on the
+whole network's output: an unbiased estimate of 1/(MN) Σ_ui r̂(u, i)², which no Gram-matrix identity gives
+for an MLP) + the optimizer's ``weight_decay``. Trained by the shared
 loop (Adam; with ``embedding_lr`` set, the embedding and bias tables take plain SGD steps at that rate
 while the dense layers keep ``optimizer``), validation RMSE each epoch, early stopping; without
 ``valid=``, a seeded ``valid_fraction`` of the training ratings is held out for it.
@@ -118,7 +120,7 @@ class RatingDNN(EmbeddingModel):
 
     def __init__(self, *, factors: int = 64, hidden: Sequence[int] = (32,), dropout: float = 0.2,
                  embedding_dropout: float = 0.0, product: bool = True, biases: bool = True, l2: float = 0.05,
-                 gravity: float = 0.0,
+                 gravity: float = 0.0, output_gravity: float = 0.0,
                  weight_decay: float = 1e-4, epochs: int = 100, batch_size: int = 128, lr: float = 1e-3,
                  optimizer: str = "adam", embedding_lr: float | None = 1.0, init_std: float = 0.05,
                  patience: int | None = 5, valid_fraction: float = 0.05, clip: bool = True,
@@ -137,6 +139,7 @@ class RatingDNN(EmbeddingModel):
         self.biases = biases
         self.l2 = check_float("l2", l2, low=0.0)
         self.gravity = check_float("gravity", gravity, low=0.0)
+        self.output_gravity = check_float("output_gravity", output_gravity, low=0.0)
         self.weight_decay = check_float("weight_decay", weight_decay, low=0.0)
         self.epochs = check_positive_int("epochs", epochs)
         self.batch_size = check_positive_int("batch_size", batch_size)
@@ -169,8 +172,10 @@ class RatingDNN(EmbeddingModel):
                              mean, self.init_std, self.product, self.embedding_dropout).to(device)
 
             def loss(batch):
-                u, i, r = batch
+                u, i, r = batch[:3]
                 total = observed_mse(net(u, i, self.biases), r)
+                if self.output_gravity:  # the gravity term on the network's output, sampled over all pairs
+                    total = total + self.output_gravity * net(batch[3], batch[4], self.biases).pow(2).mean()
                 if self.l2:
                     biases = (net.user_bias(u).squeeze(-1), net.item_bias(i).squeeze(-1)) if self.biases else ()
                     total = total + self.l2 * row_l2(net.user(u), net.item(i), *biases)
@@ -184,7 +189,9 @@ class RatingDNN(EmbeddingModel):
                                  minimize_valid=True, progress=self.progress)
             validate = (lambda: data.valid_rmse(lambda u, i: self._clip(net(u, i, self.biases)))) \
                 if data.has_valid else None
-            self.history_ = train_loop(net, batches=data.batches(self.batch_size), loss=loss, config=config,
+            pairs = (self.users_.n_ids, self.items_.n_ids) if self.output_gravity else None
+            self.history_ = train_loop(net, batches=data.batches(self.batch_size, random_pairs=pairs), loss=loss,
+                                       config=config,
                                        rng=rng, validate=validate, desc="rating-dnn",
                                        optimizer=self._optimizer(net, config))
         self.net_ = net.cpu().eval()
