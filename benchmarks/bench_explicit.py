@@ -47,7 +47,8 @@ def explicit_mf_colab() -> ExplicitMF:
 
 
 def rating_dnn_gravity() -> RatingDNN:
-    return RatingDNN(biases=False, gravity=1.0)
+    """The colab's gravity on the whole network output (sampled over random pairs), no biases."""
+    return RatingDNN(biases=False, output_gravity=1.0)
 
 
 def factories() -> dict[str, Callable[[], Any]]:
