@@ -112,3 +112,23 @@ def test_popularity_recommend_save_load(tmp_path):
         embrec.load(tmp_path / "nothing")
     with pytest.raises(NotFittedError):
         Popularity().recommend(users=[1])
+
+
+def test_model_saved_with_cuda_device_loads_without_cuda(tmp_path):
+    """A model directory written on a GPU machine (params device="cuda") loads and scores on a CPU-only one."""
+    import torch
+
+    from embrec.models.registry import create
+
+    if torch.cuda.is_available():
+        pytest.skip("needs a machine without CUDA")
+    log = make_log([(u, i) for u in range(6) for i in range(u % 3, 6, 2)])
+    model = create("rnn", epochs=1, device="cpu").fit(log)
+    out = model.save(tmp_path / "m")
+    config = json.loads((out / "config.json").read_text())
+    config["params"]["device"] = "cuda"
+    (out / "config.json").write_text(json.dumps(config))
+    again = embrec.load(out)
+    assert again.device == "cpu"
+    users = model.users_.raw_ids.tolist()
+    np.testing.assert_allclose(again.recommend(users=users, k=3).scores, model.recommend(users=users, k=3).scores)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -28,6 +29,8 @@ from safetensors.numpy import load_file, save_file
 from embrec.data.ragged import Ragged
 from embrec.data.vocab import IdVocab
 from embrec.errors import ModelFileError
+
+logger = logging.getLogger(__name__)
 
 FORMAT = "embrec-model"
 FORMAT_VERSION = 1
@@ -93,7 +96,7 @@ def load_model(path: str | Path) -> Any:
                              f"this embrec reads version {FORMAT_VERSION}.")
     cls = class_of(config.get("class"))
     try:
-        model = cls(**config.get("params", {}))
+        model = cls(**_portable_params(config.get("params", {})))
     except TypeError as exc:
         raise ModelFileError(f"the parameters in {str(path / 'config.json')!r} do not fit {cls.__name__}: {exc}.") from None
     try:
@@ -122,6 +125,18 @@ def load_model(path: str | Path) -> Any:
     if (path / "index.json").exists():
         restore_indexes(model, _read_json(path, "index.json"), index_arrays)
     return model
+
+
+def _portable_params(params: dict[str, Any]) -> dict[str, Any]:
+    """A model trained with device="cuda" loads on a machine without CUDA: it runs on the CPU there."""
+    device = params.get("device")
+    if isinstance(device, str) and device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            logger.warning("the model was saved with device=%r; no CUDA device here, so it runs on the CPU", device)
+            return {**params, "device": "cpu"}
+    return params
 
 
 def _replace_dir(tmp: Path, path: Path) -> None:
