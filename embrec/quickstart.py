@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from embrec.data import Interactions
+from embrec.data import FeatureTable, Interactions
 from embrec.errors import InvalidParameterError
 
 logger = logging.getLogger(__name__)
@@ -120,7 +120,9 @@ def quickstart(*, dataset: str | None = None, out: str | Path = "runs/quickstart
         similar["label"] = _label(log, similar["item"])
         _add_labels(log, similar["items"])
 
-    report = _report(similar_dir or model_dir, out / "report", results, say)
+    shown = similar_model if similar_model is not None else model
+    features = log.reencode(shown.users_, shown.items_).item_features if log.item_features is not None else None
+    report = _report(similar_dir or model_dir, out / "report", results, say, features)
     return api.to_plain({
         "dataset": name, "protocol": protocol, "results": results["results"], "best": best,
         "skipped": skipped, "model_dir": str(model_dir), "similar_model_dir": str(similar_dir) if similar_dir else None,
@@ -187,7 +189,8 @@ def _embedding_model(model: Any, model_dir: Path, results: dict[str, Any], param
     return None, None
 
 
-def _report(model_dir: Path, out: Path, results: dict[str, Any], say: Callable[[str], None]) -> Path | None:
+def _report(model_dir: Path, out: Path, results: dict[str, Any], say: Callable[[str], None],
+            item_features: FeatureTable | None = None) -> Path | None:
     try:
         from embrec.report import write_report
     except ImportError as exc:
@@ -196,7 +199,7 @@ def _report(model_dir: Path, out: Path, results: dict[str, Any], say: Callable[[
             return None
         raise
     say(f"writing the report to {out} ...")
-    return Path(write_report(str(model_dir), str(out), protocol_results=results))
+    return Path(write_report(str(model_dir), str(out), protocol_results=results, item_features=item_features))
 
 
 def _metrics_of(results: dict[str, Any], name: str) -> dict[str, Any]:

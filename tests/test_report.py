@@ -170,3 +170,20 @@ def test_colours_from_features_a_model_keeps_encoded():
     )
     colours, legend = item_colours(model, np.array([3.0, 2.0, 1.0]))
     assert legend == "category" and list(colours) == ["y", "x", "(none)"]
+
+
+def test_given_item_features_colour_a_featureless_model(tmp_path):
+    """A model without features of its own (BPR) is coloured by the planted category when the data's item
+    table is handed over; a table of the wrong length is refused."""
+    from embrec.models.registry import create
+
+    log = synthetic(n_users=200, n_items=60, n_interactions=3000, n_categories=4, seed=0)
+    model = create("bpr", factors=8, epochs=2).fit(log)
+    table = log.reencode(model.users_, model.items_).item_features
+    write_report(model, tmp_path / "r", item_features=table, max_points=60)
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert summary["projection"]["colour_by"] == "category"
+    bare = write_report(model, tmp_path / "bare", max_points=60)
+    assert json.loads((bare.parent / "summary.json").read_text())["projection"]["colour_by"].startswith("popularity")
+    with pytest.raises(InvalidParameterError, match="one row per item row"):
+        write_report(model, tmp_path / "bad", item_features=table.take(np.arange(5)))

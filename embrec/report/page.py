@@ -43,8 +43,12 @@ logger = logging.getLogger(__name__)
 
 def write_report(model_dir_or_model: Any, out_dir: str | Path, *, protocol_results: Any = None,
                  n_popular: int = 5, k: int = 5, max_points: int = 2000, inline_images: bool = False,
-                 seed: int = 0) -> Path:
+                 seed: int = 0, item_features: FeatureTable | None = None) -> Path:
     """Write the PNGs and ``report.html`` into ``out_dir``; returns the HTML's path.
+
+    ``item_features`` (a table row-aligned with the model's items, e.g.
+    ``log.reencode(model.users_, model.items_).item_features``) names and colours the items of a model that
+    carries no features of its own (BPR, ALS...).
 
     ``max_points`` items (a seeded sample) go into the t-SNE map; ``n_popular`` popular items get their
     ``k`` nearest neighbours listed."""
@@ -63,7 +67,11 @@ def write_report(model_dir_or_model: Any, out_dir: str | Path, *, protocol_resul
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    labels = item_labels(model)
+    if item_features is not None and item_features.n_rows != model.items_.size:
+        raise InvalidParameterError(
+            f"item_features must have one row per item row of the model ({model.items_.size}); "
+            f"received {item_features.n_rows} rows.")
+    labels = item_labels(model, item_features)
     summary: dict[str, Any] = {"model": info["model"], "n_items": info["n_items"]}
 
     sections = [_overview(info, source)]
@@ -71,7 +79,7 @@ def write_report(model_dir_or_model: Any, out_dir: str | Path, *, protocol_resul
         vecs = np.asarray(model.item_embeddings(), dtype=np.float32)  # (n_items, d)
         counts = np.asarray(model.item_counts_[1:], dtype=np.float64)  # (n_items,)
         sections.append(_norms_section(model, vecs, counts, out, rng, summary))
-        sections.append(_projection_section(model, vecs, counts, out, rng, max_points, summary))
+        sections.append(_projection_section(model, vecs, counts, out, rng, max_points, summary, item_features))
         sections.append(_neighbours_section(model, counts, labels, n_popular, k, summary))
     else:
         sections.append(("Embeddings", "<p>This model has no item embeddings (it scores items directly), "
@@ -139,7 +147,8 @@ def _norms_section(model: Any, vecs: np.ndarray, counts: np.ndarray, out: Path,
 
 
 def _projection_section(model: Any, vecs: np.ndarray, counts: np.ndarray, out: Path,
-                        rng: np.random.Generator, max_points: int, summary: dict[str, Any]) -> tuple[str, str]:
+                        rng: np.random.Generator, max_points: int, summary: dict[str, Any],
+                        given: FeatureTable | None = None) -> tuple[str, str]:
     from sklearn.manifold import TSNE
     from threadpoolctl import threadpool_limits
 
@@ -154,7 +163,7 @@ def _projection_section(model: Any, vecs: np.ndarray, counts: np.ndarray, out: P
     # one OpenMP thread: on a busy machine, spinning threads make Barnes-Hut t-SNE ten times slower
     with threadpool_limits(limits=1):
         xy = tsne.fit_transform(unit)  # (S, 2)
-    colour, legend = item_colours(model, counts)
+    colour, legend = item_colours(model, counts, given)
     summary["projection"] = {"points": int(len(pick)), "colour_by": legend}
     plots.projection(xy, colour[pick], out / "projection.png",
                      title=f"t-SNE of {len(pick):,} item embeddings (unit-normalised)", legend_title=legend)
@@ -219,18 +228,20 @@ def _protocol_section(result: dict[str, Any], path: Path, model_name: str) -> tu
 
 
 # item labels and colours -----------------------------------------------------------------------
-def item_features(model: Any) -> FeatureTable | None:
-    """The item feature table a model carries (any FeatureTable attribute row-aligned with its items)."""
+def item_features(model: Any, given: FeatureTable | None = None) -> FeatureTable | None:
+    """``given``, else the item feature table a model carries (any FeatureTable attribute row-aligned with its items)."""
+    if given is not None:
+        return given
     size = model.items_.size
     tables = [(name, v) for name, v in vars(model).items() if isinstance(v, FeatureTable) and v.n_rows == size]
     tables.sort(key=lambda nv: "item" not in nv[0])
     return tables[0][1] if tables else None
 
 
-def item_labels(model: Any) -> np.ndarray:
+def item_labels(model: Any, given: FeatureTable | None = None) -> np.ndarray:
     """(n_items,) display names: the raw id, with a title/description when the model has one."""
     raw = model.items_.raw_ids
-    feats = item_features(model)
+    feats = item_features(model, given)
     if feats is None or not feats.text:
         return np.array([str(r) for r in raw], dtype=object)
     col = next((c for c in ("title", "name", "description") if c in feats.text), next(iter(feats.text)))
@@ -238,10 +249,10 @@ def item_labels(model: Any) -> np.ndarray:
     return np.array([f"{r} · {t}" if t else str(r) for r, t in zip(raw, text)], dtype=object)
 
 
-def item_colours(model: Any, counts: np.ndarray) -> tuple[np.ndarray, str]:
+def item_colours(model: Any, counts: np.ndarray, given: FeatureTable | None = None) -> tuple[np.ndarray, str]:
     """(n_items,) a colour label per item and the legend title: the first categorical item feature
     (e.g. category), else the first multi-hot one (e.g. the first genre), else the popularity decile."""
-    feats = item_features(model)
+    feats = item_features(model, given)
     if feats is not None and feats.categorical:
         col, codes = next(iter(feats.categorical.items()))
         names = ["(none)", *feats.vocabularies.get(col, [])]
