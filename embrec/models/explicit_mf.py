@@ -134,7 +134,7 @@ class ExplicitMF(EmbeddingModel):
                  biases: bool = True, epochs: int = 100, batch_size: int = 128, lr: float = 1.0,
                  optimizer: str = "sgd", init_std: float = 0.01, patience: int | None = 5,
                  valid_fraction: float = 0.05, clip: bool = True, history_rating: float | None = None,
-                 seed: int = 0, device: str | None = "cpu", progress: bool | None = None) -> None:
+                 seed: int = 0, device: str | None = None, progress: bool | None = None) -> None:
         self.factors = check_positive_int("factors", factors)
         self.l2 = check_float("l2", l2, low=0.0)
         self.table_l2 = check_float("table_l2", table_l2, low=0.0)

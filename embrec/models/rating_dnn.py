@@ -125,7 +125,7 @@ class RatingDNN(EmbeddingModel):
                  optimizer: str = "adam", embedding_lr: float | None = 1.0, init_std: float = 0.05,
                  patience: int | None = 5, valid_fraction: float = 0.05, clip: bool = True,
                  history_rating: float | None = None, fold_in_steps: int = 100, fold_in_lr: float = 0.05,
-                 seed: int = 0, device: str | None = "cpu", progress: bool | None = None) -> None:
+                 seed: int = 0, device: str | None = None, progress: bool | None = None) -> None:
         self.factors = check_positive_int("factors", factors)
         if isinstance(hidden, (str, bytes)) or not all(isinstance(h, (int, np.integer)) and h > 0 for h in hidden):
             raise InvalidParameterError(f"hidden must be a list of positive layer widths; received {hidden!r}.")

@@ -45,7 +45,7 @@ class RNNRecommender(SequenceRecommender):
                  max_len: int = 50, embedding_dim: int = 64, user_dim: int = 32, hidden_dim: int = 128,
                  num_layers: int = 1, dropout: float = 0.2, user_dropout: float = 0.1, epochs: int = 8,
                  batch_size: int = 128, lr: float = 3e-3, weight_decay: float = 0.0,
-                 clip_grad: float | None = 5.0, patience: int | None = None, device: str = "auto",
+                 clip_grad: float | None = 5.0, patience: int | None = None, device: str | None = None,
                  seed: int = 0, progress: bool | None = None) -> None:
         self.cell = cell
         self.use_user = use_user

@@ -40,7 +40,7 @@ class SASRec(SequenceRecommender):
                  dim: int = 64, num_heads: int = 2, num_layers: int = 2, dropout: float = 0.2,
                  user_dropout: float = 0.1, epochs: int = 10, batch_size: int = 128, lr: float = 1e-3,
                  weight_decay: float = 0.0, clip_grad: float | None = 5.0, patience: int | None = None,
-                 device: str = "auto", seed: int = 0, progress: bool | None = None) -> None:
+                 device: str | None = None, seed: int = 0, progress: bool | None = None) -> None:
         self.use_user = use_user
         self.sequences = sequences
         self.max_len = max_len
