@@ -33,6 +33,7 @@ import numpy as np
 
 from embrec.errors import InvalidParameterError, check_choice, check_positive_int
 from embrec.errors import describe as _show
+from embrec.models.io import to_plain
 
 if TYPE_CHECKING:
     from embrec.data import Interactions
@@ -135,19 +136,6 @@ def _id_list(name: str, ids: Any) -> list[Any]:
     if not ids:
         raise InvalidParameterError(f"{name} must hold at least one item id; received an empty list.")
     return ids
-
-
-def to_plain(x: Any) -> Any:
-    """numpy scalars/arrays and nested containers -> plain JSON-able Python values."""
-    if isinstance(x, dict):
-        return {str(k): to_plain(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [to_plain(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return x.tolist()
-    if isinstance(x, np.generic):
-        return x.item()
-    return x
 
 
 # data ------------------------------------------------------------------------------------------

@@ -21,6 +21,21 @@ def normalize_rows(x: np.ndarray) -> np.ndarray:
     return (x / np.maximum(norms, 1e-12)).astype(np.float32)
 
 
+def search_args(queries: np.ndarray, k: int, exclude: Ragged | None, *, dim: int,
+                measure: str) -> tuple[np.ndarray, int]:
+    """Validate a ``search`` call (shared by every index): (B, dim) float32 queries, unit-normalised for
+    cosine, and k as an int."""
+    q = np.asarray(queries, dtype=np.float32)
+    if q.ndim != 2 or q.shape[1] != dim:
+        raise InvalidParameterError(f"queries must have shape (batch, {dim}); received {q.shape}.")
+    k = check_positive_int("k", k)
+    if exclude is not None and len(exclude) != q.shape[0]:
+        raise InvalidParameterError(
+            f"exclude must have one row per query ({q.shape[0]}); received {len(exclude)} rows."
+        )
+    return (normalize_rows(q) if measure == "cosine" else q), k
+
+
 class ExactIndex:
     """Brute-force maximum inner product (or cosine) search, exact, streamed in blocks.
 
@@ -68,18 +83,7 @@ class ExactIndex:
         that must not be returned. Slots with nothing left to return get id -1 and score -inf."""
         if self._emb is None:
             raise NotFittedError("this index is empty; call index(embeddings, ids) before search().")
-        q = np.asarray(queries, dtype=np.float32)
-        if q.ndim != 2 or q.shape[1] != self._emb.shape[1]:
-            raise InvalidParameterError(
-                f"queries must have shape (batch, {self._emb.shape[1]}); received {q.shape}."
-            )
-        k = check_positive_int("k", k)
-        if exclude is not None and len(exclude) != q.shape[0]:
-            raise InvalidParameterError(
-                f"exclude must have one row per query ({q.shape[0]}); received {len(exclude)} rows."
-            )
-        if self.measure == "cosine":
-            q = normalize_rows(q)
+        q, k = search_args(queries, k, exclude, dim=self._emb.shape[1], measure=self.measure)
         n = self._emb.shape[0]
         kk = min(k, n)
         out_pos = np.full((q.shape[0], k), -1, dtype=np.int64)

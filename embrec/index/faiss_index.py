@@ -36,7 +36,7 @@ from embrec.errors import (
     check_choice,
     check_positive_int,
 )
-from embrec.index.exact import MEASURES, normalize_rows
+from embrec.index.exact import MEASURES, normalize_rows, search_args
 
 logger = logging.getLogger(__name__)
 
@@ -132,16 +132,7 @@ class FaissIndex:
         """Top-``k`` ids and scores (B, k) per query row, best first; ``exclude`` holds ids per query
         that must not be returned. Slots with nothing left to return get id -1 and score -inf."""
         self._check_built()
-        q = np.asarray(queries, dtype=np.float32)
-        if q.ndim != 2 or q.shape[1] != self._dim:
-            raise InvalidParameterError(f"queries must have shape (batch, {self._dim}); received {q.shape}.")
-        k = check_positive_int("k", k)
-        if exclude is not None and len(exclude) != q.shape[0]:
-            raise InvalidParameterError(
-                f"exclude must have one row per query ({q.shape[0]}); received {len(exclude)} rows."
-            )
-        if self.measure == "cosine":
-            q = normalize_rows(q)
+        q, k = search_args(queries, k, exclude, dim=self._dim, measure=self.measure)
         n = len(self)
         kk = min(k, n)
         out_ids = np.full((q.shape[0], k), -1, dtype=np.int64)

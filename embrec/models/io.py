@@ -51,7 +51,7 @@ def save_model(model: Any, path: str | Path) -> Path:
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
             "class": name_of(type(model)),
-            "params": _jsonable(model.get_params()),
+            "params": to_plain(model.get_params()),
             "embrec_version": __version__,
             "data_fingerprint": model.fingerprint_,
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -63,9 +63,9 @@ def save_model(model: Any, path: str | Path) -> Path:
         _write_json(tmp / "config.json", config)
         _write_json(tmp / "users.json", model.users_.to_dict())
         _write_json(tmp / "items.json", model.items_.to_dict())
-        _write_json(tmp / "extra.json", _jsonable(model._get_extra()))
-        _write_json(tmp / "metrics.json", _jsonable(model.metrics_))
-        _write_json(tmp / "history.json", _jsonable(model.history_))
+        _write_json(tmp / "extra.json", to_plain(model._get_extra()))
+        _write_json(tmp / "metrics.json", to_plain(model.metrics_))
+        _write_json(tmp / "history.json", to_plain(model.history_))
         from embrec.index.auto import index_state
 
         index_arrays, index_meta = index_state(model)  # the index choice and built FAISS indexes
@@ -155,7 +155,7 @@ def write_json_atomic(path: Path, data: Any) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "w") as fh:
-            json.dump(_jsonable(data), fh, indent=2)
+            json.dump(to_plain(data), fh, indent=2)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -178,11 +178,12 @@ def _read_json(path: Path, name: str, default: Any = None) -> Any:
         raise ModelFileError(f"{str(f)!r} is not valid JSON ({exc}); the model directory is damaged.") from None
 
 
-def _jsonable(x: Any) -> Any:
+def to_plain(x: Any) -> Any:
+    """numpy scalars/arrays and nested containers -> plain JSON-able Python values."""
     if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
+        return {str(k): to_plain(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
+        return [to_plain(v) for v in x]
     if isinstance(x, np.ndarray):
         return x.tolist()
     if isinstance(x, np.generic):
