@@ -111,10 +111,17 @@ class IdVocab:
             raise InvalidParameterError(
                 f"{self.name} indices must lie in 0..{self.n_ids}; received {int(idx.min())}..{int(idx.max())}."
             )
-        table = np.empty(self.size, dtype=object)
-        table[0] = None
-        table[1:] = self._index.to_numpy(dtype=object)
-        return table[idx]
+        return self._decode_table()[idx]
+
+    def _decode_table(self) -> np.ndarray:
+        """(size,) object array: None, then the raw ids; built once (a vocabulary never changes)."""
+        table = self.__dict__.get("_table")
+        if table is None:
+            table = np.empty(self.size, dtype=object)
+            table[0] = None
+            table[1:] = self._index.to_numpy(dtype=object)
+            self._table = table
+        return table
 
     def _coerce(self, values: np.ndarray) -> np.ndarray:
         if self.kind == "str":
