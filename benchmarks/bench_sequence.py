@@ -32,11 +32,14 @@ from embrec.models import create
 RNN_BIG = dict(embedding_dim=128, user_dim=64, hidden_dim=256, batch_size=256, lr=1e-2, device="cpu")
 
 
-def sequence_factories(kept: dict[str, Any], *, epochs: int, batch_size: int) -> dict[str, Any]:
-    """Factories of the sequence models; each fitted model is kept in ``kept`` under its label."""
+def sequence_factories(kept: dict[str, Any], *, epochs: int, batch_size: int,
+                       overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Factories of the sequence models; each fitted model is kept in ``kept`` under its label;
+    ``overrides`` (``--set``) replace parameters of the RNN models."""
     def keep(label: str, **params: Any):
         def factory():
-            kept[label] = create("rnn", epochs=epochs, **params, **{**RNN_BIG, "batch_size": batch_size})
+            kept[label] = create("rnn", **{"epochs": epochs, **params, **RNN_BIG, "batch_size": batch_size,
+                                           **(overrides or {})})
             return kept[label]
         return factory
 
@@ -50,6 +53,8 @@ def sequence_factories(kept: dict[str, Any], *, epochs: int, batch_size: int) ->
         "gru": keep("gru", cell="gru"),
         "lstm-user": keep("lstm-user", cell="lstm", use_user=True),
         "gru-user-timeline": keep("gru-user-timeline", cell="gru", use_user=True, sequences="timeline"),
+        "gru-user-timeline-prior": keep("gru-user-timeline-prior", cell="gru", use_user=True, sequences="timeline",
+                                        transition_prior="item", mask_bought=True),
         "sasrec": sasrec,
     }
 
@@ -59,7 +64,7 @@ def protocol(name: str, args: argparse.Namespace, baselines: list[str], **option
     if args.baselines is not None:
         baselines = [b for b in args.baselines.split(",") if b]
     factories: dict[str, Any] = {b: (lambda b=b: create(b)) for b in baselines}
-    seq = sequence_factories(kept, epochs=args.epochs, batch_size=args.batch_size)
+    seq = sequence_factories(kept, epochs=args.epochs, batch_size=args.batch_size, overrides=parse_sets(args.set))
     if args.models:
         seq = {k: v for k, v in seq.items() if k in args.models.split(",")}
     factories.update(seq)
@@ -69,10 +74,26 @@ def protocol(name: str, args: argparse.Namespace, baselines: list[str], **option
         for row in result["results"]:
             if row["model"] == label:
                 row["seconds_per_epoch"] = round(statistics.mean(epochs), 1)
+                if any("valid" in h for h in model.history_):  # --set patience=N: the per-epoch curve
+                    row["valid_curve"] = [round(h["valid"], 4) for h in model.history_ if "valid" in h]
                 row["params"] = {k: v for k, v in model.get_params().items() if k not in ("progress",)}
         if args.save:
             model.save(Path(args.save) / label)
     return result
+
+
+def parse_sets(items: list[str]) -> dict[str, Any]:
+    """``--set key=value`` options; a value is read as JSON when it parses (numbers, true, null)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--set takes key=value; received {item!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
 
 
 def streaming(args: argparse.Namespace) -> dict[str, Any]:
@@ -127,6 +148,10 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="a saved sequence model (streaming)")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a parameter of the RNN models (repeatable), e.g. --set transition_prior=scalar; "
+                             "--set patience=N adds each epoch's validation top-5 accuracy (valid_curve) and keeps "
+                             "the best epoch's weights")
     parser.add_argument("--transactions", type=int, default=40)
     parser.add_argument("--max-steps", type=int, default=30)
     args = parser.parse_args()

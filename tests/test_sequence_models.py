@@ -1,5 +1,5 @@
-"""Sequence models (GRU, LSTM, LSTM + user, SASRec): planted successor rules, padding, streaming,
-unknown ids, and model files."""
+"""Sequence models (GRU, LSTM, LSTM + user, SASRec, GRU + transition prior): planted successor rules,
+padding, streaming, unknown ids, model files, and the transition prior / bought-item mask options."""
 
 from __future__ import annotations
 
@@ -26,6 +26,8 @@ MODELS = {
     "lstm": lambda **kw: RNNRecommender(cell="lstm", **{**RNN_SMALL, **kw}),
     "lstm-user": lambda **kw: RNNRecommender(cell="lstm", use_user=True, **{**RNN_SMALL, **kw}),
     "sasrec": lambda **kw: SASRec(**{**SAS_SMALL, **kw}),
+    "gru-prior": lambda **kw: RNNRecommender(cell="gru", use_user=True, sequences="timeline", transition_prior="item",
+                                             mask_bought=True, **{**RNN_SMALL, **kw}),
 }
 
 
@@ -94,7 +96,7 @@ def test_user_embedding_learns_per_user_rules():
     assert successor_accuracy(without, log, users=list(range(8)), per_user_rule=True) <= 0.75
 
 
-@pytest.mark.parametrize("name", ["gru", "lstm-user", "sasrec"])
+@pytest.mark.parametrize("name", ["gru", "lstm-user", "sasrec", "gru-prior"])
 def test_padding_never_changes_the_loss(fitted, log, name):
     model = fitted[name]
     tokens, users = training_sequences(log, model.sequences)
@@ -138,7 +140,7 @@ def test_timeline_sequences_join_a_users_transactions():
         assert row.tolist() == [t for tx in own for t in [0, *tx]]
 
 
-@pytest.mark.parametrize("name", ["gru", "lstm-user", "sasrec"])
+@pytest.mark.parametrize("name", ["gru", "lstm-user", "sasrec", "gru-prior"])
 def test_streaming_equals_scoring_the_whole_prefix(fitted, name):
     model = fitted[name]
     raw = ["i03", "i18", "i21", "i04", "i11", "i07"]
@@ -196,7 +198,7 @@ def test_recommend_histories_follow_the_rule(fitted):
     assert recs.ids[:, 0].tolist() == [f"i{successor(2):02d}", f"i{successor(5):02d}"]
 
 
-@pytest.mark.parametrize("name", ["lstm-user", "sasrec"])
+@pytest.mark.parametrize("name", ["lstm-user", "sasrec", "gru-prior"])
 def test_save_load_gives_identical_outputs(fitted, tmp_path, name):
     model = fitted[name]
     model.save(tmp_path / name)
@@ -233,6 +235,13 @@ def test_parameters_are_checked():
     with pytest.raises(InvalidParameterError, match="dim must be a multiple of num_heads"):
         SASRec(dim=30, num_heads=4)
     assert embrec.models.create("rnn", cell="lstm", use_user=True).use_user is True
+    with pytest.raises(InvalidParameterError, match="transition_prior must be one of 'none', 'scalar', 'item'"):
+        RNNRecommender(transition_prior="yes")
+    with pytest.raises(InvalidParameterError, match="prior_smoothing"):
+        RNNRecommender(transition_prior="scalar", prior_smoothing=0.0)
+    with pytest.raises(InvalidParameterError, match="mask_bought must be True or False"):
+        RNNRecommender(mask_bought="yes")
+    assert SASRec().transition_prior == "none" and not SASRec().mask_bought  # the class defaults
 
 
 def test_validation_is_monitored_each_epoch_when_patience_is_set(log):
@@ -246,3 +255,85 @@ def test_validation_is_monitored_each_epoch_when_patience_is_set(log):
     plain = successor_log(n_tx=60, seed=5, groups=False)  # no groups: hit@10 of each user's first event
     model = MODELS["gru"](epochs=2, patience=50).fit(successor_log(groups=False), valid=plain)
     assert all(0.0 <= h["valid"] <= 1.0 for h in model.history_)
+
+
+# transition prior and bought-item mask ---------------------------------------------------------------
+def log_prior(tokens: Ragged, popularity: np.ndarray, smoothing: float, last: int) -> np.ndarray:
+    """log P(b | last) = log((C[last, b] + s * P_pop(b)) / (sum_b C[last, b] + s)), counted in plain Python."""
+    n = popularity.size
+    counts = np.zeros(n)
+    for row in tokens:
+        for a, b in zip(row[:-1].tolist(), row[1:].tolist()):
+            if a == last and b > 0:
+                counts[b] += 1
+    pop = popularity.astype(float).copy()
+    pop[0] = 0.0
+    pop /= pop.sum()
+    return np.log(np.maximum((counts + smoothing * pop) / (counts.sum() + smoothing), 1e-8))
+
+
+@pytest.mark.parametrize("kind", ["scalar", "item"])
+def test_prior_logits_are_net_logits_plus_weight_times_log_prior(log, kind):
+    """With the prior weight fixed, every score = network logit + w[last] * log P(next | last token)."""
+    model = MODELS["gru"](transition_prior=kind, prior_smoothing=0.5, epochs=2, use_user=True).fit(log)
+    tokens, _ = training_sequences(log, "transaction")
+    weight = model.module_.prior_weight
+    prefixes = Ragged.from_lists([[], [3], [3, 7], [11, 0, 5]])  # last tokens 0 (opening), 3, 7, 5
+    last = [0, 3, 7, 5]
+    users = np.array([1, 2, 0, 3])
+    with torch.no_grad():
+        weight.zero_()
+        net = model.next_item_scores(users, prefixes)  # (4, N) the network alone
+        fixed = np.arange(weight.numel()) * 0.1 + 0.3 if kind == "item" else np.array([0.7])
+        weight.copy_(torch.as_tensor(fixed, dtype=torch.float32))
+    scores = model.next_item_scores(users, prefixes)
+    for b, a in enumerate(last):
+        w = fixed[a] if kind == "item" else fixed[0]
+        expected = net[b] + w * log_prior(tokens, log.item_counts(), 0.5, a)
+        np.testing.assert_allclose(scores[b], expected, rtol=1e-5, atol=1e-4)
+    session = model.session(user=model.users_.decode([2])[0]).add(model.items_.decode([3])[0])
+    np.testing.assert_allclose(session.scores(), scores[1], rtol=1e-5, atol=1e-5)
+
+
+def test_training_prior_leaves_the_positions_own_transition_out():
+    from embrec.models.transition_prior import TransitionPrior, transition_counts
+
+    tokens = Ragged.from_lists([[0, 1, 2], [0, 1, 3], [0, 2, 1, 2]])
+    counts = transition_counts(tokens, 4)
+    assert counts.toarray().tolist() == [[0, 2, 1, 0], [0, 0, 2, 1], [0, 1, 0, 0], [0, 0, 0, 0]]
+    pop = np.array([0, 3, 3, 1])  # P_pop = 3/7, 3/7, 1/7
+    prior = TransitionPrior(counts, pop, 1.0, torch.device("cpu"))
+    last = torch.tensor([1, 1, 2])
+    full = prior.rows(last).numpy()
+    np.testing.assert_allclose(np.exp(full[0]), [1e-8, 3 / 7 / 4, (2 + 3 / 7) / 4, (1 + 1 / 7) / 4], rtol=1e-5)
+    out = prior.rows(last, leave_out=torch.tensor([2, 3, 1])).numpy()
+    # only the target's count drops by one; the row total stays (a constant shift no softmax sees)
+    np.testing.assert_allclose(np.exp(out[0]), [1e-8, 3 / 7 / 4, (1 + 3 / 7) / 4, (1 + 1 / 7) / 4], rtol=1e-5)
+    np.testing.assert_allclose(np.exp(out[1]), [1e-8, 3 / 7 / 4, (2 + 3 / 7) / 4, (1 / 7) / 4], rtol=1e-5)
+    np.testing.assert_allclose(np.exp(out[2]), [1e-8, 3 / 7 / 2, 3 / 7 / 2, 1 / 7 / 2], rtol=1e-5)
+
+
+def test_bought_mask_holds_the_transactions_items_so_far():
+    from embrec.models.transition_prior import bought_mask
+
+    items = torch.tensor([[0, 4, 2, 0, 5, 3], [2, 1, 0, 0, 0, 0]])  # row 1: a window opening mid-transaction
+    targets = torch.tensor([[4, 2, 0, 5, 3, 1], [1, 6, 0, 0, 0, 0]])
+    mask = bought_mask(items, targets > 0, 7)
+    rows = [sorted(np.flatnonzero(m).tolist()) for m in mask.numpy()]
+    assert rows == [[], [4], [], [5], [3, 5], [2], [1, 2]]  # (0, 2) has no target; 0 opens a transaction
+
+
+def test_mask_bought_loss_is_cross_entropy_over_the_items_not_yet_bought(log):
+    model = MODELS["gru"](mask_bought=True, epochs=1).fit(log)
+    batch = SequenceBatch(torch.tensor([[0, 4, 2, 7], [0, 5, 0, 0]]), torch.tensor([[4, 2, 4, 9], [5, 0, 0, 0]]),
+                          torch.tensor([1, 2]))
+    model.module_.eval()
+    with torch.no_grad():
+        got = model._batch_loss(batch)
+        hidden = model._batch_hidden(batch)
+        terms = []
+        for b, t, bought in [(0, 0, []), (0, 1, [4]), (0, 3, [4, 2, 7]), (1, 0, [])]:  # (0, 2): 4 bought again
+            logits = model._logits(hidden[b, t][None])[0].clone()
+            logits[bought] = -np.inf
+            terms.append(-torch.log_softmax(logits, 0)[batch.targets[b, t]])
+    torch.testing.assert_close(got, torch.stack(terms).mean(), rtol=1e-5, atol=1e-6)

@@ -10,6 +10,12 @@ logits over all items; softmax cross-entropy on real positions only (see ``embre
 Adam with gradient-norm clipping. ``user_dropout`` replaces a training sequence's user by the unknown
 row with that probability, so row 0 learns an average user even where every training user is known.
 
+``transition_prior="scalar"`` / ``"item"`` adds a learned weight (one, or one per last item) times the
+log of the smoothed first-order transition probability P(next | last token) to the logits, trained end to
+end so the network learns the residual over the transitions; ``mask_bought=True`` leaves the items already
+bought in the transaction out of the training softmax, as the ``retail-next`` protocol does when it ranks
+(``embrec.models.transition_prior``). Both default to off (and models saved without them load unchanged).
+
 Scoring many prefixes of the same transactions (the protocol asks before every row) runs each
 distinct sequence once: a prefix that is the start of a longer one in the same call reads its hidden
 state from the longer one's run.
@@ -46,7 +52,8 @@ class RNNRecommender(SequenceRecommender):
                  num_layers: int = 1, dropout: float = 0.2, user_dropout: float = 0.1, epochs: int = 8,
                  batch_size: int = 128, lr: float = 3e-3, weight_decay: float = 0.0,
                  clip_grad: float | None = 5.0, patience: int | None = None, device: str | None = None,
-                 seed: int = 0, progress: bool | None = None) -> None:
+                 seed: int = 0, progress: bool | None = None, transition_prior: str = "none",
+                 prior_smoothing: float = 1.0, mask_bought: bool = False) -> None:
         self.cell = cell
         self.use_user = use_user
         self.sequences = sequences
@@ -66,6 +73,9 @@ class RNNRecommender(SequenceRecommender):
         self.device = device
         self.seed = seed
         self.progress = progress
+        self.transition_prior = transition_prior
+        self.prior_smoothing = prior_smoothing
+        self.mask_bought = mask_bought
         check_choice("cell", cell, CELLS)
         for name in ("embedding_dim", "user_dim", "hidden_dim", "num_layers"):
             check_positive_int(name, getattr(self, name))

@@ -14,6 +14,10 @@ states; this base class does the rest:
 - ``_scores(user_rows, histories)`` (``recommend(histories=...)``, ``top_k``): a history is read as one
   sequence ``[0, h1, h2, ...]`` and the next item is scored.
 - ``session(user)``: streaming inference, one purchase at a time (see ``SequenceSession``).
+- ``transition_prior`` / ``prior_smoothing`` / ``mask_bought`` (see ``embrec.models.transition_prior``):
+  logits = network logits + a learned weight x log P(next | last token), from first-order counts of the
+  training sequences; and the transaction's bought items left out of the training softmax. Every score
+  (``next_item_scores``, ``_scores``, a session's) goes through ``_full_logits(hidden, last token)``.
 """
 
 from __future__ import annotations
@@ -23,7 +27,9 @@ from abc import abstractmethod
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from embrec.data.interactions import Interactions
@@ -31,6 +37,7 @@ from embrec.data.ragged import Ragged
 from embrec.errors import InvalidParameterError, check_choice, check_float, check_positive_int
 from embrec.models.base import Recommendations, Recommender, top_k_rows
 from embrec.models.training import TrainConfig, resolve_device, seeded, train_loop
+from embrec.models.transition_prior import PRIORS, TransitionPrior, bought_mask, transition_counts
 from embrec.nn.sequence import (
     SequenceBatch,
     length_batches,
@@ -46,6 +53,11 @@ SEQUENCES = ("transaction", "timeline")
 
 class SequenceRecommender(Recommender):
     """Base of the next-item models; subclasses set the hyper-parameters named in ``_check_common``."""
+
+    # options a subclass may take in its constructor (these class defaults apply otherwise)
+    transition_prior: str = "none"
+    prior_smoothing: float = 1.0
+    mask_bought: bool = False
 
     # subclass interface -------------------------------------------------------------------------
     @abstractmethod
@@ -91,6 +103,10 @@ class SequenceRecommender(Recommender):
         if self.patience is not None:
             check_positive_int("patience", self.patience)
         check_positive_int("seed", self.seed, minimum=0)
+        check_choice("transition_prior", self.transition_prior, PRIORS)
+        check_float("prior_smoothing", self.prior_smoothing, low=0.0, low_open=True)
+        if not isinstance(self.mask_bought, (bool, np.bool_)):
+            raise InvalidParameterError(f"mask_bought must be True or False; received {self.mask_bought!r}.")
 
     # training ----------------------------------------------------------------------------------
     def _fit(self, train: Interactions, valid: Interactions | None) -> None:
@@ -118,16 +134,52 @@ class SequenceRecommender(Recommender):
         validate = None
         if valid is not None and self.patience is not None:
             validate = self._validator(valid)
+        self.prior_counts_ = transition_counts(tokens, self.items_.size)
         with seeded(self.seed) as rng:
-            self.module_ = self._build_module().to(self.device_)
+            self.module_ = self._with_prior(self._build_module()).to(self.device_)
             self.history_ = train_loop(self.module_, batches=batches, loss=loss, config=config, rng=rng,
                                        validate=validate, desc=type(self).__name__)
         self.module_.eval()
 
     def _batch_loss(self, batch: SequenceBatch) -> torch.Tensor:
-        """Mean softmax cross-entropy over all items at the positions with a real target only."""
+        """Mean softmax cross-entropy over all items at the positions with a real target only (with
+        ``mask_bought``: over the items not yet bought in the transaction, at positions whose target is
+        not one of them); the transition prior is the leave-one-out one."""
         hidden = self._batch_hidden(batch)  # (B, T, H)
-        return next_item_loss(hidden, batch.targets, self._logits)
+        if self.transition_prior == "none" and not self.mask_bought:
+            return next_item_loss(hidden, batch.targets, self._logits)
+        mask = batch.targets > 0  # (B, T)
+        targets = batch.targets[mask]  # (M,)
+        logits = self._full_logits(hidden[mask], batch.items[mask], leave_out=targets)  # (M, N)
+        if self.mask_bought:
+            bought = bought_mask(batch.items, mask, self.items_.size)  # (M, N)
+            fresh = ~bought.gather(1, targets[:, None])[:, 0]  # (M,) target not bought yet
+            logits = logits.masked_fill(bought, float("-inf"))[fresh]
+            targets = targets[fresh]
+            if targets.numel() == 0:
+                return hidden.sum() * 0.0
+        return F.cross_entropy(logits, targets)
+
+    # transition prior --------------------------------------------------------------------------
+    def _with_prior(self, module: nn.Module) -> nn.Module:
+        """Give ``module`` its learned prior weight (module.prior_weight, 1 or items.size values, all 1)
+        and set up the dense log-prior of ``prior_counts_`` on the device."""
+        self.prior_ = None
+        if self.transition_prior != "none":
+            size = 1 if self.transition_prior == "scalar" else self.items_.size
+            module.register_parameter("prior_weight", nn.Parameter(torch.ones(size)))
+            self.prior_ = TransitionPrior(self.prior_counts_, self.item_counts_, self.prior_smoothing, self.device_)
+        return module
+
+    def _full_logits(self, hidden: torch.Tensor, last: torch.Tensor,
+                     leave_out: torch.Tensor | None = None) -> torch.Tensor:
+        """(M, H) hidden states and (M,) last tokens -> (M, N) logits, the weighted log-prior added."""
+        logits = self._logits(hidden)  # (M, N)
+        if self.prior_ is None:
+            return logits
+        weight = self.module_.prior_weight
+        weight = weight.expand(last.shape[0]) if self.transition_prior == "scalar" else weight[last]  # (M,)
+        return logits + weight[:, None] * self.prior_.rows(last, leave_out)
 
     def _validator(self, valid: Interactions):
         """Top-5 next-item accuracy on ``valid``'s transactions (or, without groups, hit@10 of each
@@ -182,10 +234,12 @@ class SequenceRecommender(Recommender):
 
     def _score_tokens(self, user_rows: np.ndarray, tokens: Ragged, chunk: int = 4096) -> np.ndarray:
         out = np.empty((len(tokens), self.items_.size), dtype=np.float32)
+        last = torch.as_tensor(tokens.values[tokens.offsets[1:] - 1], device=self.device_)  # (B,) rows are non-empty
         with torch.inference_mode():
             hidden = self._last_hidden(user_rows, tokens)  # (B, H)
             for s in range(0, len(tokens), chunk):
-                out[s : s + chunk] = self._logits(hidden[s : s + chunk]).float().cpu().numpy()  # (b, N)
+                out[s : s + chunk] = self._full_logits(hidden[s : s + chunk],
+                                                       last[s : s + chunk]).float().cpu().numpy()  # (b, N)
         return out
 
     # streaming ---------------------------------------------------------------------------------
@@ -203,11 +257,18 @@ class SequenceRecommender(Recommender):
         state = {f"module.{k}": v.detach().cpu().numpy() for k, v in self.module_.state_dict().items()}
         state["context.values"] = self.context_.values
         state["context.offsets"] = self.context_.offsets
+        if self.transition_prior != "none":
+            c = self.prior_counts_
+            state.update({"prior.data": c.data, "prior.indices": c.indices, "prior.indptr": c.indptr})
         return state
 
     def _set_state(self, state: dict[str, np.ndarray], extra: dict[str, Any]) -> None:
         self.device_ = resolve_device(self.device)
-        self.module_ = self._build_module()
+        if self.transition_prior != "none":
+            n = self.items_.size
+            self.prior_counts_ = sp.csr_matrix((state["prior.data"], state["prior.indices"], state["prior.indptr"]),
+                                               shape=(n, n))
+        self.module_ = self._with_prior(self._build_module())
         weights = {k[len("module."):]: torch.from_numpy(np.array(v)) for k, v in state.items()
                    if k.startswith("module.")}
         self.module_.load_state_dict(weights, strict=True)
@@ -229,6 +290,7 @@ class SequenceSession:
         self.user_row = user_row
         self.bought: list[int] = []
         opening = np.concatenate([model.context_[user_row], [0]]).astype(np.int64)
+        self._last = 0  # the last token so far (the transition prior reads it)
         with torch.inference_mode():
             self._state = model._start_state(user_row, opening)
         self._cache: np.ndarray | None = None
@@ -241,6 +303,7 @@ class SequenceSession:
         with torch.inference_mode():
             self._state = self.model._advance(self._state, row)
         self.bought.append(row)
+        self._last = row
         self._cache = None
         return self
 
@@ -249,7 +312,8 @@ class SequenceSession:
         if self._cache is None:
             with torch.inference_mode():
                 hidden = self.model._state_hidden(self._state)  # (1, H)
-                self._cache = self.model._logits(hidden)[0].float().cpu().numpy()  # (N,)
+                last = torch.full((1,), self._last, dtype=torch.int64, device=self.model.device_)  # (1,)
+                self._cache = self.model._full_logits(hidden, last)[0].float().cpu().numpy()  # (N,)
         return self._cache
 
     def top_k(self, k: int = 5, *, exclude_bought: bool = True) -> Recommendations:
