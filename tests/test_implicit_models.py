@@ -200,26 +200,45 @@ def test_losses_equal_hand_computed_values():
     assert sampled_log_loss(pos, neg, w).item() == pytest.approx((sp(0.0) + sp(0.0) + sp(1.0)) / 3, rel=1e-6)
 
 
-def test_fused_bpr_loss_equals_autograd_reference():
-    """The hand-written backward of BPR's fused loss gives autograd's value and gradients."""
+@pytest.mark.parametrize("k, reg, bias_reg", [(3, 0.1, 0.05), (1, 0.1, 0.05), (1, 0.0, 0.0), (2, 0.0, 0.3)])
+def test_fused_bpr_loss_equals_autograd_reference(k, reg, bias_reg):
+    """The hand-written backward of BPR's fused loss gives autograd's value and gradients (K = 1 has its
+    own path; rows drawn several times in a batch get their L2 gradient once per draw)."""
     g = torch.Generator().manual_seed(0)
     tables = [torch.randn(7, 4, generator=g, dtype=torch.float64), torch.randn(9, 4, generator=g, dtype=torch.float64),
               torch.randn(9, generator=g, dtype=torch.float64)]
     users, pos = torch.tensor([1, 2, 2, 6]), torch.tensor([3, 3, 8, 1])
-    neg = torch.tensor([[4, 5, 3], [2, 2, 7], [1, 6, 8], [5, 4, 2]])
+    neg = torch.tensor([[4, 5, 3], [2, 2, 7], [1, 6, 8], [5, 4, 2]])[:, :k]
     a = [t.clone().requires_grad_() for t in tables]
     b = [t.clone().requires_grad_() for t in tables]
-    fused = bpr_factor_loss(*a, users, pos, neg, reg=0.1, bias_reg=0.05)
+    fused = bpr_factor_loss(*a, users, pos, neg, reg=reg, bias_reg=bias_reg)
     fused.backward()
     p, qi, qj = b[0][users], b[1][pos], b[1][neg]
     s_pos = (p * qi).sum(-1) + b[2][pos]
     s_neg = (p[:, None] * qj).sum(-1) + b[2][neg]
-    ref = (bpr_loss(s_pos, s_neg) + 0.1 * (p.pow(2).sum() + qi.pow(2).sum() + qj.pow(2).sum() / 3) / 4
-           + 0.05 * (b[2][pos].pow(2).sum() + b[2][neg].pow(2).sum() / 3) / 4)
+    ref = (bpr_loss(s_pos, s_neg) + reg * (p.pow(2).sum() + qi.pow(2).sum() + qj.pow(2).sum() / k) / 4
+           + bias_reg * (b[2][pos].pow(2).sum() + b[2][neg].pow(2).sum() / k) / 4)
     ref.backward()
     assert fused.item() == pytest.approx(ref.item(), rel=1e-12)
     for x, y in zip(a, b):
         torch.testing.assert_close(x.grad, y.grad)
+
+
+def test_bpr_pair_positives_ignore_repeats():
+    """positives="pairs" draws each distinct (user, item) pair: a log with every event repeated trains the
+    very same factors as the log without repeats, and fold-in weighs a repeated history item once."""
+    frame = clustered_log(n_users=40, per_cluster=10, bought=5).to_frame()
+    pairs = list(zip(frame["user"], frame["item"]))
+    once, repeated = make_log(pairs), make_log(pairs + pairs[::3] + pairs[::2])
+    make = lambda **kw: BPR(factors=4, epochs=3, batch_size=32, seed=0, **kw)  # noqa: E731
+    a, b = make(positives="pairs").fit(once), make(positives="pairs").fit(repeated)
+    np.testing.assert_array_equal(a.item_factors_, b.item_factors_)
+    np.testing.assert_array_equal(a.user_factors_, b.user_factors_)
+    assert not np.array_equal(make().fit(repeated).item_factors_, a.item_factors_)  # events weigh repeats
+    hist = list(once.items.raw_ids[:3])
+    np.testing.assert_allclose(a.user_embedding(history=hist + hist[:1] * 5), a.user_embedding(history=hist), atol=1e-6)
+    with pytest.raises(InvalidParameterError, match="positives"):
+        BPR(positives="users")
 
 
 def test_popularity_sampler_draws_its_distribution():

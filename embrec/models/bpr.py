@@ -3,8 +3,11 @@
     s(u, i) = p_u · q_i + b_i
     loss    = -log σ(s(u, i) - s(u, j))  +  reg (|p_u|² + |q_i|² + |q_j|²)  +  bias_reg (b_i² + b_j²)
 
-Triples (u, i, j) are bootstrap-sampled: each epoch draws as many training events as there are (with
-replacement) and ``n_negatives`` items j per event from the negative sampler; with
+Triples (u, i, j) are bootstrap-sampled: each epoch draws as many positives as there are (with
+replacement) and ``n_negatives`` items j per positive from the negative sampler. ``positives="events"``
+draws training events, so an item bought five times is drawn five times as often (repeat purchases
+weigh in); ``positives="pairs"`` draws distinct (user, item) pairs, Rendle's D_S and what the
+``implicit`` library iterates over (an epoch is then one triple per pair); with
 ``verify_negatives`` a j the user has bought is redrawn (vectorised). Batches are large and the loss
 has a hand-written backward (``embrec.nn.pairwise.BPRFactorLoss``), so a step is a few gathers and
 ``index_add_``s; benchmarks/bench_factorization.py times it against the ``implicit`` library's BPR. A new user is folded in by minimising the expected BPR objective
@@ -23,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from embrec.errors import check_float, check_positive_int
+from embrec.errors import check_choice, check_float, check_positive_int
 from embrec.models.factor import BiasedDot, SampledFactorization
 from embrec.nn.pairwise import bpr_factor_loss
 from embrec.nn.sampling import SeenPairs, resample_seen
@@ -34,7 +37,8 @@ class BPR(SampledFactorization):
 
     def __init__(self, *, factors: int = 64, n_negatives: int = 1, epochs: int = 30, batch_size: int = 15000,
                  lr: float = 0.005, reg: float = 1e-4, bias_reg: float = 1e-4, neg_alpha: float = 0.0,
-                 verify_negatives: bool = True, init_std: float = 0.1, history_weight: float = 0.0, fold_in_steps: int = 50,
+                 verify_negatives: bool = True, positives: str = "events", init_std: float = 0.1,
+                 history_weight: float = 0.0, fold_in_steps: int = 50,
                  valid_k: int = 5, valid_exclude_seen: bool = False, patience: int | None = None,
                  device: str | None = None, seed: int = 0, progress: bool | None = None) -> None:
         self.factors = check_positive_int("factors", factors)
@@ -46,6 +50,7 @@ class BPR(SampledFactorization):
         self.bias_reg = check_float("bias_reg", bias_reg, low=0.0)
         self.neg_alpha = check_float("neg_alpha", neg_alpha, low=0.0)
         self.verify_negatives = bool(verify_negatives)
+        self.positives = check_choice("positives", positives, ("events", "pairs"))
         self.init_std = check_float("init_std", init_std, low=0.0)
         self.history_weight = check_float("history_weight", history_weight, low=0.0)
         self.fold_in_steps = check_positive_int("fold_in_steps", fold_in_steps)
@@ -58,6 +63,14 @@ class BPR(SampledFactorization):
 
     def _prepare(self, rng: np.random.Generator) -> None:
         self.seen_pairs_ = SeenPairs(self.seen_, self.items_.size) if self.verify_negatives else None
+        if self.positives == "pairs":  # each distinct (user, item) pair once
+            n = np.int64(self.items_.size)
+            keys = np.unique(self.pos_users_.astype(np.int64) * n + self.pos_items_)
+            self.pos_users_, self.pos_items_ = keys // n, keys % n
+
+    def _fold_in_weights(self, counts: np.ndarray) -> np.ndarray:
+        # fold-in weighs a history's pairs as training drew them: by count, or each distinct pair once
+        return np.ones(counts.shape, dtype=np.float32) if self.positives == "pairs" else counts.astype(np.float32)
 
     def _epoch_batches(self, rng: np.random.Generator, epoch: int) -> Iterator[tuple[np.ndarray, ...]]:
         n = self.pos_users_.size

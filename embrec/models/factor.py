@@ -260,7 +260,7 @@ class SampledFactorization(EmbeddingModel):
         uniq, counts = np.unique(keys, return_counts=True)
         rows = torch.from_numpy(uniq // q.shape[0])  # (P,)
         items = torch.from_numpy(uniq % q.shape[0])  # (P,)
-        weights = torch.from_numpy(counts.astype(np.float32))  # (P,)
+        weights = torch.from_numpy(self._fold_in_weights(counts))  # (P,)
         b = len(hist)
         p = torch.zeros(b, q.shape[1], requires_grad=True)  # (B, d)
         c = torch.zeros(b, requires_grad=True)  # (B,)
@@ -277,6 +277,10 @@ class SampledFactorization(EmbeddingModel):
         with torch.enable_grad():
             opt.step(closure)
         return p.detach().numpy(), c.detach().numpy()
+
+    def _fold_in_weights(self, counts: np.ndarray) -> np.ndarray:
+        """(P,) float32 weight of each distinct history pair in the fold-in objective (its count)."""
+        return counts.astype(np.float32)
 
     def sampler_probabilities(self) -> np.ndarray:
         """(I,) the negative sampler's distribution (rebuilt from item counts after loading)."""
