@@ -46,10 +46,10 @@ class BPRFactorLoss(torch.autograd.Function):
     gradients as ``bpr_loss`` through autograd, without autograd's intermediate tensors.
 
     A CPU step is memory-bound, so the kernel counts passes over the (B, d) rows: rows are gathered with
-    ``index_select`` (several times faster than advanced indexing), squared norms are BLAS dot products,
-    and the L2 gradient of a row drawn c times in the batch is ``2 reg c / B`` times that table row,
-    applied on the (small) tables instead of on every gathered row. Gradients are dense tensors built
-    with ``index_add_``, so any optimizer works.
+    one ``index_select`` per table (several times faster than advanced indexing), and every L2 term is
+    taken on the (small) tables: a row drawn c times in the batch adds ``reg c |row|² / B`` to the loss
+    and ``2 reg c / B`` times the row to its gradient. Gradients are dense tensors built with
+    ``index_add_``, so any optimizer works.
     """
 
     @staticmethod
@@ -59,56 +59,58 @@ class BPRFactorLoss(torch.autograd.Function):
         b, k = neg.shape
         d = item_factors.shape[1]
         neg_flat = neg.reshape(-1)  # (B*K,)
+        items = torch.cat([pos, neg_flat])  # (B + B*K,) positives first
         p = user_factors.index_select(0, users)  # (B, d)
-        qi = item_factors.index_select(0, pos)  # (B, d)
-        qj = item_factors.index_select(0, neg_flat).view(b, k, d)  # (B, K, d)
-        bi, bj = item_bias.index_select(0, pos), item_bias.index_select(0, neg_flat).view(b, k)  # (B,), (B, K)
+        q = item_factors.index_select(0, items)  # (B + B*K, d)
+        qi, qj = q[:b], q[b:].view(b, k, d)  # (B, d), (B, K, d)
+        bias = item_bias.index_select(0, items)  # (B + B*K,)
         diff = qi[:, None, :] - qj  # (B, K, d)
-        x = torch.linalg.vecdot(p[:, None, :], diff) + (bi[:, None] - bj)  # (B, K)
-        ctx.save_for_backward(user_factors, item_factors, item_bias, users, pos, neg_flat, p, diff, x)
-        ctx.reg, ctx.bias_reg = reg, bias_reg
+        x = torch.linalg.vecdot(p[:, None, :], diff) + (bias[:b, None] - bias[b:].view(b, k))  # (B, K)
         loss = F.softplus(-x).mean()
+        user_draws = item_draws = None
+        if reg or bias_reg:  # how often each row is drawn; a negative counts 1/K
+            user_draws = torch.bincount(users, minlength=user_factors.shape[0]).to(user_factors.dtype)
+            weights = None if k == 1 else torch.cat([torch.ones(b, dtype=q.dtype), torch.full((b * k,), 1.0 / k, dtype=q.dtype)])
+            item_draws = torch.bincount(items, weights=weights, minlength=item_factors.shape[0]).to(q.dtype)
         if reg:
-            loss = loss + reg * (_sq(p) + _sq(qi) + _sq(qj) / k) / b
+            sq = torch.dot(user_draws, _row_sq(user_factors)) + torch.dot(item_draws, _row_sq(item_factors))
+            loss = loss + reg * sq / b
         if bias_reg:
-            loss = loss + bias_reg * (_sq(bi) + _sq(bj) / k) / b
+            loss = loss + bias_reg * torch.dot(item_draws, item_bias * item_bias) / b
+        ctx.save_for_backward(user_factors, item_factors, item_bias, users, pos, neg_flat, p, diff, x,
+                              user_draws, item_draws)
+        ctx.reg, ctx.bias_reg = reg, bias_reg
         return loss
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        user_factors, item_factors, item_bias, users, pos, neg_flat, p, diff, x = ctx.saved_tensors
+        (user_factors, item_factors, item_bias, users, pos, neg_flat, p, diff, x, user_draws,
+         item_draws) = ctx.saved_tensors
         b, k, d = diff.shape
         gx = torch.sigmoid(-x).mul_(-grad / (b * k))  # (B, K) d loss / d x
         g_sum = gx.sum(1)  # (B,)
+        neg_gx = -gx  # (B, K); index_add_ with alpha != 1 takes a path several times slower
         if k == 1:
             g_p = diff.view(b, d) * gx  # (B, d)
-            g_q = p * gx  # (B, d): + on the positive row, - on the negative
-            g_item = torch.zeros_like(item_factors).index_add_(0, pos, g_q)
-            g_item.index_add_(0, neg_flat, g_q, alpha=-1.0)
+            g_pos, g_neg = p * gx, p * neg_gx  # (B, d)
         else:
             g_p = (diff * gx[:, :, None]).sum(1)  # (B, d): Σ_k gx_k (q_i - q_jk)
-            g_item = torch.zeros_like(item_factors).index_add_(0, pos, p * g_sum[:, None])
-            g_item.index_add_(0, neg_flat, (p[:, None, :] * gx[:, :, None]).view(b * k, d), alpha=-1.0)
+            g_pos, g_neg = p * g_sum[:, None], (p[:, None, :] * neg_gx[:, :, None]).view(b * k, d)
+        g_item = torch.zeros_like(item_factors).index_add_(0, pos, g_pos).index_add_(0, neg_flat, g_neg)
         g_user = torch.zeros_like(user_factors).index_add_(0, users, g_p)
-        g_bias = torch.zeros_like(item_bias).index_add_(0, pos, g_sum)
-        g_bias.index_add_(0, neg_flat, gx.view(-1), alpha=-1.0)
-        if ctx.reg or ctx.bias_reg:  # L2 per draw: 2 reg (count of draws of the row) / B times the row
-            r, rb = 2 * ctx.reg * grad / b, 2 * ctx.bias_reg * grad / b
-            user_draws = torch.bincount(users, minlength=user_factors.shape[0]).to(user_factors.dtype)
-            item_draws = torch.bincount(pos, minlength=item_factors.shape[0]).to(item_factors.dtype)
-            item_draws += torch.bincount(neg_flat, minlength=item_factors.shape[0]).to(item_factors.dtype) / k
-            if ctx.reg:
-                g_user.addcmul_(user_draws[:, None], user_factors, value=float(r))
-                g_item.addcmul_(item_draws[:, None], item_factors, value=float(r))
-            if ctx.bias_reg:
-                g_bias.addcmul_(item_draws, item_bias, value=float(rb))
+        g_bias = torch.zeros_like(item_bias).index_add_(0, pos, g_sum).index_add_(0, neg_flat, neg_gx.view(-1))
+        if ctx.reg:
+            r = float(2 * ctx.reg * grad / b)
+            g_user.addcmul_(user_draws[:, None], user_factors, value=r)
+            g_item.addcmul_(item_draws[:, None], item_factors, value=r)
+        if ctx.bias_reg:
+            g_bias.addcmul_(item_draws, item_bias, value=float(2 * ctx.bias_reg * grad / b))
         return g_user, g_item, g_bias, None, None, None, None, None
 
 
-def _sq(t: torch.Tensor) -> torch.Tensor:
-    """Sum of squares in one pass (a BLAS dot product over the flattened tensor)."""
-    flat = t.reshape(-1)
-    return torch.dot(flat, flat)
+def _row_sq(t: torch.Tensor) -> torch.Tensor:
+    """(rows,) squared norm of every row."""
+    return torch.linalg.vector_norm(t, dim=1).square()
 
 
 def bpr_factor_loss(user_factors: torch.Tensor, item_factors: torch.Tensor, item_bias: torch.Tensor,
