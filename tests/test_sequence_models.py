@@ -28,6 +28,7 @@ MODELS = {
     "sasrec": lambda **kw: SASRec(**{**SAS_SMALL, **kw}),
     "gru-prior": lambda **kw: RNNRecommender(cell="gru", use_user=True, sequences="timeline", transition_prior="item",
                                              mask_bought=True, **{**RNN_SMALL, **kw}),
+    "gru-mixture": lambda **kw: RNNRecommender(cell="gru", transition_prior="mixture", **{**RNN_SMALL, **kw}),
 }
 
 
@@ -140,7 +141,7 @@ def test_timeline_sequences_join_a_users_transactions():
         assert row.tolist() == [t for tx in own for t in [0, *tx]]
 
 
-@pytest.mark.parametrize("name", ["gru", "lstm-user", "sasrec", "gru-prior"])
+@pytest.mark.parametrize("name", ["gru", "lstm-user", "sasrec", "gru-prior", "gru-mixture"])
 def test_streaming_equals_scoring_the_whole_prefix(fitted, name):
     model = fitted[name]
     raw = ["i03", "i18", "i21", "i04", "i11", "i07"]
@@ -198,7 +199,7 @@ def test_recommend_histories_follow_the_rule(fitted):
     assert recs.ids[:, 0].tolist() == [f"i{successor(2):02d}", f"i{successor(5):02d}"]
 
 
-@pytest.mark.parametrize("name", ["lstm-user", "sasrec", "gru-prior"])
+@pytest.mark.parametrize("name", ["lstm-user", "sasrec", "gru-prior", "gru-mixture"])
 def test_save_load_gives_identical_outputs(fitted, tmp_path, name):
     model = fitted[name]
     model.save(tmp_path / name)
@@ -272,9 +273,10 @@ def log_prior(tokens: Ragged, popularity: np.ndarray, smoothing: float, last: in
     return np.log(np.maximum((counts + smoothing * pop) / (counts.sum() + smoothing), 1e-8))
 
 
-@pytest.mark.parametrize("kind", ["scalar", "item"])
+@pytest.mark.parametrize("kind", ["scalar", "item", "mixture"])
 def test_prior_logits_are_net_logits_plus_weight_times_log_prior(log, kind):
-    """With the prior weight fixed, every score = network logit + w[last] * log P(next | last token)."""
+    """With the prior weight fixed, every score = network logit + w[last] * log P(next | last token);
+    "mixture": log(g * P(next | last) + (1 - g) * softmax(network)), g = sigmoid(w[last])."""
     model = MODELS["gru"](transition_prior=kind, prior_smoothing=0.5, epochs=2, use_user=True).fit(log)
     tokens, _ = training_sequences(log, "transaction")
     weight = model.module_.prior_weight
@@ -282,14 +284,19 @@ def test_prior_logits_are_net_logits_plus_weight_times_log_prior(log, kind):
     last = [0, 3, 7, 5]
     users = np.array([1, 2, 0, 3])
     with torch.no_grad():
-        weight.zero_()
-        net = model.next_item_scores(users, prefixes)  # (4, N) the network alone
-        fixed = np.arange(weight.numel()) * 0.1 + 0.3 if kind == "item" else np.array([0.7])
+        weight.fill_(-1e4 if kind == "mixture" else 0.0)  # the network alone (mixture: its log-softmax)
+        net = model.next_item_scores(users, prefixes)  # (4, N)
+        fixed = np.arange(weight.numel()) * 0.1 - 0.3 if weight.numel() > 1 else np.array([0.7])
         weight.copy_(torch.as_tensor(fixed, dtype=torch.float32))
     scores = model.next_item_scores(users, prefixes)
     for b, a in enumerate(last):
-        w = fixed[a] if kind == "item" else fixed[0]
-        expected = net[b] + w * log_prior(tokens, log.item_counts(), 0.5, a)
+        w = fixed[a] if weight.numel() > 1 else fixed[0]
+        prior = log_prior(tokens, log.item_counts(), 0.5, a)
+        if kind == "mixture":
+            g = 1 / (1 + np.exp(-w))
+            expected = np.log(g * np.exp(prior) + (1 - g) * np.exp(net[b]))
+        else:
+            expected = net[b] + w * prior
         np.testing.assert_allclose(scores[b], expected, rtol=1e-5, atol=1e-4)
     session = model.session(user=model.users_.decode([2])[0]).add(model.items_.decode([3])[0])
     np.testing.assert_allclose(session.scores(), scores[1], rtol=1e-5, atol=1e-5)
@@ -307,10 +314,10 @@ def test_training_prior_leaves_the_positions_own_transition_out():
     full = prior.rows(last).numpy()
     np.testing.assert_allclose(np.exp(full[0]), [1e-8, 3 / 7 / 4, (2 + 3 / 7) / 4, (1 + 1 / 7) / 4], rtol=1e-5)
     out = prior.rows(last, leave_out=torch.tensor([2, 3, 1])).numpy()
-    # only the target's count drops by one; the row total stays (a constant shift no softmax sees)
-    np.testing.assert_allclose(np.exp(out[0]), [1e-8, 3 / 7 / 4, (1 + 3 / 7) / 4, (1 + 1 / 7) / 4], rtol=1e-5)
-    np.testing.assert_allclose(np.exp(out[1]), [1e-8, 3 / 7 / 4, (2 + 3 / 7) / 4, (1 / 7) / 4], rtol=1e-5)
-    np.testing.assert_allclose(np.exp(out[2]), [1e-8, 3 / 7 / 2, 3 / 7 / 2, 1 / 7 / 2], rtol=1e-5)
+    # the target's count and the row total drop by one: (C - [b = target] + s P_pop) / (n - 1 + s)
+    np.testing.assert_allclose(np.exp(out[0]), [1e-8 * 4 / 3, 3 / 7 / 3, (1 + 3 / 7) / 3, (1 + 1 / 7) / 3], rtol=1e-5)
+    np.testing.assert_allclose(np.exp(out[1]), [1e-8 * 4 / 3, 3 / 7 / 3, (2 + 3 / 7) / 3, (1 / 7) / 3], rtol=1e-5)
+    np.testing.assert_allclose(np.exp(out[2]), [2e-8, 3 / 7, 3 / 7, 1 / 7], rtol=1e-5)
 
 
 def test_bought_mask_holds_the_transactions_items_so_far():

@@ -14,7 +14,8 @@ row with that probability, so row 0 learns an average user even where every trai
 log of the smoothed first-order transition probability P(next | last token) to the logits, trained end to
 end so the network learns the residual over the transitions; ``mask_bought=True`` leaves the items already
 bought in the transaction out of the training softmax, as the ``retail-next`` protocol does when it ranks
-(``embrec.models.transition_prior``). Both default to off (and models saved without them load unchanged).
+(``embrec.models.transition_prior``); ``"mixture"`` mixes the transition probability and the network's
+softmax with a learned gate per last item instead. Both default to off (and models saved without them load unchanged).
 
 Scoring many prefixes of the same transactions (the protocol asks before every row) runs each
 distinct sequence once: a prefix that is the start of a longer one in the same call reads its hidden

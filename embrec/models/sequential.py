@@ -163,23 +163,29 @@ class SequenceRecommender(Recommender):
     # transition prior --------------------------------------------------------------------------
     def _with_prior(self, module: nn.Module) -> nn.Module:
         """Give ``module`` its learned prior weight (module.prior_weight, 1 or items.size values, all 1)
-        and set up the dense log-prior of ``prior_counts_`` on the device."""
+        and set up the dense log-prior of ``prior_counts_`` on the device ("mixture": gate logits, all 0)."""
         self.prior_ = None
         if self.transition_prior != "none":
             size = 1 if self.transition_prior == "scalar" else self.items_.size
-            module.register_parameter("prior_weight", nn.Parameter(torch.ones(size)))
+            start = torch.zeros(size) if self.transition_prior == "mixture" else torch.ones(size)
+            module.register_parameter("prior_weight", nn.Parameter(start))
             self.prior_ = TransitionPrior(self.prior_counts_, self.item_counts_, self.prior_smoothing, self.device_)
         return module
 
     def _full_logits(self, hidden: torch.Tensor, last: torch.Tensor,
                      leave_out: torch.Tensor | None = None) -> torch.Tensor:
-        """(M, H) hidden states and (M,) last tokens -> (M, N) logits, the weighted log-prior added."""
+        """(M, H) hidden states and (M,) last tokens -> (M, N) logits, the weighted log-prior added
+        ("mixture": log of the gated mixture of the transition and the network's softmax)."""
         logits = self._logits(hidden)  # (M, N)
         if self.prior_ is None:
             return logits
         weight = self.module_.prior_weight
         weight = weight.expand(last.shape[0]) if self.transition_prior == "scalar" else weight[last]  # (M,)
-        return logits + weight[:, None] * self.prior_.rows(last, leave_out)
+        log_prior = self.prior_.rows(last, leave_out)  # (M, N)
+        if self.transition_prior == "mixture":
+            gate = F.logsigmoid(weight)[:, None], F.logsigmoid(-weight)[:, None]  # log g, log (1 - g)
+            return torch.logaddexp(gate[0] + log_prior, gate[1] + torch.log_softmax(logits, dim=1))
+        return logits + weight[:, None] * log_prior
 
     def _validator(self, valid: Interactions):
         """Top-5 next-item accuracy on ``valid``'s transactions (or, without groups, hit@10 of each

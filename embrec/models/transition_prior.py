@@ -15,8 +15,12 @@ model's device.
 
 Training uses a leave-one-out prior: at a training position the count of its own transition ``a -> target``
 is taken out (``C[a, target] - 1``), otherwise a transition seen once would look certain exactly where it is
-the answer and ``w`` would learn to over-trust counts that are out of sample at prediction time. (The
-matching change of the row total only shifts the whole row by a constant, which no softmax sees.)
+the answer and ``w`` would learn to over-trust counts that are out of sample at prediction time (the row
+total is one less too, so each row stays a distribution).
+
+``transition_prior="mixture"`` mixes in probability space instead (an "or" of the two, where the product
+above is an "and"): ``P(b) = g_a * P(b | a) + (1 - g_a) * softmax(net(h))_b`` with a learned gate
+``g_a = sigmoid(w_a)`` per last token (``w`` starts at 0, an even mix); the scores are ``log P(b)``.
 
 ``mask_bought=True`` leaves the items already bought in the current transaction out of the training softmax
 (their logits are -inf) and drops positions whose target is one of them: the ``retail-next`` protocol removes
@@ -31,7 +35,7 @@ import torch
 
 from embrec.data.ragged import Ragged
 
-PRIORS = ("none", "scalar", "item")
+PRIORS = ("none", "scalar", "item", "mixture")
 _FLOOR = 1e-8  # smallest probability kept inside the log (item 0 and items never seen)
 
 
@@ -77,6 +81,7 @@ class TransitionPrior:
             mass = (at.exp() * total - 1.0).clamp_min(self.smooth_pop[leave_out])  # C - 1 + s * P_pop
             fixed = (mass / total).clamp_min(_FLOOR).log()  # (M,)
             out = out.scatter(1, leave_out[:, None], fixed[:, None])
+            out = out + (total / (total - 1.0)).log()[:, None]  # the row total one less: a distribution again
         return out
 
 
