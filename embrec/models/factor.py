@@ -48,15 +48,6 @@ class BiasedDot(torch.nn.Module):
         self.item_bias = torch.nn.Parameter(torch.zeros(n_items))  # (I,)
         self.global_bias = torch.nn.Parameter(torch.zeros(()))
 
-    def score(self, users: torch.Tensor, items: torch.Tensor, *, full: bool = True) -> torch.Tensor:
-        """Scores of (users, items) index tensors of broadcastable shapes, e.g. (B, 1) and (B, K)."""
-        p = self.user_factors[users]  # (..., d)
-        q = self.item_factors[items]  # (..., d)
-        s = (p * q).sum(-1) + self.item_bias[items]  # (...)
-        if full:
-            s = s + self.user_bias[users] + self.global_bias
-        return s
-
 
 class SampledFactorization(EmbeddingModel):
     """Base of ImplicitMF and BPR. Subclasses store their hyper-parameters in ``__init__`` with at least

@@ -63,14 +63,18 @@ class ImplicitMF(SampledFactorization):
 
     def _batch_loss(self, module: BiasedDot, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
         users, pos, neg = batch  # (B,), (B,), (B, K)
-        s_pos = module.score(users, pos)  # (B,)
-        s_neg = module.score(users[:, None], neg)  # (B, K)
-        loss = sampled_log_loss(s_pos, s_neg)
-        if self.reg:
-            k1 = 1 + neg.shape[1]
-            l2 = (k1 * module.user_factors[users].pow(2).sum() + module.item_factors[pos].pow(2).sum()
-                  + module.item_factors[neg].pow(2).sum())
-            loss = loss + self.reg * l2 / (users.numel() * k1)
+        b, k = neg.shape
+        items = torch.cat([pos[:, None], neg], dim=1)  # (B, 1 + K): the positive first
+        p = module.user_factors.index_select(0, users)  # (B, d); index_select: a fast gather and backward
+        q = module.item_factors.index_select(0, items.reshape(-1)).view(b, 1 + k, -1)  # (B, 1 + K, d)
+        bias = module.item_bias.index_select(0, items.reshape(-1)).view(b, 1 + k)  # (B, 1 + K)
+        s = torch.linalg.vecdot(p[:, None, :], q) + bias  # (B, 1 + K)
+        s = s + (module.user_bias.index_select(0, users) + module.global_bias)[:, None]
+        loss = sampled_log_loss(s[:, 0], s[:, 1:])
+        if self.reg:  # k1 |p_u|² + |q_i|² + Σ_k |q_jk|², per labelled example
+            k1 = 1 + k
+            pf, qf = p.reshape(-1), q.reshape(-1)
+            loss = loss + self.reg * (k1 * torch.dot(pf, pf) + torch.dot(qf, qf)) / (b * k1)
         return loss
 
     def _fold_in_objective(self, p, c, q, bi, probs, rows, items, weights) -> torch.Tensor:
