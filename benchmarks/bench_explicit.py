@@ -41,6 +41,12 @@ def rating_dnn() -> RatingDNN:
     return RatingDNN()
 
 
+def rating_dnn_plain() -> RatingDNN:
+    """The rating DNN without its observation head: the defaults before it (implicit=0, init_std=0.05,
+    embedding_lr=1.0, batch_size=128)."""
+    return RatingDNN(implicit=0.0, init_std=0.05, embedding_lr=1.0, batch_size=128)
+
+
 def explicit_mf_colab() -> ExplicitMF:
     """The colab's regularized model: no biases, gravity on (its embeddings keep the most genre structure)."""
     return ExplicitMF(biases=False, gravity=1.0)
@@ -59,6 +65,7 @@ def factories() -> dict[str, Callable[[], Any]]:
 
     return {"rating-bias": RatingBias, "popularity": Popularity, "als": ALS, "implicit-mf": ImplicitMF,
             "bpr": BPR, "explicit-mf": explicit_mf, "rating-dnn": rating_dnn,
+            "rating-dnn-plain": rating_dnn_plain,
             "explicit-mf-colab": explicit_mf_colab, "rating-dnn-gravity": rating_dnn_gravity}
 
 

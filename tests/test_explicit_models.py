@@ -231,16 +231,47 @@ def test_dnn_recovers_held_out_ratings(data, dnn):
     assert dnn.history_[-1]["valid"] >= min(h["valid"] for h in dnn.history_)
 
 
-def test_dnn_cosine_neighbours_find_planted_clusters(data, dnn, mf):
-    train, _, cluster = data
-    labels = Ragged.from_lists([[]] + [[cluster[i] + 1] for i in dnn.items_.raw_ids])
+def with_clusters(train, model, cluster):
     from embrec.data.features import FeatureTable
 
-    train.item_features = FeatureTable(n_rows=dnn.items_.size, multi_hot={"cluster": labels},
+    labels = Ragged.from_lists([[]] + [[cluster[i] + 1] for i in model.items_.raw_ids])
+    train.item_features = FeatureTable(n_rows=model.items_.size, multi_hot={"cluster": labels},
                                        vocabularies={"cluster": ["a", "b", "c"]})
-    for model in (dnn, mf):
+    return train
+
+
+def test_dnn_cosine_neighbours_find_planted_clusters(data, dnn, mf):
+    """Here WHICH items a user rated is random (the mask ignores the clusters): the clusters live in the
+    rating values only, so the rating DNN is checked without its observation head (implicit=0)."""
+    train, _, cluster = data
+    plain = RatingDNN(factors=8, hidden=(32,), dropout=0.0, l2=0.001, epochs=100, batch_size=128, lr=0.01,
+                      patience=10, implicit=0.0).fit(train)
+    train = with_clusters(train, plain, cluster)
+    for model in (plain, mf):
         out = model_genre_overlap(model, train, column="cluster", k=5)
         assert out["ratio"] > 2.0, (type(model).__name__, out)
+
+
+def test_dnn_observation_head_finds_clusters_that_live_in_what_was_rated():
+    """Users rate items of their own cluster (ratings uninformative noise): only which items were rated
+    carries the clusters; the observation head (implicit=10, the default) finds them, the plain DNN less."""
+    rng = np.random.default_rng(3)
+    n_users, n_items = 120, 60
+    cluster = rng.integers(0, 3, n_items)
+    events, ratings = [], []
+    for u in range(n_users):
+        own = np.flatnonzero(cluster == u % 3)
+        for i in rng.choice(own, 12, replace=False):
+            events.append((f"u{u}", f"i{i}"))
+            ratings.append(float(rng.integers(1, 6)))
+    train = make_log(events, rating=np.array(ratings))
+    kw = dict(factors=8, hidden=(16,), epochs=30, valid_fraction=0.0)
+    ratios = []
+    for implicit in (0.0, 10.0):
+        model = RatingDNN(implicit=implicit, **kw).fit(train)
+        data = with_clusters(train, model, {f"i{i}": int(c) for i, c in enumerate(cluster)})
+        ratios.append(model_genre_overlap(model, data, column="cluster", k=5)["ratio"])
+    assert ratios[1] > 2.5 and ratios[1] > ratios[0] + 0.5, ratios
 
 
 def test_dnn_fold_in_close_to_trained_user(data, dnn):
@@ -269,7 +300,7 @@ def test_dnn_split_optimizer_trains_every_parameter(data):
     train = data[0]
     with torch.random.fork_rng():
         torch.manual_seed(0)
-        net0 = _RatingNet(train.users.size, train.items.size, 4, (8,), 0.2, 0.0, 0.05, True, 0.0)  # same init
+        net0 = _RatingNet(train.users.size, train.items.size, 4, (8,), 0.2, 0.0, 0.01, True, 0.0)  # same init
     model = RatingDNN(factors=4, hidden=(8,), epochs=2, embedding_lr=0.5, batch_size=256).fit(train)
     trained = model.net_.state_dict()
     # the padding rows are never in a batch and SGD has no decay: unchanged, so the init was reproduced
@@ -320,3 +351,62 @@ def test_dnn_save_load_identical_and_errors(tmp_path, dnn, data):
         dnn.recommend(users=["u1"], k=10_000)
     with pytest.raises(DataError, match="rating column"):
         RatingDNN(epochs=1).fit(make_log([("a", "x"), ("b", "y")]))
+
+
+@torch.no_grad()
+def test_dnn_output_gravity_term_equals_direct_computation():
+    """output_gravity_term: mean over the pairs of (f(u, i) − target)², f the whole prediction or its
+    interaction part (prediction − μ − b_u − b_i), against a hand-built forward pass."""
+    from embrec.models.rating_dnn import output_gravity_term
+
+    torch.manual_seed(0)
+    net = _RatingNet(6, 5, 3, (4,), 0.0, 3.5, 0.3, True, 0.0).eval()
+    for table in (net.user_bias, net.item_bias):
+        torch.nn.init.normal_(table.weight, std=0.5)
+    users, items = torch.tensor([1, 2, 5, 3, 1]), torch.tensor([4, 1, 2, 2, 3])
+    p, q = net.user.weight[users], net.item.weight[items]
+    hidden = torch.relu(torch.cat([p, q], 1) @ net.mlp[0].weight.T + net.mlp[0].bias)
+    o = (hidden @ net.out.weight.T + net.out.bias).squeeze(1) + (p * q).sum(1)  # the interaction part
+    full = 3.5 + net.user_bias.weight[users, 0] + net.item_bias.weight[items, 0] + o
+    for biases, f in ((True, full), (False, o)):
+        for target in (0.0, -1.0, 3.5):
+            want = float(((f - target) ** 2).mean())
+            got = float(output_gravity_term(net, users, items, biases, target))
+            assert got == pytest.approx(want, rel=1e-5), (biases, target)
+
+
+@torch.no_grad()
+def test_dnn_implicit_term_equals_direct_computation():
+    """implicit_term: observed (⟨R_u, Q_i⟩ − t)² + gravity · mean over ALL user × item pairs of ⟨R_u, Q_i⟩²
+    (the N × M matrix formed on purpose here; the padding rows excluded)."""
+    from embrec.models.rating_dnn import implicit_term
+
+    torch.manual_seed(1)
+    net = _RatingNet(7, 6, 3, (4,), 0.0, 0.0, 0.3, True, 0.0)
+    net.implicit_user = torch.nn.Embedding(7, 3)
+    users, items = torch.tensor([1, 6, 3]), torch.tensor([2, 5, 5])
+    target = torch.tensor([1.0, 4.0, 2.0])
+    r, q = net.implicit_user.weight, net.item.weight
+    observed = (((r[users] * q[items]).sum(1) - target) ** 2).mean()
+    every_pair = ((r[1:] @ q[1:].T) ** 2).mean()
+    for g in (0.0, 1.0, 3.0):
+        got = float(implicit_term(net, users, items, target, g))
+        assert got == pytest.approx(float(observed + g * every_pair), rel=1e-5)
+
+
+def test_dnn_implicit_head_trains_the_item_table_and_is_not_saved(tmp_path, data):
+    """implicit=: the observation head's user table is trained with the others (SGD) but left out of the
+    saved state; predictions of the reloaded model are identical."""
+    train, (users, items, _), _ = data
+    kw = dict(factors=4, hidden=(8,), epochs=3, batch_size=256, valid_fraction=0.0)
+    model = RatingDNN(implicit=1.0, **kw).fit(train)
+    assert hasattr(model.net_, "implicit_user")
+    plain = RatingDNN(**kw).fit(train)
+    assert not np.allclose(model.item_embeddings(), plain.item_embeddings())
+    model.save(tmp_path / "imp")
+    back = embrec.load(tmp_path / "imp")
+    assert np.array_equal(back.predict_ids(users, items), model.predict_ids(users, items))
+    with pytest.raises(InvalidParameterError):
+        RatingDNN(gravity_part="everything")
+    with pytest.raises(InvalidParameterError):
+        RatingDNN(implicit_target="ratings")
