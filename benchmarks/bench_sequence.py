@@ -54,7 +54,7 @@ def sequence_factories(kept: dict[str, Any], *, epochs: int, batch_size: int,
         "lstm-user": keep("lstm-user", cell="lstm", use_user=True),
         "gru-user-timeline": keep("gru-user-timeline", cell="gru", use_user=True, sequences="timeline"),
         "gru-user-timeline-prior": keep("gru-user-timeline-prior", cell="gru", use_user=True, sequences="timeline",
-                                        transition_prior="item", mask_bought=True),
+                                        transition_prior="mixture", mask_bought=True),
         "sasrec": sasrec,
     }
 

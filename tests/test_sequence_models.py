@@ -276,8 +276,7 @@ def log_prior(tokens: Ragged, popularity: np.ndarray, smoothing: float, last: in
 @pytest.mark.parametrize("kind", ["scalar", "item", "mixture"])
 def test_prior_logits_are_net_logits_plus_weight_times_log_prior(log, kind):
     """With the prior weight fixed, every score = network logit + w[last] * log P(next | last token);
-    "mixture": log(g * P(next | last) + (1 - g) * softmax(network)), g = sigmoid(w[last]) (the gate's
-    read of the hidden state zeroed)."""
+    "mixture": log(g * P(next | last) + (1 - g) * softmax(network)), g = sigmoid(w[last])."""
     model = MODELS["gru"](transition_prior=kind, prior_smoothing=0.5, epochs=2, use_user=True).fit(log)
     tokens, _ = training_sequences(log, "transaction")
     weight = model.module_.prior_weight
@@ -285,9 +284,6 @@ def test_prior_logits_are_net_logits_plus_weight_times_log_prior(log, kind):
     last = [0, 3, 7, 5]
     users = np.array([1, 2, 0, 3])
     with torch.no_grad():
-        if kind == "mixture":
-            model.module_.prior_gate.weight.zero_()
-            model.module_.prior_gate.bias.zero_()
         weight.fill_(-1e4 if kind == "mixture" else 0.0)  # the network alone (mixture: its log-softmax)
         net = model.next_item_scores(users, prefixes)  # (4, N)
         fixed = np.arange(weight.numel()) * 0.1 - 0.3 if weight.numel() > 1 else np.array([0.7])
@@ -354,4 +350,4 @@ def test_mixture_scores_are_log_probabilities(fitted):
     model = fitted["gru-mixture"]
     scores = model.next_item_scores(np.array([1, 0, 3]), Ragged.from_lists([[1, 2], [], [5]]))
     np.testing.assert_allclose(np.exp(scores.astype(np.float64)).sum(axis=1), 1.0, rtol=1e-4)
-    assert model.module_.prior_gate.weight.abs().sum() > 0  # the gate learned to read the context
+    assert model.module_.prior_weight.shape == (model.items_.size,)  # one gate per last token

@@ -169,16 +169,8 @@ class SequenceRecommender(Recommender):
             size = 1 if self.transition_prior == "scalar" else self.items_.size
             start = torch.zeros(size) if self.transition_prior == "mixture" else torch.ones(size)
             module.register_parameter("prior_weight", nn.Parameter(start))
-            if self.transition_prior == "mixture":  # the gate reads the hidden state too (starts at 0)
-                module.prior_gate = nn.Linear(self._hidden_size(), 1)
-                nn.init.zeros_(module.prior_gate.weight)
-                nn.init.zeros_(module.prior_gate.bias)
             self.prior_ = TransitionPrior(self.prior_counts_, self.item_counts_, self.prior_smoothing, self.device_)
         return module
-
-    def _hidden_size(self) -> int:
-        """H of the hidden states (``hidden_dim`` of the RNN, ``dim`` of SASRec)."""
-        return int(getattr(self, "hidden_dim", None) or self.dim)
 
     def _full_logits(self, hidden: torch.Tensor, last: torch.Tensor,
                      leave_out: torch.Tensor | None = None) -> torch.Tensor:
@@ -191,7 +183,6 @@ class SequenceRecommender(Recommender):
         weight = weight.expand(last.shape[0]) if self.transition_prior == "scalar" else weight[last]  # (M,)
         log_prior = self.prior_.rows(last, leave_out)  # (M, N)
         if self.transition_prior == "mixture":
-            weight = weight + self.module_.prior_gate(hidden)[:, 0]  # (M,) gate logit: last token + context
             gate = F.logsigmoid(weight)[:, None], F.logsigmoid(-weight)[:, None]  # log g, log (1 - g)
             return torch.logaddexp(gate[0] + log_prior, gate[1] + torch.log_softmax(logits, dim=1))
         return logits + weight[:, None] * log_prior
