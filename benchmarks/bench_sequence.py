@@ -6,7 +6,10 @@
 
 ``retail-next`` runs popularity, item-transition and the sequence models through
 ``embrec.evaluation.run_protocol`` (validation month) and prints one JSON document: metrics, fit seconds
-and each sequence model's seconds per training epoch; ``--save DIR`` keeps the fitted sequence models.
+and each sequence model's seconds per training epoch; ``--save DIR`` keeps the fitted sequence models;
+``--set key=value`` overrides a parameter of the RNN models (``--set patience=N`` adds the per-epoch
+validation curve). ``gru-user-timeline-prior`` is the GRU + user on timelines with
+``transition_prior="mixture", mask_bought=True`` (``embrec.models.transition_prior``).
 ``leave-last-out`` does the same on ml-100k with popularity, ALS and BPR beside them. ``streaming`` times
 one streaming step (``session.add(item)`` + ``top_k(5)`` over the whole catalogue) of a saved model
 on real validation transactions, beside re-scoring the whole prefix (``next_item_scores``) and the
