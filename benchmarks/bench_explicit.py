@@ -53,8 +53,10 @@ def explicit_mf_colab() -> ExplicitMF:
 
 
 def rating_dnn_gravity() -> RatingDNN:
-    """The colab's gravity on the whole network output (sampled over random pairs), no biases."""
-    return RatingDNN(biases=False, output_gravity=1.0)
+    """The colab's gravity on the whole network output (sampled over random pairs), no biases; the plain
+    DNN's other settings (as measured before the observation head)."""
+    return RatingDNN(biases=False, output_gravity=1.0, implicit=0.0, init_std=0.05, embedding_lr=1.0,
+                     batch_size=128)
 
 
 def factories() -> dict[str, Callable[[], Any]]:
