@@ -26,6 +26,11 @@ that also read the hidden state, ``sigmoid(w_a + v . h)``, measured no better on
 ``mask_bought=True`` leaves the items already bought in the current transaction out of the training softmax
 (their logits are -inf) and drops positions whose target is one of them: the ``retail-next`` protocol removes
 those items before ranking, so training need not spend capacity ranking them.
+
+Measured on the ``retail-next`` validation month (GRU + user on timelines, 128/256, lr 1e-2, batch 256,
+CPU): ``"mixture"`` with dropout 0.4 reached 0.2878 after 3 epochs beside item-transition's 0.2859; the
+product forms peaked after 1 epoch and then overfitted (``"item"`` + mask 0.2826, ``"scalar"`` 0.2765);
+``mask_bought`` changed the mixture's figure by less than 0.001.
 """
 
 from __future__ import annotations
