@@ -351,3 +351,14 @@ def test_mixture_scores_are_log_probabilities(fitted):
     scores = model.next_item_scores(np.array([1, 0, 3]), Ragged.from_lists([[1, 2], [], [5]]))
     np.testing.assert_allclose(np.exp(scores.astype(np.float64)).sum(axis=1), 1.0, rtol=1e-4)
     assert model.module_.prior_weight.shape == (model.items_.size,)  # one gate per last token
+
+
+def test_transition_prior_refuses_a_dense_table_past_its_memory_cap(monkeypatch):
+    from embrec.models import transition_prior
+
+    monkeypatch.setattr(transition_prior, "MAX_PRIOR_BYTES", 4 * 10 * 10 - 1)  # a 10-row table is one byte too many
+    counts = transition_prior.transition_counts(Ragged.from_lists([[1, 2, 3]]), 10)
+    with pytest.raises(InvalidParameterError, match="transition_prior needs a dense 10 x 10 table"):
+        transition_prior.TransitionPrior(counts, np.ones(10), 1.0, torch.device("cpu"))
+    monkeypatch.setattr(transition_prior, "MAX_PRIOR_BYTES", 4 * 10 * 10)
+    assert transition_prior.TransitionPrior(counts, np.ones(10), 1.0, torch.device("cpu")).log_p.shape == (10, 10)

@@ -40,9 +40,12 @@ import scipy.sparse as sp
 import torch
 
 from embrec.data.ragged import Ragged
+from embrec.errors import InvalidParameterError
 
 PRIORS = ("none", "scalar", "item", "mixture")
 _FLOOR = 1e-8  # smallest probability kept inside the log (item 0 and items never seen)
+#: the dense (items x items) log-prior may take at most this many bytes (float32)
+MAX_PRIOR_BYTES = 2**31
 
 
 def transition_counts(tokens: Ragged, n_items: int) -> sp.csr_matrix:
@@ -65,6 +68,10 @@ class TransitionPrior:
     def __init__(self, counts: sp.csr_matrix, popularity: np.ndarray, smoothing: float,
                  device: torch.device) -> None:
         n = popularity.size
+        if 4 * n * n > MAX_PRIOR_BYTES:
+            raise InvalidParameterError(
+                f"transition_prior needs a dense {n:,} x {n:,} table ({4 * n * n / 2**30:.1f} GiB), more than the "
+                f"{MAX_PRIOR_BYTES / 2**30:.0f} GiB allowed; use transition_prior='none' for a catalogue this large.")
         pop = np.asarray(popularity, dtype=np.float64).copy()
         pop[0] = 0.0
         pop = pop / max(pop.sum(), 1.0)
@@ -75,7 +82,6 @@ class TransitionPrior:
         dense += self.smooth_pop[None, :]
         dense /= self.totals[:, None]
         self.log_p = dense.clamp_min_(_FLOOR).log_()  # (N, N) log P(b | a)
-        assert self.log_p.shape == (n, n)
 
     def rows(self, last: torch.Tensor, leave_out: torch.Tensor | None = None) -> torch.Tensor:
         """(M, N) ``log P(. | last)``; with ``leave_out`` (M,) targets, each position's own transition
