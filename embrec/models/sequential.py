@@ -15,8 +15,9 @@ states; this base class does the rest:
   sequence ``[0, h1, h2, ...]`` and the next item is scored.
 - ``session(user)``: streaming inference, one purchase at a time (see ``SequenceSession``).
 - ``transition_prior`` / ``prior_smoothing`` / ``mask_bought`` (see ``embrec.models.transition_prior``):
-  logits = network logits + a learned weight x log P(next | last token), from first-order counts of the
-  training sequences; and the transaction's bought items left out of the training softmax. Every score
+  logits = network logits + a learned weight x log P(next | last token) ("scalar", "item"), or the log of a
+  gated mixture of P(next | last token) and the network's softmax ("mixture"), from first-order counts of
+  the training sequences; and the transaction's bought items left out of the training softmax. Every score
   (``next_item_scores``, ``_scores``, a session's) goes through ``_full_logits(hidden, last token)``.
 """
 
