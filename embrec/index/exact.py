@@ -2,6 +2,9 @@
 
 Memory is O(query_batch x block_size): the full queries x items score matrix is never formed,
 so `similar_items` over a 1M-item catalogue needs no N x N matrix.
+
+Ties (embrec's one rule, as ``embrec.models.base.top_k_rows``): equal scores come out by the lower
+indexed position first -- the lower item row for a model's index, whose ids are rows 1..n in order.
 """
 
 from __future__ import annotations
@@ -34,6 +37,21 @@ def search_args(queries: np.ndarray, k: int, exclude: Ragged | None, *, dim: int
             f"exclude must have one row per query ({q.shape[0]}); received {len(exclude)} rows."
         )
     return (normalize_rows(q) if measure == "cosine" else q), k
+
+
+def topk_lowest_first(s: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, k) values and column positions of each row's k largest entries of ``s``, best first, equal
+    values by the lower position first (embrec's tie rule; ``torch.topk`` alone leaves ties unordered)."""
+    s = torch.nan_to_num(s, nan=-torch.inf)
+    kth = torch.topk(s, k, dim=1).values[:, -1:]  # (B, 1) the k-th best value
+    above = s > kth
+    tied = s == kth
+    need = k - above.sum(dim=1, keepdim=True)
+    take = above | (tied & (torch.cumsum(tied, dim=1) <= need))  # exactly k per row
+    pos = torch.nonzero(take)[:, 1].reshape(s.shape[0], k)  # ascending positions per row
+    vals = torch.gather(s, 1, pos)
+    vals, order = torch.sort(vals, dim=1, descending=True, stable=True)
+    return vals, torch.gather(pos, 1, order)
 
 
 class ExactIndex:
@@ -102,12 +120,12 @@ class ExactIndex:
                     sel = (p >= b0) & (p < b1)
                     if sel.any():
                         s[r[sel], p[sel] - b0] = -torch.inf
-                # the block's own top-k first, then a merge of 2k candidates: no (Bq, blk) copies
-                blk_s, blk_p = torch.topk(s, min(kk, b1 - b0), dim=1)  # (Bq, k)
-                cand_s = torch.cat([best_s, blk_s], dim=1)  # (Bq, 2k)
+                # the block's own top-k first, then a merge of 2k candidates (ties: lower position first)
+                blk_s, blk_p = topk_lowest_first(s, min(kk, b1 - b0))  # (Bq, k)
+                cand_s = torch.cat([best_s, blk_s], dim=1)  # (Bq, 2k); best's positions all precede the block's
                 cand_p = torch.cat([best_p, blk_p + b0], dim=1)
-                best_s, top = torch.topk(cand_s, kk, dim=1)
-                best_p = torch.gather(cand_p, 1, top)
+                best_s, top = torch.sort(cand_s, dim=1, descending=True, stable=True)
+                best_s, best_p = best_s[:, :kk], torch.gather(cand_p, 1, top[:, :kk])
             out_s[start:stop, :kk] = best_s.cpu().numpy()
             out_pos[start:stop, :kk] = best_p.cpu().numpy()
         valid = np.isfinite(out_s) & (out_pos >= 0)

@@ -173,7 +173,7 @@ class FaissIndex:
             banned_keys = exclude.row_ids[ok] * span + exclude.values[ok] + 1
             cand_keys = np.arange(len(q))[:, None] * span + ids + 1  # (B, fetch); -1 ids -> no match
             scores[np.isin(cand_keys, banned_keys)] = -np.inf
-        order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        order = np.lexsort((ids, -scores), axis=1)[:, :k]  # best first; ties: the lower id first
         scores = np.take_along_axis(scores, order, axis=1)
         ids = np.where(np.isfinite(scores), np.take_along_axis(ids, order, axis=1), -1)
         return ids, scores

@@ -303,12 +303,29 @@ class EmbeddingModel(Recommender):
 
 
 def top_k_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """(B, k) column indices and values of each row's k largest scores, best first."""
+    """(B, k) column indices and values of each row's k largest scores, best first.
+
+    The one tie rule of embrec: equal scores are ordered by the lower column (item row) first, both for
+    which items enter the top k and for their order in it, so results never depend on argpartition's
+    order. NaN scores count as -inf.
+    """
+    scores = np.asarray(scores)
     k = min(k, scores.shape[1])
+    if k <= 0 or scores.shape[0] == 0:
+        empty = np.zeros((scores.shape[0], max(k, 0)), dtype=np.int64)
+        return empty, np.zeros(empty.shape, dtype=scores.dtype)
+    if np.issubdtype(scores.dtype, np.floating) and np.isnan(scores).any():
+        scores = np.where(np.isnan(scores), -np.inf, scores)
     part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    vals = np.take_along_axis(scores, part, axis=1)
-    order = np.argsort(-vals, axis=1, kind="stable")
-    return np.take_along_axis(part, order, axis=1), np.take_along_axis(vals, order, axis=1)
+    kth = np.take_along_axis(scores, part, axis=1).min(axis=1, keepdims=True)  # (B, 1) the k-th best
+    above = scores > kth
+    tied = scores == kth
+    need = k - above.sum(axis=1, keepdims=True)  # how many tied columns to take, lowest first
+    take = above | (tied & (np.cumsum(tied, axis=1) <= need))
+    cols = np.nonzero(take)[1].reshape(scores.shape[0], k)  # ascending columns per row
+    vals = np.take_along_axis(scores, cols, axis=1)
+    order = np.argsort(-vals, axis=1, kind="stable")  # stable: ties keep the lower column first
+    return np.take_along_axis(cols, order, axis=1), np.take_along_axis(vals, order, axis=1)
 
 
 def _plain(x: Any) -> Any:

@@ -31,6 +31,7 @@ import torch
 from embrec.data.interactions import Interactions
 from embrec.data.ragged import Ragged
 from embrec.errors import DataError, check_choice
+from embrec.models.base import top_k_rows
 
 TARGETS = ("auto", "holdout", "next-basket", "next-period")
 PERIOD_DAYS = 30
@@ -217,7 +218,7 @@ def valid_precision(scores_of, history: Ragged, valid: Interactions, *, k: int, 
         sc[:, 0] = -np.inf
         if exclude_seen:
             sc[hist.row_ids, hist.values] = -np.inf
-        top = np.argpartition(-sc, k - 1, axis=1)[:, :k]  # (b, k)
+        top, _ = top_k_rows(sc, k)  # (b, k), ties: lower row first
         for r, u in enumerate(rows):
             hits += np.isin(top[r], truth[u]).sum()
     return float(hits / (users.size * k))

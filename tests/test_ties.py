@@ -1,0 +1,57 @@
+"""The one tie rule of top-k (issue 13 item 4): equal scores -> the lower item row first, everywhere."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from embrec.baselines import Popularity
+from embrec.data import Interactions
+from embrec.index.exact import ExactIndex
+from embrec.models.base import top_k_rows
+
+
+def test_top_k_rows_all_equal_scores_give_the_first_columns():
+    scores = np.ones((3, 50), dtype=np.float32)
+    rows, vals = top_k_rows(scores, 5)
+    assert rows.tolist() == [[0, 1, 2, 3, 4]] * 3
+    assert np.all(vals == 1.0)
+
+
+def test_top_k_rows_ties_at_the_boundary_and_inside():
+    # column 7 is best; columns 2, 5, 9 tie for second; the top 3 must be 7, 2, 5 (not 9)
+    scores = np.zeros((1, 12), dtype=np.float32)
+    scores[0, 7] = 3.0
+    scores[0, [9, 5, 2]] = 1.0
+    rows, vals = top_k_rows(scores, 3)
+    assert rows.tolist() == [[7, 2, 5]]
+    assert vals.tolist() == [[3.0, 1.0, 1.0]]
+    # NaN counts as -inf, and -inf ties are ordered by column too
+    scores = np.array([[np.nan, -np.inf, 2.0, -np.inf]], dtype=np.float32)
+    rows, _ = top_k_rows(scores, 3)
+    assert rows.tolist() == [[2, 0, 1]]
+
+
+def test_exact_index_ties_lower_position_first_across_blocks():
+    vecs = np.ones((40, 2), dtype=np.float32)  # every item scores the same for any query
+    ids = np.arange(1, 41)
+    for block in (7, 32768):  # ties spanning several blocks and one block
+        index = ExactIndex(measure="dot", block_size=block).index(vecs, ids)
+        found, scores = index.search(np.ones((2, 2), dtype=np.float32), 6)
+        assert found.tolist() == [[1, 2, 3, 4, 5, 6]] * 2
+        assert np.all(scores == 2.0)
+    # a better item late in the catalogue comes first, then the ties in row order
+    vecs[30] = 2.0
+    index = ExactIndex(measure="dot", block_size=7).index(vecs, ids)
+    found, _ = index.search(np.ones((1, 2), dtype=np.float32), 4)
+    assert found.tolist() == [[31, 1, 2, 3]]
+
+
+def test_recommend_breaks_popularity_ties_by_item_row():
+    # items a..f each bought exactly once: every score ties, so the top 3 are the first three rows
+    frame = pd.DataFrame({"u": ["x", "y", "z", "x", "y", "z"], "i": list("fedcba")})
+    log = Interactions.from_frame(frame, user_col="u", item_col="i")
+    model = Popularity().fit(log)
+    recs = model.recommend(["x"], k=3)
+    assert recs.rows.tolist() == [[1, 2, 3]]
+    assert list(recs.ids[0]) == list(log.items.raw_ids[:3])
