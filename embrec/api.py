@@ -375,7 +375,7 @@ def benchmark(protocol: str, *, models: Sequence[str] | None = None, dataset: st
                                  **protocol_options(options)))
 
 
-BASELINES = ("popularity", "repeat-frequency", "item-transition")
+BASELINES = ("popularity", "repeat-frequency", "item-transition", "ease", "item-knn")
 
 
 def with_baselines(names: Sequence[str], protocol: str | None = None) -> list[str]:

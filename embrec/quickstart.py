@@ -34,6 +34,8 @@ ZOO: dict[str, dict[str, Any]] = {
     "repeat-frequency": {},
     "item-transition": {},
     "rating-bias": {},
+    "ease": {},
+    "item-knn": {},
     "als": {"factors": 32, "iterations": 10},
     "bpr": {"factors": 32, "epochs": 10, "batch_size": 4096, "lr": 0.02},
     "implicit-mf": {"factors": 32, "epochs": 5, "n_negatives": 4, "lr": 0.02},
@@ -174,13 +176,13 @@ def _embedding_model(model: Any, model_dir: Path, results: dict[str, Any], param
     embedding model of the run (fitted on all events and saved too); (None, None) when there is none."""
     from embrec.models.registry import create, model_class
 
-    if hasattr(model, "similar_items"):
+    if hasattr(model, "item_embeddings"):
         return model, model_dir
     metric, sense = PRIMARY.get(results["protocol"], ("ndcg@10", "max"))
     ranked = sorted((r for r in results["results"] if isinstance(r.get("metrics", {}).get(metric), (int, float))),
                     key=lambda r: r["metrics"][metric], reverse=sense == "max")
     for r in ranked:
-        if hasattr(model_class(r["model"]), "similar_items"):
+        if hasattr(model_class(r["model"]), "item_embeddings"):
             say(f"similar items come from the best embedding model, {r['model']}; fitting it on all events ...")
             emb = create(r["model"], **params[r["model"]]).fit(log)
             emb.metrics_ = {results["protocol"]: r["metrics"]}

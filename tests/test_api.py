@@ -242,7 +242,7 @@ def test_quickstart_small_synthetic_end_to_end(tmp_path):
                          synthetic_params={"n_users": 150, "n_items": 60, "n_interactions": 2500})
     assert res["protocol"] == "leave-last-out" and res["dataset"] == "synthetic"
     names = [r["model"] for r in res["results"]]
-    assert names == ["popularity", "repeat-frequency", "item-transition", "als"]
+    assert names == ["popularity", "repeat-frequency", "item-transition", "ease", "item-knn", "als"]
     best = max(res["results"], key=lambda r: r["metrics"]["ndcg@10"])
     assert res["best"]["model"] == best["model"]
     assert api.open_model(res["model_dir"]).metrics_ == {"leave-last-out": best["metrics"]}

@@ -102,7 +102,7 @@ def test_benchmark_json_shape(files):
                            "--time-col", "t", "--json"))
     assert set(data) >= {"protocol", "dataset", "results"}
     assert data["protocol"] == "leave-last-out" and data["dataset"] == "blocks.csv"
-    assert [r["model"] for r in data["results"]] == ["popularity", "repeat-frequency", "item-transition"]
+    assert [r["model"] for r in data["results"]] == ["popularity", "repeat-frequency", "item-transition", "ease", "item-knn"]
     for r in data["results"]:
         assert set(r["metrics"]) == {"hit@10", "ndcg@10"} and isinstance(r["fit_seconds"], float)
 
