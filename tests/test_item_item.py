@@ -25,7 +25,9 @@ FACTORIES = {
 def random_log(seed: int = 0, n_users: int = 60, n_items: int = 40, n_events: int = 900):
     rng = np.random.default_rng(seed)
     users = rng.integers(0, n_users, n_events)
-    items = np.minimum(rng.zipf(1.3, n_events) - 1, n_items - 1) ^ (users % 3)  # some structure, some repeats
+    items = np.minimum(rng.zipf(1.3, n_events) - 1, n_items - 1) ^ (
+        users % 3
+    )  # some structure, some repeats
     return make_log(list(zip(users.tolist(), items.tolist())))
 
 
@@ -36,7 +38,9 @@ def test_ease_two_items_by_hand():
     assert np.allclose(b, [[0.0, 1 / 3], [1 / 2, 0.0]])
     model = EASE(regularization=1.0).fit(make_log([("u", "a"), ("u", "b"), ("v", "a")]))
     a, bb = model.items_.encode(["a", "b"])
-    assert model.weights_[a, bb] == pytest.approx(1 / 3) and model.weights_[bb, a] == pytest.approx(1 / 2)
+    assert model.weights_[a, bb] == pytest.approx(1 / 3) and model.weights_[bb, a] == pytest.approx(
+        1 / 2
+    )
     # the user v (history a) scores b with B_ab = 1/3, a itself with B_aa = 0
     assert np.allclose(model.scores(["v"])[0][[a - 1, bb - 1]], [0.0, 1 / 3])
 
@@ -44,13 +48,18 @@ def test_ease_two_items_by_hand():
 def test_ease_equals_numpy_closed_form():
     log = random_log()
     model = EASE(regularization=7.0).fit(log)
-    x = user_item_matrix(log.compact(), "binary").toarray()[1:, 1:]  # drop the unknown row / padding column
+    x = user_item_matrix(log.compact(), "binary").toarray()[
+        1:, 1:
+    ]  # drop the unknown row / padding column
     x = (x > 0).astype(np.float64)
     p = np.linalg.inv(x.T @ x + 7.0 * np.eye(x.shape[1]))
     ref = np.eye(x.shape[1]) - p / np.diag(p)[None, :]
     assert np.allclose(model.weights_[1:, 1:], ref, atol=1e-5)
-    assert np.allclose(model.scores(users=list(log.users.raw_ids)),
-                       (x @ ref)[[log.users.encode([u])[0] - 1 for u in log.users.raw_ids]], atol=1e-4)
+    assert np.allclose(
+        model.scores(users=list(log.users.raw_ids)),
+        (x @ ref)[[log.users.encode([u])[0] - 1 for u in log.users.raw_ids]],
+        atol=1e-4,
+    )
 
 
 def test_ease_refuses_a_catalogue_too_large_and_says_its_size():
@@ -70,7 +79,11 @@ def test_checkerboard_held_out_cell_ranked_first(name, checkerboard):
     top = model.recommend(histories=[[10, 11, 12, 13, 14]], k=5, exclude_seen=True).ids[0]
     assert sorted(top) == [15, 16, 17, 18, 19]
     sim = model.similar_items([3, 12], k=3)  # (EASE may weigh some of the block below zero)
-    assert all(i < 10 for i in sim.ids[0]) and all(10 <= i < 20 for i in sim.ids[1]) and 3 not in sim.ids[0]
+    assert (
+        all(i < 10 for i in sim.ids[0])
+        and all(10 <= i < 20 for i in sim.ids[1])
+        and 3 not in sim.ids[0]
+    )
     assert (sim.scores > 0).all()
 
 
@@ -92,7 +105,9 @@ def test_item_knn_equals_implicits_own_recommend(weighting):
         n = int(keep.sum())
         assert np.allclose(ours.scores[b, :n], scores[b, :n], rtol=1e-5)
         assert np.allclose(folded.scores[b, :n], scores[b, :n], rtol=1e-5)
-        distinct = np.r_[np.diff(scores[b, :n]) != 0, True] & np.r_[True, np.diff(scores[b, :n]) != 0]
+        distinct = (
+            np.r_[np.diff(scores[b, :n]) != 0, True] & np.r_[True, np.diff(scores[b, :n]) != 0]
+        )
         theirs = log.compact().items.decode(ids[b, :n])
         assert (ours.ids[b, :n][distinct] == theirs[distinct]).all()
 
@@ -106,5 +121,7 @@ def test_save_load_gives_identical_scores(tmp_path, name):
     assert type(create(name_of(type(model)))) is type(model)
     users = list(log.users.raw_ids)
     assert np.array_equal(model.scores(users), loaded.scores(users))
-    assert np.array_equal(model.similar_items([log.items.raw_ids[0]]).ids,
-                          loaded.similar_items([log.items.raw_ids[0]]).ids)
+    assert np.array_equal(
+        model.similar_items([log.items.raw_ids[0]]).ids,
+        loaded.similar_items([log.items.raw_ids[0]]).ids,
+    )

@@ -36,7 +36,9 @@ def ease_weights(gram: np.ndarray, regularization: float) -> np.ndarray:
     """(n, n) float64 B from the (n, n) Gram matrix XᵀX: B = I − P·diag(1/diag(P)), P = (XᵀX + λI)⁻¹."""
     g = np.array(gram, dtype=np.float64)
     g[np.diag_indices_from(g)] += regularization
-    p = scipy.linalg.inv(g, overwrite_a=True, check_finite=False)  # (n, n) symmetric positive definite
+    p = scipy.linalg.inv(
+        g, overwrite_a=True, check_finite=False
+    )  # (n, n) symmetric positive definite
     p /= (-np.diag(p))[None, :]  # in place: B_ij = -P_ij / P_jj
     p[np.diag_indices_from(p)] = 0.0
     return p
@@ -45,8 +47,14 @@ def ease_weights(gram: np.ndarray, regularization: float) -> np.ndarray:
 class EASE(ItemItemModel):
     """Embarrassingly shallow autoencoder: ridge regression of every item on all others, diagonal zero."""
 
-    def __init__(self, *, regularization: float = 100.0, confidence: str = "binary", max_gib: float = 4.0,
-                 num_threads: int = 1) -> None:
+    def __init__(
+        self,
+        *,
+        regularization: float = 100.0,
+        confidence: str = "binary",
+        max_gib: float = 4.0,
+        num_threads: int = 1,
+    ) -> None:
         self.regularization = check_float("regularization", regularization, low=0.0, low_open=True)
         self.confidence = check_choice("confidence", confidence, CONFIDENCES)
         self.max_gib = check_float("max_gib", max_gib, low=0.0, low_open=True)
@@ -59,7 +67,8 @@ class EASE(ItemItemModel):
         if need > self.max_gib * 2**30:
             raise DataError(
                 f"EASE needs dense {n:,} x {n:,} item matrices ({need / 2**30:.1f} GiB while fitting), more than "
-                f"max_gib={self.max_gib:g} GiB; use item-knn for a catalogue this large, or raise max_gib.")
+                f"max_gib={self.max_gib:g} GiB; use item-knn for a catalogue this large, or raise max_gib."
+            )
         x = user_item_matrix(train, self.confidence)[:, active]  # (U, n)
         with threadpool_limits(self.num_threads, "blas"):
             b = ease_weights((x.T @ x).toarray(), self.regularization)  # (n, n)

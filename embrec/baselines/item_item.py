@@ -52,8 +52,13 @@ def weigh(counts: sp.csr_matrix, confidence: str) -> sp.csr_matrix:
 def history_matrix(histories: Ragged, n_items: int, confidence: str) -> sp.csr_matrix:
     """(B, n_items) CSR of histories (item rows, repeats counted), weighed like the training matrix."""
     keep = histories.values > 0  # 0 = an item unknown to training
-    counts = sp.csr_matrix((np.ones(int(keep.sum()), dtype=np.float32),
-                            (histories.row_ids[keep], histories.values[keep])), shape=(len(histories), n_items))
+    counts = sp.csr_matrix(
+        (
+            np.ones(int(keep.sum()), dtype=np.float32),
+            (histories.row_ids[keep], histories.values[keep]),
+        ),
+        shape=(len(histories), n_items),
+    )
     counts.sum_duplicates()
     return weigh(counts, confidence)
 
@@ -72,12 +77,16 @@ class ItemItemModel(Recommender):
         scores = x @ self._weights()  # (B, I)
         return np.asarray(scores.toarray() if sp.issparse(scores) else scores, dtype=np.float32)
 
-    def similar_items(self, items: Sequence[Any], k: int = 10, *, measure: str = "cosine") -> Recommendations:
+    def similar_items(
+        self, items: Sequence[Any], k: int = 10, *, measure: str = "cosine"
+    ) -> Recommendations:
         """The ``k`` items with the largest weight ``W[i, j]`` from each raw item ``i`` (itself excluded)."""
         self._check_fitted()
         check_choice("measure", measure, ("cosine", "dot"))
         if isinstance(items, (str, bytes)) or np.ndim(items) == 0:
-            raise InvalidParameterError(f"items must be a list of raw item ids; received {items!r}.")
+            raise InvalidParameterError(
+                f"items must be a list of raw item ids; received {items!r}."
+            )
         k = self._check_k(k)
         k = min(k, self.items_.n_ids - 1) or 1
         rows = self.items_.encode(list(items), unknown="error")

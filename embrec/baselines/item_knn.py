@@ -32,8 +32,16 @@ WEIGHTINGS = ("cosine", "bm25", "tfidf")
 class ItemKNN(ItemItemModel):
     """Item-item nearest neighbours (``implicit.nearest_neighbours``) over the training matrix."""
 
-    def __init__(self, *, weighting: str = "bm25", neighbours: int = 20, bm25_k1: float = 1.2,
-                 bm25_b: float = 0.75, confidence: str = "count", num_threads: int = 0) -> None:
+    def __init__(
+        self,
+        *,
+        weighting: str = "bm25",
+        neighbours: int = 20,
+        bm25_k1: float = 1.2,
+        bm25_b: float = 0.75,
+        confidence: str = "count",
+        num_threads: int = 0,
+    ) -> None:
         self.weighting = check_choice("weighting", weighting, WEIGHTINGS)
         self.neighbours = check_positive_int("neighbours", neighbours)
         self.bm25_k1 = check_float("bm25_k1", bm25_k1, low=0.0)
@@ -46,8 +54,9 @@ class ItemKNN(ItemItemModel):
         from implicit import nearest_neighbours as nn
 
         if self.weighting == "bm25":
-            return nn.BM25Recommender(K=self.neighbours, K1=self.bm25_k1, B=self.bm25_b,
-                                      num_threads=self.num_threads)
+            return nn.BM25Recommender(
+                K=self.neighbours, K1=self.bm25_k1, B=self.bm25_b, num_threads=self.num_threads
+            )
         cls = nn.CosineRecommender if self.weighting == "cosine" else nn.TFIDFRecommender
         return cls(K=self.neighbours, num_threads=self.num_threads)
 
@@ -67,12 +76,20 @@ class ItemKNN(ItemItemModel):
 
     def _get_state(self) -> dict[str, np.ndarray]:
         s = self.similarity_
-        return {"similarity.data": s.data, "similarity.indices": s.indices, "similarity.indptr": s.indptr}
+        return {
+            "similarity.data": s.data,
+            "similarity.indices": s.indices,
+            "similarity.indptr": s.indptr,
+        }
 
     def _set_state(self, state: dict[str, np.ndarray], extra: dict[str, Any]) -> None:
         n = self.items_.size
         if state["similarity.indptr"].shape != (n + 1,):
-            raise ModelFileError(f"similarity.indptr has shape {state['similarity.indptr'].shape}, "
-                                 f"expected {(n + 1,)}.")
+            raise ModelFileError(
+                f"similarity.indptr has shape {state['similarity.indptr'].shape}, "
+                f"expected {(n + 1,)}."
+            )
         self.similarity_ = sp.csr_matrix(
-            (state["similarity.data"], state["similarity.indices"], state["similarity.indptr"]), shape=(n, n))
+            (state["similarity.data"], state["similarity.indices"], state["similarity.indptr"]),
+            shape=(n, n),
+        )

@@ -9,7 +9,14 @@ from embrec.errors import InvalidParameterError, ModelFileError
 
 def _models() -> dict[str, type]:
     # imported here so that `import embrec` stays light and there are no import cycles
-    from embrec.baselines import EASE, ItemKNN, ItemTransition, Popularity, RatingBias, RepeatFrequency
+    from embrec.baselines import (
+        EASE,
+        ItemKNN,
+        ItemTransition,
+        Popularity,
+        RatingBias,
+        RepeatFrequency,
+    )
     from embrec.models.als import ALS
     from embrec.models.bpr import BPR
     from embrec.models.explicit_mf import ExplicitMF
