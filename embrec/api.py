@@ -149,6 +149,7 @@ class FileSource:
     rating_col: str | None = None
     time_col: str | None = None
     group_col: str | None = None
+    rating_kind: str = "auto"
 
     @property
     def name(self) -> str:
@@ -158,7 +159,7 @@ class FileSource:
         from embrec.datasets import from_file
 
         return from_file(self.path, user_col=self.user_col, item_col=self.item_col, rating_col=self.rating_col,
-                         time_col=self.time_col, group_col=self.group_col)
+                         time_col=self.time_col, group_col=self.group_col, rating_kind=self.rating_kind)
 
 
 Data = Union[FileSource, "Interactions"]
@@ -338,7 +339,7 @@ def evaluate(model_dir: str | Path, *, protocol: str, dataset: str | None = None
     ds_name, folds = load_folds(protocol, data_dir=data_dir, **where)
     fold = next((f for f in folds if f.train.fingerprint() == stored.fingerprint_), None)
     if fold is not None:
-        metrics = get_protocol(protocol).evaluate(stored, fold)
+        metrics = get_protocol(protocol).score(stored, fold, k=where.get("k"))
         result = {"model": name, "metrics": metrics, "fit_seconds": None, "fold": fold.name}
         write_json_atomic(Path(model_dir) / "metrics.json", {**(stored.metrics_ or {}), protocol: metrics})
     else:
@@ -352,14 +353,21 @@ def evaluate(model_dir: str | Path, *, protocol: str, dataset: str | None = None
 def benchmark(protocol: str, *, models: Sequence[str] | None = None, dataset: str | None = None,
               data: Data | None = None, params: Mapping[str, Mapping[str, Any]] | None = None,
               data_dir: str | Path | None = None,
-              options: Mapping[str, Any] | Sequence[str] | None = None) -> dict[str, Any]:
+              options: Mapping[str, Any] | Sequence[str] | None = None,
+              out: str | Path | None = None) -> dict[str, Any]:
     """Every named model (default: the whole registry) plus the baselines on ``protocol``, in one run.
 
-    ``params`` maps a model name to its hyper-parameters. Returns ``{"protocol", "dataset", "results":
-    [{"model", "metrics", "fit_seconds"}]}``.
+    ``params`` maps a model name to its hyper-parameters. Models that cannot run are not fitted: a model
+    the protocol cannot score (a ranking model on ``ml100k-rmse``) or whose declared needs the data does
+    not meet (ratings, item features, timestamps, transactions) is listed under ``"skipped"`` with the
+    reason; a model that fails while fitting or scoring (e.g. a diverging loss) under ``"errors"``; the
+    others under ``"results"``. With ``out`` (a ``.jsonl`` path) every row is appended to that file as
+    soon as its model is done, flushed, so nothing computed is lost to a later failure or Ctrl-C.
+    Returns ``{"protocol", "dataset", "split", "results": [{"model", "metrics", "fit_seconds"}],
+    "skipped": [{"model", "reason"}], "errors": [{"model", "error"}]}``.
     """
-    from embrec.evaluation import run_protocol
-    from embrec.models.registry import create, model_names
+    from embrec.evaluation import get_protocol, run_protocol
+    from embrec.models.registry import create, model_class, model_names
 
     names = fitting(protocol, model_names()) if not models else with_baselines(list(models), protocol)
     params = dict(params or {})
@@ -371,8 +379,66 @@ def benchmark(protocol: str, *, models: Sequence[str] | None = None, dataset: st
     for name in names:
         checked = model_params(name, params.get(name))
         factories[name] = functools.partial(create, name, **checked)
-    return to_plain(run_protocol(protocol, factories, data_dir=data_dir, **_protocol_data(dataset, data),
-                                 **protocol_options(options)))
+    proto = get_protocol(protocol)
+    unfit = [] if not proto.needs_ratings else [
+        {"model": n, "reason": f"cannot be scored by {protocol} (it predicts no ratings)"}
+        for n in names if not getattr(model_class(n), "predicts_ratings", False)]
+    for row in unfit:
+        factories.pop(row["model"])
+    writer = _RowWriter(out, protocol)
+    try:
+        for row in unfit:
+            writer({"status": "skipped", **row})
+        if not factories:
+            raise InvalidParameterError(f"none of the models can be scored by {protocol}; it needs models that "
+                                        "predict ratings (e.g. rating-bias, explicit-mf).")
+        res = run_protocol(protocol, factories, data_dir=data_dir, on_row=writer,
+                           **_protocol_data(dataset, data), **protocol_options(options))
+    finally:
+        writer.close()
+    res["skipped"] = unfit + res["skipped"]
+    return to_plain(res)
+
+
+class _RowWriter:
+    """Appends each benchmark row to a JSON-lines file as it completes, flushed (``out``; None: nothing)."""
+
+    def __init__(self, path: str | Path | None, protocol: str) -> None:
+        self.protocol = protocol
+        self.file = None
+        if path is not None:
+            path = Path(path).expanduser()
+            if path.is_dir():
+                raise InvalidParameterError(f"out must be a file to append JSON lines to; received the folder "
+                                            f"{str(path)[:80]!r}.")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.file = path.open("a", encoding="utf-8")
+
+    def __call__(self, row: dict[str, Any]) -> None:
+        if self.file is None:
+            return
+        from embrec import __version__
+
+        line = {"protocol": self.protocol, **to_plain(row), "embrec_version": __version__,
+                "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        self.file.write(json.dumps(_finite(line), ensure_ascii=False) + "\n")
+        self.file.flush()
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+
+
+def _finite(x: Any) -> Any:
+    """JSON-safe: NaN and infinities become None (JSON has no such numbers)."""
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_finite(v) for v in x]
+    if isinstance(x, float) and not np.isfinite(x):
+        return None
+    return x
 
 
 BASELINES = ("popularity", "repeat-frequency", "item-transition", "ease", "item-knn")

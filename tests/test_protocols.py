@@ -120,8 +120,12 @@ def test_evaluate_model_fits_or_scores_as_is():
 def test_bad_protocol_requests():
     with pytest.raises(InvalidParameterError, match="protocol must be one of retail-precision"):
         run_protocol("retail", {"popularity": Popularity})
-    with pytest.raises(InvalidParameterError, match="has no option 'k'"):
-        run_protocol("retail-precision", {"popularity": Popularity}, data=retail_log(), k=3)
+    with pytest.raises(InvalidParameterError, match="has no option 'n'; its options: part, k"):
+        run_protocol("retail-precision", {"popularity": Popularity}, data=retail_log(), n=3)
+    with pytest.raises(InvalidParameterError, match="ml100k-rmse has no option 'k'"):
+        run_protocol("ml100k-rmse", {"bias": RatingBias}, k=3)
+    with pytest.raises(InvalidParameterError, match="k must be an integer >= 1; received 0"):
+        run_protocol("leave-last-out", {"popularity": Popularity}, data=retail_log(), k=0)
     with pytest.raises(InvalidParameterError, match="part must be one of 'valid', 'test'"):
         run_protocol("retail-next", {"popularity": Popularity}, data=retail_log(), part="train")
     with pytest.raises(InvalidParameterError, match="needs models that predict ratings"):
@@ -151,6 +155,22 @@ def test_leave_last_out_by_hand():
     # cannot be found -> miss. u2 ranks i1 first (i2 seen) -> hit at rank 1.
     assert result["dataset"] == "tiny"
     assert result["results"][0]["metrics"] == {"hit@10": 0.5, "ndcg@10": 0.5}
+
+
+def test_option_k_changes_the_list_length_of_every_top_k_protocol():
+    # popularity's top 3 is P1, P2, P3 for all 4 validation transactions: hits P1, P2, P3, P1 -> 4 / (4 x 3)
+    result = run_protocol("retail-precision", {"popularity": Popularity}, data=retail_log(), k=3)
+    assert result["results"][0]["metrics"] == {"precision@3": pytest.approx(1 / 3)}
+    result = run_protocol("retail-next", {"popularity": Popularity}, data=retail_log(), k=1)
+    assert list(result["results"][0]["metrics"]) == ["top1_accuracy"]
+    log = timed_log([("u1", "i1", "2020-01-01"), ("u1", "i2", "2020-01-02"), ("u1", "i3", "2020-01-03"),
+                     ("u2", "i2", "2020-01-01"), ("u2", "i1", "2020-01-05"), ("u3", "i4", "2020-01-01"),
+                     ("u4", "i1", "2020-01-01"), ("u4", "i1", "2020-01-02")])
+    # as test_leave_last_out_by_hand, with one slot: u1 gets i4 (miss), u2 gets i1 (hit at rank 1)
+    result = run_protocol("leave-last-out", {"popularity": Popularity}, data=log, k=1)
+    assert result["results"][0]["metrics"] == {"hit@1": 0.5, "ndcg@1": 0.5}
+    result = evaluate_model("random-holdout", Popularity(), data=log, k=2)
+    assert set(result["metrics"]) == {"precision@2", "recall@2", "ndcg@2"}
 
 
 def test_random_holdout_ranks_every_unseen_item():

@@ -24,6 +24,7 @@ class RatingBias(Recommender):
     """mu + b_u + b_i with L2-damped biases (explicit ratings)."""
 
     predicts_ratings = True
+    needs = ("ratings",)
 
     def __init__(self, *, epochs: int = 10, user_reg: float = 15.0, item_reg: float = 10.0) -> None:
         self.epochs = check_positive_int("epochs", epochs)

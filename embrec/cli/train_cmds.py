@@ -10,7 +10,7 @@ import typer
 from embrec import api
 from embrec.cli._output import note, run, table
 from embrec.cli.data_cmds import DATA_DIR, JSON
-from embrec.errors import InvalidParameterError
+from embrec.errors import InvalidParameterError, check_choice
 
 DATASET = typer.Option(None, "--dataset", help="A named dataset (see `embrec datasets`).")
 DATA = typer.Option(None, "--data", help="An interaction log file: CSV, TSV, Parquet or xlsx.")
@@ -19,6 +19,9 @@ ITEM_COL = typer.Option(None, "--item-col", help="Item id column of --data.")
 RATING_COL = typer.Option(None, "--rating-col", help="Rating / quantity column of --data.")
 TIME_COL = typer.Option(None, "--time-col", help="Timestamp column of --data (dates or unix seconds).")
 GROUP_COL = typer.Option(None, "--group-col", help="Transaction / basket id column of --data.")
+RATING_KIND = typer.Option("auto", "--rating-kind", help="What --rating-col holds: rating, quantity (rating "
+                           "models are then skipped), or auto (guessed from its name and values; see "
+                           "docs/protocols.md).")
 OPTION = typer.Option(None, "--option", "-o", help="A protocol option key=value, e.g. part=test (repeat).")
 PROTOCOL = typer.Option(None, "--protocol", help="retail-precision, retail-next, ml100k-rmse, ml100k-top10, "
                         "leave-last-out or random-holdout.")
@@ -101,22 +104,27 @@ def benchmark(
     rating_col: str | None = RATING_COL,
     time_col: str | None = TIME_COL,
     group_col: str | None = GROUP_COL,
+    rating_kind: str = RATING_KIND,
     param: list[str] | None = typer.Option(None, "--param", "-p", help="MODEL.key=value for one model "
                                            "(repeat)."),
     option: list[str] | None = OPTION,
+    out: Path | None = typer.Option(None, "--out", help="Append each model's row to this JSON-lines file as "
+                                    "soon as it is done (kept if a later model fails or the run is stopped)."),
     data_dir: Path | None = DATA_DIR,
     as_json: bool = JSON,
 ) -> None:
-    """Every model and the baselines on one protocol, side by side."""
+    """Every model that can run on the data and the baselines on one protocol, side by side; the others
+    are listed as skipped (with the reason) or failed (with the error)."""
     def compute() -> dict[str, Any]:
         _, source = data_source(dataset, data, user_col, item_col, rating_col, time_col, group_col,
-                                required=False)
+                                required=False, rating_kind=rating_kind)
         names = [m.strip() for m in models.split(",") if m.strip()] if models is not None else None
         if names is not None and not names:
             raise InvalidParameterError(f"--models must name at least one model; received {models!r}.")
         note(f"benchmark on {protocol} ...")
         return api.benchmark(protocol, models=names, dataset=dataset, data=source,
-                             params=per_model_params(param or []), data_dir=data_dir, options=option or [])
+                             params=per_model_params(param or []), data_dir=data_dir, options=option or [],
+                             out=out)
 
     run(as_json, compute, lambda res: typer.echo(protocol_table(res)))
 
@@ -124,12 +132,16 @@ def benchmark(
 # helpers --------------------------------------------------------------------------------------
 def data_source(dataset: str | None, data: Path | None, user_col: str | None, item_col: str | None,
                 rating_col: str | None, time_col: str | None, group_col: str | None, *,
-                required: bool) -> tuple[str | None, api.FileSource | None]:
+                required: bool, rating_kind: str = "auto") -> tuple[str | None, api.FileSource | None]:
     """(label, FileSource or None) from the data options; checks they make sense together."""
     cols = {"--user-col": user_col, "--item-col": item_col, "--rating-col": rating_col,
             "--time-col": time_col, "--group-col": group_col}
     if dataset is not None and data is not None:
         raise InvalidParameterError("give one of --dataset or --data; received both.")
+    check_choice("--rating-kind", rating_kind, ("auto", "rating", "quantity"))
+    if rating_kind != "auto" and (data is None or rating_col is None):
+        raise InvalidParameterError(f"--rating-kind {rating_kind} describes --rating-col of --data, which was "
+                                    "not given (named datasets declare their own).")
     if data is None:
         given = [k for k, v in cols.items() if v is not None]
         if given:
@@ -142,7 +154,8 @@ def data_source(dataset: str | None, data: Path | None, user_col: str | None, it
     if missing:
         raise InvalidParameterError(f"--data needs {' and '.join(missing)} to name its id columns.")
     return Path(data).name, api.FileSource(data, user_col=str(user_col), item_col=str(item_col),
-                                           rating_col=rating_col, time_col=time_col, group_col=group_col)
+                                           rating_col=rating_col, time_col=time_col, group_col=group_col,
+                                           rating_kind=rating_kind)
 
 
 def per_model_params(pairs: list[str]) -> dict[str, dict[str, str]]:
@@ -159,11 +172,17 @@ def per_model_params(pairs: list[str]) -> dict[str, dict[str, str]]:
 
 
 def protocol_table(res: dict[str, Any]) -> str:
-    """A protocol result as a table: one row per model, one column per metric, then fit seconds."""
+    """A protocol result as a table: one row per model, one column per metric, then fit seconds; models
+    that were skipped or failed follow, with the reason or the error."""
     rows = res.get("results", [])
     metrics: list[str] = []
     for r in rows:
         metrics += [m for m in r.get("metrics", {}) if m not in metrics]
     flat = [{"model": r["model"], **r.get("metrics", {}), "fit s": r.get("fit_seconds")} for r in rows]
     head = f"{res['protocol']} on {res['dataset']}\n" if "protocol" in res else ""
-    return head + table(flat, ["model", *metrics, "fit s"])
+    text = head + table(flat, ["model", *metrics, "fit s"])
+    notes = [{"model": r["model"], "status": "skipped", "why": r["reason"]} for r in res.get("skipped", [])]
+    notes += [{"model": r["model"], "status": "failed", "why": r["error"]} for r in res.get("errors", [])]
+    if notes:
+        text += "\n\n" + table(notes, ["model", "status", "why"])
+    return text

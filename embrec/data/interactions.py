@@ -5,6 +5,12 @@ Each event is one row: ``user[i]`` and ``item[i]`` are dense rows of ``users`` /
 optional ``rating`` (a rating or a quantity), ``timestamp`` (datetime64[ns]) and ``group``
 (transaction / basket / session id: rows of one group are consecutive). Row order is the log's order.
 
+``rating_kind`` says what the rating column holds: ``"rating"`` (an explicit score, e.g. 1-5 stars:
+what rating models learn) or ``"quantity"`` (how many were bought: rating models do not take it as a
+rating). It is None without a rating column and defaults to ``"rating"`` with one; datasets declare
+theirs (ml-100k ratings; Online Retail and the synthetic shop quantities) and ``from_file`` decides by
+``rating_kind=`` or a logged heuristic (``embrec.datasets.files.guess_rating_kind``).
+
 Views models use:
 
 - ``to_csr()``            scipy CSR, users.size x items.size
@@ -28,6 +34,9 @@ from embrec.data.vocab import IdVocab
 from embrec.errors import DataError, InvalidParameterError, describe
 
 
+RATING_KINDS = ("rating", "quantity")
+
+
 @dataclass
 class Interactions:
     user: np.ndarray
@@ -40,6 +49,7 @@ class Interactions:
     item_features: FeatureTable | None = None
     user_features: FeatureTable | None = None
     name: str = ""
+    rating_kind: str | None = None
 
     def __post_init__(self) -> None:
         self.user = np.ascontiguousarray(self.user, dtype=np.int64)
@@ -51,6 +61,12 @@ class Interactions:
                 raise DataError(f"column {col} must have {n} rows like user; received {len(arr)}.")
         if self.rating is not None:
             self.rating = np.ascontiguousarray(self.rating, dtype=np.float32)
+            self.rating_kind = self.rating_kind or "rating"
+            if self.rating_kind not in RATING_KINDS:
+                raise InvalidParameterError(f"rating_kind must be one of {', '.join(RATING_KINDS)}; "
+                                            f"received {describe(self.rating_kind)}.")
+        else:
+            self.rating_kind = None
         if self.timestamp is not None:
             self.timestamp = np.asarray(self.timestamp).astype("datetime64[ns]")
         if self.group is not None:
@@ -71,6 +87,7 @@ class Interactions:
         items: IdVocab | None = None,
         missing_users: Literal["error", "unknown"] = "error",
         name: str = "",
+        rating_kind: str | None = None,
     ) -> Interactions:
         """Build from a DataFrame. Vocabularies are made from the data unless given (then ids outside
         them become 0). ``missing_users="unknown"`` maps a missing user id to row 0 instead of failing."""
@@ -117,7 +134,7 @@ class Interactions:
             if g.isna().any():
                 raise DataError(f"group column {group_col!r} has {int(g.isna().sum())} missing values.")
             group = consecutive_group_ids(g.astype(str).to_numpy())
-        return cls(user, item, users, items, rating, timestamp, group, name=name)
+        return cls(user, item, users, items, rating, timestamp, group, name=name, rating_kind=rating_kind)
 
     # sizes ----------------------------------------------------------------------------------
     def __len__(self) -> int:

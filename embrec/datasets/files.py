@@ -40,14 +40,18 @@ def from_file(
     duplicates: Duplicates = "keep",
     missing_users: Literal["error", "unknown"] = "error",
     name: str | None = None,
+    rating_kind: str = "auto",
 ) -> Interactions:
     """Read an interaction log from ``path`` (see the module docstring).
 
     ``duplicates`` decides what happens to rows identical in every column used (user, item and the given
     rating/time/group columns): "keep" them (purchases repeat), "drop" all but the first, or raise an
     "error". ``missing_users="unknown"`` maps rows without a user id to the unknown user (row 0).
-    Row order is kept; ``name`` defaults to the file name.
+    Row order is kept; ``name`` defaults to the file name. ``rating_kind`` says what ``rating_col`` holds:
+    "rating" (explicit scores), "quantity" (counts bought: rating models skip it) or "auto" (the default:
+    ``guess_rating_kind``, logged).
     """
+    check_choice("rating_kind", rating_kind, ("auto", "rating", "quantity"))
     check_choice("duplicates", duplicates, ("error", "drop", "keep"))
     check_choice("missing_users", missing_users, ("error", "unknown"))
     path = Path(path).expanduser()
@@ -72,11 +76,46 @@ def from_file(
             frame = frame.loc[~dup].reset_index(drop=True)
     if time_col is not None:
         frame[time_col] = _maybe_dates(frame[time_col])
+    kind = None
+    if rating_col is not None:
+        kind = rating_kind
+        if kind == "auto":
+            kind, why = guess_rating_kind(rating_col, frame[rating_col])
+            logger.info("%s: rating column %r read as a %s (%s; pass rating_kind= / --rating-kind to say "
+                        "otherwise)", path.name, rating_col, kind, why)
     log = Interactions.from_frame(frame, user_col=user_col, item_col=item_col, rating_col=rating_col,
                                   time_col=time_col, group_col=group_col, missing_users=missing_users,
-                                  name=name)
+                                  name=name, rating_kind=kind)
     logger.info("loaded %r from %s", log, path)
     return log
+
+
+_QUANTITY_NAMES = ("qty", "quantity", "count", "amount", "units", "clicks", "plays", "views", "purchases")
+_RATING_NAMES = ("rating", "score", "stars", "grade")
+
+
+def guess_rating_kind(name: str, values: pd.Series) -> tuple[str, str]:
+    """("rating" | "quantity", why) for a rating column, by its name, then by its values.
+
+    A name containing qty/quantity/count/amount/units/clicks/plays/views/purchases is a quantity; one
+    containing rating/score/stars/grade a rating. Otherwise: whole numbers with a value beyond
+    -10..10 are a quantity (counts have long tails: Online Retail's reach 80,995); anything else
+    (1-5 stars, half stars, 1-10 scales, continuous scores) is a rating.
+    """
+    low = str(name).lower()
+    if any(w in low for w in _QUANTITY_NAMES):
+        return "quantity", f"its name {str(name)[:40]!r} says so"
+    if any(w in low for w in _RATING_NAMES):
+        return "rating", f"its name {str(name)[:40]!r} says so"
+    v = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return "rating", "it holds no number"
+    whole = bool(np.all(v == np.round(v)))
+    lo, hi = float(v.min()), float(v.max())
+    if whole and (hi > 10 or lo < -10):
+        return "quantity", f"whole numbers from {lo:g} to {hi:g}, beyond a rating scale"
+    return "rating", f"values from {lo:g} to {hi:g}{' (whole numbers)' if whole else ''}, a rating scale"
 
 
 def read_table(path: str | Path, *, id_cols: list[str] | tuple[str, ...] = ()) -> pd.DataFrame:

@@ -87,7 +87,7 @@ def load_online_retail(folder: Path) -> Interactions:
     path = find_file(folder)
     frame = clean(read_online_retail(path))
     log = Interactions.from_frame(
-        frame, user_col="customerid", item_col="stockcode", rating_col="quantity",
+        frame, user_col="customerid", item_col="stockcode", rating_col="quantity", rating_kind="quantity",
         time_col="invoicedate", group_col="invoiceno", missing_users="unknown", name="online-retail",
     )
     log.item_features = FeatureTable.from_frame(

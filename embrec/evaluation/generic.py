@@ -61,14 +61,14 @@ def random_holdout_folds(*, data: Interactions | None = None, dataset: str | Non
                                                f"{fraction:.0%} of each user's events held out (seed {seed})")]
 
 
-def leave_last_out_metrics(model: Any, fold: Fold) -> dict[str, float]:
-    """hit@10 and NDCG@10 of the held-out last events."""
-    return ranking_metrics(model, fold, k=K, metrics=("hit", "ndcg"))
+def leave_last_out_metrics(model: Any, fold: Fold, *, k: int = K) -> dict[str, float]:
+    """hit@k and NDCG@k (k = 10 by default) of the held-out last events."""
+    return ranking_metrics(model, fold, k=k, metrics=("hit", "ndcg"))
 
 
-def random_holdout_metrics(model: Any, fold: Fold) -> dict[str, float]:
-    """Precision@10, Recall@10 and NDCG@10 of the held-out events."""
-    return ranking_metrics(model, fold, k=K, metrics=("precision", "recall", "ndcg"))
+def random_holdout_metrics(model: Any, fold: Fold, *, k: int = K) -> dict[str, float]:
+    """Precision@k, Recall@k and NDCG@k (k = 10 by default) of the held-out events."""
+    return ranking_metrics(model, fold, k=k, metrics=("precision", "recall", "ndcg"))
 
 
 def ranking_metrics(model: Any, fold: Fold, *, k: int,

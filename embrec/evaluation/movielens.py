@@ -25,6 +25,7 @@ from embrec.evaluation.generic import ranking_metrics
 from embrec.evaluation.metrics import mae, rmse
 
 RMSE_FOLDS = ("u1", "u2", "u3", "u4", "u5")
+K = 10
 
 
 def rmse_folds(*, data: Interactions | None = None, dataset: str | None = None,
@@ -55,9 +56,10 @@ def ml100k_rmse(model: Any, fold: Fold) -> dict[str, float]:
     return {"rmse": rmse(events.rating, predicted), "mae": mae(events.rating, predicted)}
 
 
-def ml100k_top10(model: Any, fold: Fold) -> dict[str, float]:
-    """Precision@10, Recall@10 and NDCG@10 over all items the user has not rated in training."""
-    return ranking_metrics(model, fold, k=10, metrics=("precision", "recall", "ndcg"))
+def ml100k_top10(model: Any, fold: Fold, *, k: int = K) -> dict[str, float]:
+    """Precision@k, Recall@k and NDCG@k (k = 10 by default) over all items the user has not rated in
+    training."""
+    return ranking_metrics(model, fold, k=k, metrics=("precision", "recall", "ndcg"))
 
 
 def _fold(name: str, data_dir: str | Path | None, *, ranking: bool = False) -> Fold:

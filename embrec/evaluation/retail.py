@@ -48,29 +48,30 @@ def retail_folds(*, data: Interactions | None = None, dataset: str | None = None
     return log.name or dataset or "online-retail", [fold]
 
 
-def retail_precision(model: Any, fold: Fold) -> dict[str, float]:
-    """precision@5 per transaction: known users get ``model.top_k`` of their training history (bought items
-    NOT excluded), unknown users the training top-5; hits are rows whose item is among the transaction's 5,
-    divided by transactions x 5."""
+def retail_precision(model: Any, fold: Fold, *, k: int = K) -> dict[str, float]:
+    """precision@k (k = 5 by default) per transaction: known users get ``model.top_k`` of their training
+    history (bought items NOT excluded), unknown users the training top-k; hits are rows whose item is
+    among the transaction's k, divided by transactions x k."""
     events = in_model_vocab(model, fold.test)
     offsets = events.group_offsets()
     users = events.user[offsets[:-1]]  # (T,) the customer of each transaction
-    predicted = np.tile(popular_items(model, fold.train, K), (users.size, 1))  # (T, 5)
+    predicted = np.tile(popular_items(model, fold.train, k), (users.size, 1))  # (T, k)
     known = users > 0
     if known.any():
         distinct, inverse = np.unique(users[known], return_inverse=True)
-        rows, _ = model.top_k(distinct, model.seen_.select(distinct), K)
-        predicted[known] = np.asarray(rows)[inverse]
-    return {"precision@5": transaction_precision(offsets, events.item, predicted)}
+        rows, _ = model.top_k(distinct, model.seen_.select(distinct), min(k, model.items_.n_ids))
+        predicted[known, : rows.shape[1]] = np.asarray(rows)[inverse]
+        predicted[known, rows.shape[1]:] = 0
+    return {f"precision@{k}": transaction_precision(offsets, events.item, predicted)}
 
 
-def retail_next(model: Any, fold: Fold, *, batch_size: int | None = None) -> dict[str, float]:
-    """top-5 accuracy of next-item prediction inside each transaction: before each row, the model scores
-    the next item from the transaction's earlier items (``model.next_item_scores``); those items are
-    removed, the top 5 taken; a hit when the row's item is among them; hits / rows."""
+def retail_next(model: Any, fold: Fold, *, k: int = K, batch_size: int | None = None) -> dict[str, float]:
+    """top-k accuracy (k = 5 by default) of next-item prediction inside each transaction: before each row,
+    the model scores the next item from the transaction's earlier items (``model.next_item_scores``);
+    those items are removed, the top k taken; a hit when the row's item is among them; hits / rows."""
     events = in_model_vocab(model, fold.test)
-    predicted = next_item_predictions(model, events, k=K, batch_size=batch_size)
-    return {"top5_accuracy": top_k_accuracy(events.item, predicted)}
+    predicted = next_item_predictions(model, events, k=k, batch_size=batch_size)
+    return {f"top{k}_accuracy": top_k_accuracy(events.item, predicted)}
 
 
 def transaction_prefixes(offsets: np.ndarray, items: np.ndarray, rows: np.ndarray) -> Ragged:

@@ -21,7 +21,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -63,6 +63,10 @@ class Recommender(ABC):
 
     #: explicit-rating models set this and implement ``predict``
     predicts_ratings: bool = False
+    #: what the model needs of its training data beyond users and items, any of ``NEEDS``: "ratings"
+    #: (a rating column holding ratings, not quantities), "item_features", "timestamps", "groups"
+    #: (transactions). ``benchmark`` skips a model whose needs the data does not meet (``unmet_need``).
+    needs: ClassVar[tuple[str, ...]] = ()
 
     # hyper-parameters ----------------------------------------------------------------------
     def get_params(self) -> dict[str, Any]:
@@ -300,6 +304,25 @@ class EmbeddingModel(Recommender):
         """(n_items, d) item embeddings in the order of ``items_.raw_ids``."""
         self._check_fitted()
         return np.asarray(self._item_vectors())[1:]
+
+
+NEEDS = ("ratings", "item_features", "timestamps", "groups")
+
+
+def unmet_need(model_cls: type, data: Interactions) -> str | None:
+    """Why ``model_cls`` cannot be fitted on ``data`` by its declared ``needs`` (None: it can)."""
+    for need in getattr(model_cls, "needs", ()):
+        if need == "ratings" and data.rating is None:
+            return "needs ratings (the data has no rating column)"
+        if need == "ratings" and data.rating_kind == "quantity":
+            return "needs ratings (the rating column holds quantities, not ratings)"
+        if need == "item_features" and data.item_features is None:
+            return "needs item features (the data has none; give them with --item-features)"
+        if need == "timestamps" and data.timestamp is None:
+            return "needs timestamps (the data has no time column)"
+        if need == "groups" and data.group is None:
+            return "needs transactions (the data has no group column)"
+    return None
 
 
 def top_k_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -129,6 +129,7 @@ class ExplicitMF(EmbeddingModel):
     """Regularized matrix factorization of explicit ratings (MSE + L2 + gravity), with optional biases."""
 
     predicts_ratings = True
+    needs = ("ratings",)
 
     def __init__(self, *, factors: int = 128, l2: float = 0.05, table_l2: float = 0.0, gravity: float = 0.0,
                  biases: bool = True, epochs: int = 100, batch_size: int = 128, lr: float = 1.0,

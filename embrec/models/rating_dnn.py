@@ -164,6 +164,7 @@ class RatingDNN(EmbeddingModel):
     """User/item embeddings → concat → MLP → rating, trained on observed ratings (MSE)."""
 
     predicts_ratings = True
+    needs = ("ratings",)
 
     def __init__(self, *, factors: int = 64, hidden: Sequence[int] = (32,), dropout: float = 0.2,
                  embedding_dropout: float = 0.0, product: bool = True, biases: bool = True, l2: float = 0.05,

@@ -82,6 +82,8 @@ class TwoTowerNet(nn.Module):
 class TwoTower(EmbeddingModel):
     """Content-based two-tower retrieval model (registry name ``two-tower``)."""
 
+    needs = ("item_features",)
+
     def __init__(self, *, dim: int = 64, feature_dim: int = 16, item_hidden: Sequence[int] = (128,),
                  user_hidden: Sequence[int] = (128,), item_ids: bool = True, id_dropout: float = 0.5,
                  features: Sequence[str] | None = None, loss: str = "auto", full_softmax_max_items: int = 20000,
