@@ -22,8 +22,18 @@ from embrec.evaluation import run_protocol
 def shop_csv(tmp_path_factory) -> Path:
     """The synthetic shop as a CSV with a stranger's column names (its quantity column is ``qty``)."""
     log = synthetic(n_users=80, n_items=40, n_interactions=900, seed=3)
-    frame = log.to_frame().rename(columns={"user": "client_ref", "item": "product_code", "rating": "qty",
-                                           "timestamp": "ts"}).drop(columns=["group"])
+    frame = (
+        log.to_frame()
+        .rename(
+            columns={
+                "user": "client_ref",
+                "item": "product_code",
+                "rating": "qty",
+                "timestamp": "ts",
+            }
+        )
+        .drop(columns=["group"])
+    )
     frame["ts"] = frame["ts"].dt.strftime("%Y-%m-%dT%H:%M:%S")
     path = tmp_path_factory.mktemp("bench") / "my_log.csv"
     frame.to_csv(path, index=False)
@@ -31,32 +41,57 @@ def shop_csv(tmp_path_factory) -> Path:
 
 
 def source(path: Path, **extra) -> api.FileSource:
-    return api.FileSource(path, user_col="client_ref", item_col="product_code", time_col="ts", **extra)
+    return api.FileSource(
+        path, user_col="client_ref", item_col="product_code", time_col="ts", **extra
+    )
 
 
 FAST = {"bpr": {"epochs": 1, "factors": 4}, "rating-bias": {"epochs": 2}}
 
 
 def test_models_that_cannot_run_are_skipped_with_the_reason(shop_csv):
-    res = api.benchmark("leave-last-out", models=["rating-bias", "two-tower", "bpr"], data=source(shop_csv),
-                        params={"bpr": FAST["bpr"]})
-    assert [r["model"] for r in res["results"]] == ["popularity", "repeat-frequency", "item-transition", "bpr"]
+    res = api.benchmark(
+        "leave-last-out",
+        models=["rating-bias", "two-tower", "bpr"],
+        data=source(shop_csv),
+        params={"bpr": FAST["bpr"]},
+    )
+    assert [r["model"] for r in res["results"]] == [
+        "popularity",
+        "repeat-frequency",
+        "item-transition",
+        "bpr",
+    ]
     skipped = {r["model"]: r["reason"] for r in res["skipped"]}
-    assert skipped == {"rating-bias": "needs ratings (the data has no rating column)",
-                       "two-tower": "needs item features (the data has none; give them with --item-features)"}
+    assert skipped == {
+        "rating-bias": "needs ratings (the data has no rating column)",
+        "two-tower": "needs item features (the data has none; give them with --item-features)",
+    }
     assert res["errors"] == []
     # the qty column is a quantity (by its name): rating models are skipped for that reason
-    res = api.benchmark("leave-last-out", models=["rating-bias"], data=source(shop_csv, rating_col="qty"))
-    assert res["skipped"] == [{"model": "rating-bias",
-                               "reason": "needs ratings (the rating column holds quantities, not ratings)"}]
+    res = api.benchmark(
+        "leave-last-out", models=["rating-bias"], data=source(shop_csv, rating_col="qty")
+    )
+    assert res["skipped"] == [
+        {
+            "model": "rating-bias",
+            "reason": "needs ratings (the rating column holds quantities, not ratings)",
+        }
+    ]
     # declared a rating, it runs
-    res = api.benchmark("leave-last-out", models=["rating-bias"], params={"rating-bias": FAST["rating-bias"]},
-                        data=source(shop_csv, rating_col="qty", rating_kind="rating"))
+    res = api.benchmark(
+        "leave-last-out",
+        models=["rating-bias"],
+        params={"rating-bias": FAST["rating-bias"]},
+        data=source(shop_csv, rating_col="qty", rating_kind="rating"),
+    )
     assert "rating-bias" in [r["model"] for r in res["results"]] and res["skipped"] == []
 
 
 def test_a_ranking_model_on_a_rating_protocol_is_skipped_not_fatal():
-    with pytest.raises(InvalidParameterError, match="none of the models can be scored by ml100k-rmse"):
+    with pytest.raises(
+        InvalidParameterError, match="none of the models can be scored by ml100k-rmse"
+    ):
         api.benchmark("ml100k-rmse", models=["bpr"], data_dir="/nonexistent")
 
 
@@ -73,19 +108,34 @@ class Interrupted(Popularity):
 def test_a_failing_fit_is_an_error_row_and_rows_stream_out(shop_csv, tmp_path):
     log = from_file(shop_csv, user_col="client_ref", item_col="product_code", time_col="ts")
     seen = []
-    res = run_protocol("leave-last-out", {"popularity": Popularity, "diverging": Diverging,
-                                          "popularity-again": Popularity}, data=log, on_row=seen.append)
+    res = run_protocol(
+        "leave-last-out",
+        {"popularity": Popularity, "diverging": Diverging, "popularity-again": Popularity},
+        data=log,
+        on_row=seen.append,
+    )
     assert [r["model"] for r in res["results"]] == ["popularity", "popularity-again"]
-    assert res["errors"] == [{"model": "diverging",
-                              "error": "FloatingPointError: explicit-mf: the loss became inf in epoch 1"}]
+    assert res["errors"] == [
+        {
+            "model": "diverging",
+            "error": "FloatingPointError: explicit-mf: the loss became inf in epoch 1",
+        }
+    ]
     assert [(r["model"], r["status"]) for r in seen] == [
-        ("popularity", "ok"), ("diverging", "error"), ("popularity-again", "ok")]
+        ("popularity", "ok"),
+        ("diverging", "error"),
+        ("popularity-again", "ok"),
+    ]
     assert res["results"][0]["metrics"] == res["results"][1]["metrics"]
     # Ctrl-C is not swallowed; the rows done before it are already on disk
     out = tmp_path / "rows.jsonl"
     with pytest.raises(KeyboardInterrupt):
-        run_protocol("leave-last-out", {"popularity": Popularity, "stop": Interrupted}, data=log,
-                     on_row=api._RowWriter(out, "leave-last-out"))
+        run_protocol(
+            "leave-last-out",
+            {"popularity": Popularity, "stop": Interrupted},
+            data=log,
+            on_row=api._RowWriter(out, "leave-last-out"),
+        )
     lines = [json.loads(x) for x in out.read_text().splitlines()]
     assert [(r["model"], r["status"]) for r in lines] == [("popularity", "ok")]
     assert lines[0]["metrics"] == res["results"][0]["metrics"]
@@ -94,9 +144,25 @@ def test_a_failing_fit_is_an_error_row_and_rows_stream_out(shop_csv, tmp_path):
 def test_cli_benchmark_appends_each_row_and_lists_skipped(shop_csv, tmp_path):
     out = tmp_path / "results.jsonl"
     out.write_text('{"model": "an earlier run"}\n')
-    args = ["benchmark", "--protocol", "leave-last-out", "--data", str(shop_csv), "--user-col", "client_ref",
-            "--item-col", "product_code", "--time-col", "ts", "--rating-col", "qty", "--models",
-            "explicit-mf,two-tower", "--out", str(out)]
+    args = [
+        "benchmark",
+        "--protocol",
+        "leave-last-out",
+        "--data",
+        str(shop_csv),
+        "--user-col",
+        "client_ref",
+        "--item-col",
+        "product_code",
+        "--time-col",
+        "ts",
+        "--rating-col",
+        "qty",
+        "--models",
+        "explicit-mf,two-tower",
+        "--out",
+        str(out),
+    ]
     r = CliRunner().invoke(app, args)
     assert r.exit_code == 0, r.stderr
     assert "explicit-mf  skipped  needs ratings (the rating column holds quantities" in r.stdout
@@ -104,31 +170,44 @@ def test_cli_benchmark_appends_each_row_and_lists_skipped(shop_csv, tmp_path):
     lines = [json.loads(x) for x in out.read_text().splitlines()]
     assert lines[0] == {"model": "an earlier run"}  # appended, not replaced
     assert [(x["model"], x["status"]) for x in lines[1:]] == [
-        ("popularity", "ok"), ("repeat-frequency", "ok"), ("item-transition", "ok"),
-        ("explicit-mf", "skipped"), ("two-tower", "skipped")]
+        ("popularity", "ok"),
+        ("repeat-frequency", "ok"),
+        ("item-transition", "ok"),
+        ("explicit-mf", "skipped"),
+        ("two-tower", "skipped"),
+    ]
     assert all(x["protocol"] == "leave-last-out" for x in lines[1:])
     r = CliRunner().invoke(app, [*args[:-2], "--rating-kind", "stars"])
     assert r.exit_code == 1 and "--rating-kind must be one of" in r.stderr
 
 
-@pytest.mark.parametrize(("name", "values", "kind"), [
-    ("qty", [1, 2, 3], "quantity"),                  # by name
-    ("Quantity", [1.5, 2.0], "quantity"),
-    ("user_rating", [1, 200], "rating"),             # by name, whatever the values
-    ("r", [1, 2, 3, 4, 5], "rating"),                # a 1-5 scale
-    ("r", [0.5, 3.5, 5.0], "rating"),                # half stars
-    ("r", [1, 2, 80995], "quantity"),                # whole numbers past 10: counts
-    ("r", [-12, 3], "quantity"),                     # returns in a purchase log
-    ("r", [0.2, 37.5], "rating"),                    # continuous scores
-])
+@pytest.mark.parametrize(
+    ("name", "values", "kind"),
+    [
+        ("qty", [1, 2, 3], "quantity"),  # by name
+        ("Quantity", [1.5, 2.0], "quantity"),
+        ("user_rating", [1, 200], "rating"),  # by name, whatever the values
+        ("r", [1, 2, 3, 4, 5], "rating"),  # a 1-5 scale
+        ("r", [0.5, 3.5, 5.0], "rating"),  # half stars
+        ("r", [1, 2, 80995], "quantity"),  # whole numbers past 10: counts
+        ("r", [-12, 3], "quantity"),  # returns in a purchase log
+        ("r", [0.2, 37.5], "rating"),  # continuous scores
+    ],
+)
 def test_guess_rating_kind(name, values, kind):
     assert guess_rating_kind(name, pd.Series(values))[0] == kind
 
 
 def test_named_datasets_declare_their_rating_kind():
-    assert synthetic(n_users=5, n_items=20, n_categories=2, n_interactions=40).rating_kind == "quantity"
+    assert (
+        synthetic(n_users=5, n_items=20, n_categories=2, n_interactions=40).rating_kind
+        == "quantity"
+    )
     frame = pd.DataFrame({"u": [1, 2], "i": [1, 2], "r": [4.0, 5.0]})
     from embrec import Interactions
 
-    assert Interactions.from_frame(frame, user_col="u", item_col="i", rating_col="r").rating_kind == "rating"
+    assert (
+        Interactions.from_frame(frame, user_col="u", item_col="i", rating_col="r").rating_kind
+        == "rating"
+    )
     assert Interactions.from_frame(frame, user_col="u", item_col="i").rating_kind is None

@@ -33,7 +33,6 @@ from embrec.data.ragged import Ragged
 from embrec.data.vocab import IdVocab
 from embrec.errors import DataError, InvalidParameterError, describe
 
-
 RATING_KINDS = ("rating", "quantity")
 
 
