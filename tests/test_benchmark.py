@@ -56,12 +56,7 @@ def test_models_that_cannot_run_are_skipped_with_the_reason(shop_csv):
         data=source(shop_csv),
         params={"bpr": FAST["bpr"]},
     )
-    assert [r["model"] for r in res["results"]] == [
-        "popularity",
-        "repeat-frequency",
-        "item-transition",
-        "bpr",
-    ]
+    assert [r["model"] for r in res["results"]] == [*api.BASELINES, "bpr"]
     skipped = {r["model"]: r["reason"] for r in res["skipped"]}
     assert skipped == {
         "rating-bias": "needs ratings (the data has no rating column)",
@@ -170,9 +165,7 @@ def test_cli_benchmark_appends_each_row_and_lists_skipped(shop_csv, tmp_path):
     lines = [json.loads(x) for x in out.read_text().splitlines()]
     assert lines[0] == {"model": "an earlier run"}  # appended, not replaced
     assert [(x["model"], x["status"]) for x in lines[1:]] == [
-        ("popularity", "ok"),
-        ("repeat-frequency", "ok"),
-        ("item-transition", "ok"),
+        *[(name, "ok") for name in api.BASELINES],
         ("explicit-mf", "skipped"),
         ("two-tower", "skipped"),
     ]
