@@ -100,7 +100,7 @@ def serve(
 ) -> None:
     """Serve the model over HTTP (GET /healthz, POST /recommend, /similar, /embed; docs at /docs)."""
     if not 0 < port < 65536:
-        raise InvalidParameterError(f"port must be between 1 and 65535; received {port}.")
+        raise InvalidParameterError(f"--port must be between 1 and 65535; received {port}.")
     serve_fn = backend("embrec.serve", "serve", "the HTTP service")
     serve_fn(str(model_dir), host=host, port=port)
 

@@ -13,6 +13,7 @@ which is saved next to every model.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Any, Literal
 
@@ -69,7 +70,8 @@ class IdVocab:
         return self.n_ids
 
     def __contains__(self, raw: Any) -> bool:
-        return self._coerce_one(raw) in self._index
+        value = self._coerce_one(raw)
+        return value is not None and value in self._index
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, IdVocab) and self.kind == other.kind and self._index.equals(other._index)
@@ -93,14 +95,16 @@ class IdVocab:
             raise InvalidParameterError(f"unknown must be 'error' or 'zero'; received {describe(unknown)}.")
         values = np.atleast_1d(np.asarray(raw, dtype=object if self.kind == "str" else None))
         given = values
-        values = self._coerce(values)
+        values, valid = self._coerce(values)
         idx = self._index.get_indexer(values).astype(np.int64) + 1
+        if valid is not None:
+            idx[~valid] = 0  # not an int64 at all: unknown, whatever the placeholder matched
         if unknown == "error" and (idx == 0).any():
             missing = _plain(given[idx == 0][0])  # as the caller wrote it, not the coerced value
             example = _plain(self._index[0]) if self.n_ids else None
             raise UnknownIdError(
-                f"{self.name} id {missing!r} is not known to this model "
-                f"({self.n_ids} known {self.name} ids, e.g. {example!r})."
+                f"{self.name} id {describe(missing)} is not known to this model "
+                f"({self.n_ids} known {self.name} ids, e.g. {describe(example)})."
             )
         return idx
 
@@ -123,22 +127,25 @@ class IdVocab:
             self._table = table
         return table
 
-    def _coerce(self, values: np.ndarray) -> np.ndarray:
+    def _coerce(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """(values comparable with the index, mask of the valid ones or None when all are)."""
         if self.kind == "str":
-            return np.array([str(v) for v in values], dtype=object)
-        if values.dtype.kind in "iu":
-            return values
-        out = []
-        for v in values:  # "12" or 12.0 given for an int vocabulary
-            try:
-                f = float(v)
-                out.append(int(f) if f.is_integer() else -1)
-            except (TypeError, ValueError):
-                out.append(-1)
-        return np.asarray(out, dtype=np.int64)
+            return np.array([str(v) for v in values], dtype=object), None
+        if values.dtype.kind == "i":
+            return values, None
+        if values.dtype.kind == "u" and (not values.size or values.max() <= _INT64_MAX):
+            return values.astype(np.int64), None
+        out = np.zeros(values.size, dtype=np.int64)
+        valid = np.zeros(values.size, dtype=bool)
+        for j, v in enumerate(values.tolist()):  # "12", 12.0 or a huge int given for an int vocabulary
+            iv = _as_int64(v)
+            if iv is not None:
+                out[j], valid[j] = iv, True
+        return out, valid
 
     def _coerce_one(self, raw: Any) -> Any:
-        return self._coerce(np.atleast_1d(np.asarray(raw, dtype=object)))[0]
+        values, valid = self._coerce(np.atleast_1d(np.asarray(raw, dtype=object)))
+        return values[0] if valid is None or valid[0] else None
 
     # persistence ----------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -152,6 +159,40 @@ class IdVocab:
             raise DataError(f"a vocabulary must have 'kind' and 'ids'; received keys {describe(list(data))}.") from None
         arr = np.asarray(ids, dtype=np.int64) if kind == "int" else np.asarray(ids, dtype=object)
         return cls(arr, name=name)
+
+
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+_INT_TEXT = re.compile(r"[+-]?\d+")
+
+
+def _as_int64(v: Any) -> int | None:
+    """``v`` as an int64 id (an int, an integral float, or their text), else None (booleans included)."""
+    if isinstance(v, (bool, np.bool_)):
+        return None
+    if isinstance(v, (int, np.integer)):
+        iv = int(v)
+    elif isinstance(v, (str, bytes)):
+        text = (v.decode("utf-8", "replace") if isinstance(v, bytes) else v).strip()
+        if len(text) > 40:
+            return None
+        if _INT_TEXT.fullmatch(text):
+            iv = int(text)  # exact: "9007199254740993" must not round through a float
+        else:
+            try:
+                f = float(text)
+            except ValueError:
+                return None
+            if not (f == f and f.is_integer() and abs(f) < 2**53):
+                return None
+            iv = int(f)
+    elif isinstance(v, (float, np.floating)):
+        f = float(v)
+        if not (f == f and f.is_integer() and abs(f) < 2**53):
+            return None
+        iv = int(f)
+    else:
+        return None
+    return iv if _INT64_MIN <= iv <= _INT64_MAX else None
 
 
 def _plain(x: Any) -> Any:

@@ -9,8 +9,10 @@
     POST /embed       {"history": [...]}  ->  {"dim": 64, "vector": [...]}
     GET  /docs        OpenAPI documentation (machine-readable at /openapi.json)
 
-Every bad input is a 4xx JSON body ``{"error": kind, "detail": one sentence}``: 422 for a malformed
-request or a bad parameter, 404 for an id the model does not know. The endpoints are plain functions,
+Every error is a JSON body ``{"error": kind, "detail": one sentence}`` (see ``embrec.serve.errors``): 422
+for a malformed request or a bad parameter, 404 for an id the model does not know or an unknown path, 405
+for a wrong method, 413 for a body over ``max_body_bytes`` (1 MiB), 415 for a body not typed JSON, 400 for
+a body that is not UTF-8 or nested too deeply. The endpoints are plain functions,
 run by FastAPI in its thread pool, so requests are served concurrently; the retrieval indexes are built
 before the first request, never inside one.
 """
@@ -22,18 +24,13 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 
 from embrec import __version__, api
-from embrec.errors import (
-    DataError,
-    EmbrecError,
-    InvalidParameterError,
-    ModelFileError,
-    UnknownIdError,
-)
+from embrec.errors import ModelFileError
+from embrec.serve import errors
+from embrec.serve.errors import ERROR_STATUS, MAX_BODY_BYTES, BodyGuard, validation_message
+from embrec.serve.listen import bind
 from embrec.serve.schemas import (
     EmbedRequest,
     EmbedResponse,
@@ -47,18 +44,13 @@ from embrec.serve.schemas import (
 
 logger = logging.getLogger(__name__)
 
-#: embrec error type -> (HTTP status, error kind); the first match in this order wins
-ERROR_STATUS: tuple[tuple[type[Exception], int, str], ...] = (
-    (UnknownIdError, 404, "unknown_id"),
-    (InvalidParameterError, 422, "invalid_parameter"),
-    (DataError, 422, "invalid_data"),
-    (EmbrecError, 400, "bad_request"),
-)
-_ERRORS = {400: {"model": ErrorResponse}, 404: {"model": ErrorResponse}, 422: {"model": ErrorResponse}}
+_ERRORS = {code: {"model": ErrorResponse} for code in (400, 404, 413, 415, 422)}
+__all__ = ["ERROR_STATUS", "create_app", "serve", "validation_message"]
 
 
-def create_app(model_dir: str | Path) -> FastAPI:
-    """A FastAPI app serving the model in ``model_dir``; raises ModelFileError for a missing or damaged one."""
+def create_app(model_dir: str | Path, *, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
+    """A FastAPI app serving the model in ``model_dir``; raises ModelFileError for a missing or damaged one.
+    Request bodies larger than ``max_body_bytes`` are refused with 413, bodies not typed JSON with 415."""
     model = api.open_model(model_dir)
     info = api.describe(model)
     config = _config(Path(model_dir))
@@ -73,22 +65,10 @@ def create_app(model_dir: str | Path) -> FastAPI:
     app = FastAPI(title="embrec", version=__version__,
                   description=f"Recommendations from the {health.model!r} model in {str(model_dir)!r}.")
     app.state.model = model
+    app.add_middleware(BodyGuard, paths=frozenset({"/recommend", "/similar", "/embed"}),
+                       max_body_bytes=max_body_bytes)
 
-    @app.exception_handler(EmbrecError)
-    async def _embrec_error(request: Request, exc: EmbrecError) -> JSONResponse:
-        status, kind = next((s, k) for t, s, k in ERROR_STATUS if isinstance(exc, t))
-        return JSONResponse(status_code=status, content={"error": kind, "detail": str(exc)})
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return JSONResponse(status_code=422, content={"error": "invalid_request",
-                                                      "detail": validation_message(exc.errors())})
-
-    @app.exception_handler(Exception)
-    async def _internal(request: Request, exc: Exception) -> JSONResponse:  # a bug of ours: logged, JSON
-        logger.exception("internal error on %s", request.url.path)
-        return JSONResponse(status_code=500, content={"error": "internal_error",
-                                                      "detail": f"{type(exc).__name__}: {exc}"})
+    errors.install(app)
 
     @app.get("/healthz", response_model=Health)
     def healthz() -> Health:
@@ -110,34 +90,17 @@ def create_app(model_dir: str | Path) -> FastAPI:
 
 
 def serve(model_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, *, log_level: str = "info") -> None:
-    """Load the model (failing before binding the port when the directory is bad) and serve it with uvicorn."""
+    """Bind ``host:port`` (a used port or a bad host is an InvalidParameterError naming the option), load the
+    model (a bad directory is a ModelFileError) and serve it with uvicorn on that socket."""
     import uvicorn
 
-    app = create_app(model_dir)
-    uvicorn.run(app, host=host, port=port, log_level=log_level)
-
-
-def validation_message(errors: Any) -> str:
-    """One sentence from pydantic's error list: where, what was expected, what was received."""
-    parts = []
-    for err in list(errors)[:3]:
-        kind = err.get("type")
-        if kind == "json_invalid":
-            parts.append(f"the request body must be valid JSON; received a body that is not "
-                         f"({err.get('ctx', {}).get('error', 'JSON decode error')})")
-            continue
-        where = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
-        msg = str(err.get("msg", "is invalid")).removeprefix("Value error, ")
-        shown = "" if kind in ("missing", "value_error") else f" (received {_short(err.get('input'))})"
-        parts.append(f"{where}: {msg}{shown}" if where else f"{msg}{shown}")
-    return "; ".join(parts) + "."
-
-
-def _short(value: Any, limit: int = 60) -> str:
-    if isinstance(value, (list, tuple)) and len(value) > 5:
-        return f"a list of {len(value)} values"
-    text = json.dumps(value, default=str)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    sock = bind(host, port)
+    try:
+        app = create_app(model_dir)
+        server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level))
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
 
 
 def _config(model_dir: Path) -> dict[str, Any]:

@@ -2,12 +2,30 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, model_validator
 
-#: a raw user or item id as it appears in the training log
-RawId = int | str
+
+def _id_not_bool(value: Any) -> Any:
+    """JSON true/false is never an id (pydantic would read it as the integer 1/0)."""
+    if isinstance(value, bool):
+        raise ValueError(f"must be an integer or a string, not the boolean {str(value).lower()} (ids that are "
+                         "the words True/False are sent as strings)")
+    return value
+
+
+def _count_not_bool(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError(f"must be an integer, not the boolean {str(value).lower()}")
+    return value
+
+
+#: a raw user or item id as it appears in the training log (an integer or a string, never a boolean)
+RawId = Annotated[int | str, BeforeValidator(_id_not_bool)]
+Count = Annotated[int, BeforeValidator(_count_not_bool)]
+#: an id in a response (no validator on the hot path: the ids come from the model's vocabulary)
+OutId = int | str
 
 MAX_K = 1000
 MAX_HISTORY = 10_000
@@ -24,8 +42,8 @@ class RecommendRequest(_Request):
     history: list[RawId] | None = Field(None, min_length=1, max_length=MAX_HISTORY,
                                         description="Raw item ids the user interacted with.",
                                         examples=[["85123A", "71053"]])
-    k: int = Field(10, ge=1, le=MAX_K, description="How many items to return.")
-    exclude_seen: bool = Field(False, description="Leave out the items of the user's history.")
+    k: Count = Field(10, ge=1, le=MAX_K, description="How many items to return.")
+    exclude_seen: StrictBool = Field(False, description="Leave out the items of the user's history.")
 
     @model_validator(mode="after")
     def _one_of_user_or_history(self) -> RecommendRequest:
@@ -37,7 +55,7 @@ class RecommendRequest(_Request):
 
 class SimilarRequest(_Request):
     item: RawId = Field(..., description="A raw item id known to the model.", examples=["85123A"])
-    k: int = Field(10, ge=1, le=MAX_K, description="How many neighbours to return.")
+    k: Count = Field(10, ge=1, le=MAX_K, description="How many neighbours to return.")
     measure: Literal["cosine", "dot"] = Field("cosine", description="Similarity between item embeddings.")
 
 
@@ -47,7 +65,7 @@ class EmbedRequest(_Request):
 
 
 class ItemScore(BaseModel):
-    item: RawId
+    item: OutId
     score: float
 
 
@@ -68,8 +86,8 @@ class Health(BaseModel):
 
 class RecommendResponse(BaseModel):
     model: str
-    user: RawId | None = None
-    history: list[RawId] | None = None
+    user: OutId | None = None
+    history: list[OutId] | None = None
     k: int
     exclude_seen: bool
     items: list[ItemScore]
@@ -77,7 +95,7 @@ class RecommendResponse(BaseModel):
 
 class SimilarResponse(BaseModel):
     model: str
-    item: RawId
+    item: OutId
     k: int
     measure: str
     items: list[ItemScore]
@@ -85,7 +103,7 @@ class SimilarResponse(BaseModel):
 
 class EmbedResponse(BaseModel):
     model: str
-    history: list[RawId]
+    history: list[OutId]
     dim: int
     vector: list[float]
 
