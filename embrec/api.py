@@ -354,7 +354,8 @@ def benchmark(protocol: str, *, models: Sequence[str] | None = None, dataset: st
               data: Data | None = None, params: Mapping[str, Mapping[str, Any]] | None = None,
               data_dir: str | Path | None = None,
               options: Mapping[str, Any] | Sequence[str] | None = None,
-              out: str | Path | None = None) -> dict[str, Any]:
+              out: str | Path | None = None, tune: int | None = None,
+              tune_seed: int = 0) -> dict[str, Any]:
     """Every named model (default: the whole registry) plus the baselines on ``protocol``, in one run.
 
     ``params`` maps a model name to its hyper-parameters. Models that cannot run are not fitted: a model
@@ -363,6 +364,10 @@ def benchmark(protocol: str, *, models: Sequence[str] | None = None, dataset: st
     reason; a model that fails while fitting or scoring (e.g. a diverging loss) under ``"errors"``; the
     others under ``"results"``. With ``out`` (a ``.jsonl`` path) every row is appended to that file as
     soon as its model is done, flushed, so nothing computed is lost to a later failure or Ctrl-C.
+    ``tune`` (a number of trials) first tunes every model that declares a search space on a validation part
+    carved from the protocol's training data (``embrec.tuning``; parameters given in ``params`` stay fixed)
+    and benchmarks the best settings; the result then has ``"tuned": {model: {"trials", "best",
+    "validation", "metric", "seconds"} or {"error"}}``.
     Returns ``{"protocol", "dataset", "split", "results": [{"model", "metrics", "fit_seconds"}],
     "skipped": [{"model", "reason"}], "errors": [{"model", "error"}]}``.
     """
@@ -375,10 +380,13 @@ def benchmark(protocol: str, *, models: Sequence[str] | None = None, dataset: st
         if name not in names:
             raise InvalidParameterError(f"hyper-parameters were given for {name!r}, which is not among the "
                                         f"benchmarked models ({', '.join(names)}).")
+    checked = {name: model_params(name, params.get(name)) for name in names}
+    tuned = _tune_all(protocol, names, checked, tune, tune_seed, data_dir=data_dir,
+                      **_protocol_data(dataset, data), **protocol_options(options)) if tune is not None else {}
     factories = {}
     for name in names:
-        checked = model_params(name, params.get(name))
-        factories[name] = functools.partial(create, name, **checked)
+        best = tuned.get(name, {}).get("best", {}).get("params", checked[name])
+        factories[name] = functools.partial(create, name, **best)
     proto = get_protocol(protocol)
     unfit = [] if not proto.needs_ratings else [
         {"model": n, "reason": f"cannot be scored by {protocol} (it predicts no ratings)"}
@@ -397,6 +405,8 @@ def benchmark(protocol: str, *, models: Sequence[str] | None = None, dataset: st
     finally:
         writer.close()
     res["skipped"] = unfit + res["skipped"]
+    if tune is not None:
+        res["tuned"] = tuned
     return to_plain(res)
 
 
@@ -441,6 +451,33 @@ def _finite(x: Any) -> Any:
     return x
 
 
+def _tune_all(protocol: str, names: Sequence[str], fixed: Mapping[str, dict[str, Any]], trials: int, seed: int,
+              **where: Any) -> dict[str, Any]:
+    """``trials`` Optuna trials for each of ``names`` with a search space, on the carved validation part."""
+    from embrec.errors import EmbrecError
+    from embrec.evaluation import get_protocol, load_folds
+    from embrec.models.registry import model_class
+    from embrec.tuning import search
+
+    trials = check_positive_int("tune", trials)
+    ratings = get_protocol(protocol).needs_ratings
+    _, folds = load_folds(protocol, **where)
+    out: dict[str, Any] = {}
+    for name in names:
+        cls = model_class(name)
+        if not getattr(cls, "search_space", None) or (ratings and not getattr(cls, "predicts_ratings", False)):
+            continue
+        try:
+            found = search(name, protocol, folds, trials=trials, seed=seed, fixed=fixed[name])
+        except EmbrecError as exc:  # e.g. the data lacks what the model needs: the benchmark says why
+            logger.warning("tuning %s on %s failed: %s", name, protocol, exc)
+            out[name] = {"error": str(exc)}
+            continue
+        out[name] = {"trials": len(found["trials"]), "best": found["best"], "validation": found["validation"],
+                     "metric": found["metric"], "seconds": found["seconds"]}
+    return out
+
+
 BASELINES = ("popularity", "repeat-frequency", "item-transition", "ease", "item-knn")
 
 
@@ -482,3 +519,21 @@ def _protocol_data(dataset: str | None, data: Data | None) -> dict[str, Any]:
     if data is not None:
         return {"data": data.load() if isinstance(data, FileSource) else data}
     return {"dataset": dataset} if dataset is not None else {}
+
+
+def tune(model: str, protocol: str, *, trials: int | None = 20, minutes: float | None = None, seed: int = 0,
+         storage: str | None = None, study_name: str | None = None, out: str | Path | None = None,
+         dataset: str | None = None, data: Data | None = None, data_dir: str | Path | None = None,
+         params: Mapping[str, Any] | Sequence[str] | None = None,
+         options: Mapping[str, Any] | Sequence[str] | None = None, progress: bool | None = None) -> dict[str, Any]:
+    """Tune ``model`` on ``protocol`` (``embrec.tuning.tune``): the trials, the best parameters, and the
+    defaults' and the tuned model's figures on the protocol's test part from the same run; ``out`` saves the
+    tuned model. ``params`` are fixed (not searched). ``storage`` (``sqlite:///FILE``) resumes a study."""
+    from embrec.tuning import tune as run
+
+    if storage is not None and not (isinstance(storage, str) and storage.startswith("sqlite:///")):
+        raise InvalidParameterError(f"storage must be a SQLite URL like sqlite:///tune.db; received {_show(storage)}.")
+    fixed = model_params(model, params)
+    return to_plain(run(model, protocol, trials=trials, minutes=minutes, seed=seed, storage=storage,
+                        study_name=study_name, fixed=fixed, out=out, progress=progress, data_dir=data_dir,
+                        **_protocol_data(dataset, data), **protocol_options(options)))

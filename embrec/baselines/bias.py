@@ -12,16 +12,26 @@ user the items come in the order of their biases.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 
 from embrec.data.interactions import Interactions
 from embrec.data.ragged import Ragged
 from embrec.errors import DataError, check_float, check_positive_int
 from embrec.models.base import Recommender
+from embrec.models.search import FloatRange, IntRange, Param
 
 
 class RatingBias(Recommender):
     """mu + b_u + b_i with L2-damped biases (explicit ratings)."""
+
+    #: what ``embrec tune`` searches (embrec.models.search)
+    search_space: ClassVar[dict[str, Param]] = {
+        "user_reg": FloatRange(0.1, 100.0, log=True),
+        "item_reg": FloatRange(0.1, 100.0, log=True),
+        "epochs": IntRange(1, 30),
+    }
 
     predicts_ratings = True
     needs = ("ratings",)

@@ -16,7 +16,7 @@ message. Item rows of the padding (0) and items without training events get all-
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import scipy.linalg
@@ -25,6 +25,7 @@ from threadpoolctl import threadpool_limits
 from embrec.baselines.item_item import CONFIDENCES, ItemItemModel, user_item_matrix
 from embrec.data.interactions import Interactions
 from embrec.errors import DataError, ModelFileError, check_choice, check_float, check_positive_int
+from embrec.models.search import Choice, FloatRange, Param
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +47,12 @@ def ease_weights(gram: np.ndarray, regularization: float) -> np.ndarray:
 
 class EASE(ItemItemModel):
     """Embarrassingly shallow autoencoder: ridge regression of every item on all others, diagonal zero."""
+
+    #: what ``embrec tune`` searches (embrec.models.search)
+    search_space: ClassVar[dict[str, Param]] = {
+        "regularization": FloatRange(1.0, 5000.0, log=True),
+        "confidence": Choice(("binary", "log", "count")),
+    }
 
     def __init__(
         self,

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -23,6 +23,7 @@ from threadpoolctl import threadpool_limits
 from embrec.baselines.item_item import CONFIDENCES, ItemItemModel, user_item_matrix
 from embrec.data.interactions import Interactions
 from embrec.errors import ModelFileError, check_choice, check_float, check_positive_int
+from embrec.models.search import Choice, FloatRange, IntRange, Param
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +32,14 @@ WEIGHTINGS = ("cosine", "bm25", "tfidf")
 
 class ItemKNN(ItemItemModel):
     """Item-item nearest neighbours (``implicit.nearest_neighbours``) over the training matrix."""
+
+    #: what ``embrec tune`` searches (embrec.models.search)
+    search_space: ClassVar[dict[str, Param]] = {
+        "weighting": Choice(("cosine", "bm25", "tfidf")),
+        "neighbours": IntRange(5, 500, log=True),
+        "bm25_k1": FloatRange(0.1, 10.0, log=True),
+        "bm25_b": FloatRange(0.0, 1.0),
+    }
 
     def __init__(
         self,

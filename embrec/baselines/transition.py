@@ -14,6 +14,8 @@ last item of the history. An unknown user with no history falls back to populari
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 import scipy.sparse as sp
 
@@ -21,10 +23,17 @@ from embrec.data.interactions import Interactions
 from embrec.data.ragged import Ragged
 from embrec.errors import check_float
 from embrec.models.base import Recommender
+from embrec.models.search import FloatRange, Param
 
 
 class ItemTransition(Recommender):
     """First-order item -> next-item model with back-off to the user's and the global popularity."""
+
+    #: what ``embrec tune`` searches (embrec.models.search)
+    search_space: ClassVar[dict[str, Param]] = {
+        "smoothing": FloatRange(0.01, 100.0, log=True),
+        "user_smoothing": FloatRange(0.01, 100.0, log=True),
+    }
 
     def __init__(self, *, smoothing: float = 1.0, user_smoothing: float = 1.0) -> None:
         self.smoothing = check_float("smoothing", smoothing, low=0.0, low_open=True)

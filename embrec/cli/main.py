@@ -14,7 +14,7 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
-from embrec.cli import data_cmds, model_cmds, quickstart_cmd, train_cmds
+from embrec.cli import data_cmds, model_cmds, quickstart_cmd, train_cmds, tune_cmd
 from embrec.errors import EmbrecError
 
 
@@ -76,6 +76,7 @@ app.command("datasets")(data_cmds.datasets)
 app.command("train")(train_cmds.train)
 app.command("evaluate")(train_cmds.evaluate)
 app.command("benchmark")(train_cmds.benchmark)
+app.command("tune")(tune_cmd.tune)
 app.command("recommend")(model_cmds.recommend)
 app.command("similar")(model_cmds.similar)
 app.command("info")(model_cmds.info)

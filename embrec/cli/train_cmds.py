@@ -110,6 +110,9 @@ def benchmark(
     option: list[str] | None = OPTION,
     out: Path | None = typer.Option(None, "--out", help="Append each model's row to this JSON-lines file as "
                                     "soon as it is done (kept if a later model fails or the run is stopped)."),
+    tune: int | None = typer.Option(None, "--tune", help="First tune every model with a search space for this "
+                                    "many Optuna trials on a validation part carved from the training data."),
+    tune_seed: int = typer.Option(0, "--tune-seed", help="Seed of the tuning sampler and validation carve."),
     data_dir: Path | None = DATA_DIR,
     as_json: bool = JSON,
 ) -> None:
@@ -124,9 +127,18 @@ def benchmark(
         note(f"benchmark on {protocol} ...")
         return api.benchmark(protocol, models=names, dataset=dataset, data=source,
                              params=per_model_params(param or []), data_dir=data_dir, options=option or [],
-                             out=out)
+                             out=out, tune=tune, tune_seed=tune_seed)
 
-    run(as_json, compute, lambda res: typer.echo(protocol_table(res)))
+    def render(res: dict[str, Any]) -> None:
+        typer.echo(protocol_table(res))
+        for name, t in (res.get("tuned") or {}).items():
+            if "error" in t:
+                typer.echo(f"{name}: not tuned ({t['error']})")
+                continue
+            typer.echo(f"{name}: tuned in {t['trials']} trials ({t['seconds']:.0f} s; validation "
+                       f"{t['metric']} {t['best']['value']:.4f}): {t['best']['params']}")
+
+    run(as_json, compute, render)
 
 
 # helpers --------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ the exact least-squares solution for that user with the item factors fixed.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -23,6 +23,7 @@ from embrec.data.interactions import Interactions
 from embrec.data.ragged import Ragged
 from embrec.errors import check_choice, check_float, check_positive_int
 from embrec.models.base import EmbeddingModel
+from embrec.models.search import Choice, FloatRange, IntRange, Param
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +32,15 @@ CONFIDENCES = ("count", "binary", "log")
 
 class ALS(EmbeddingModel):
     """Alternating least squares on confidence-weighted implicit feedback (``implicit.cpu.als``)."""
+
+    #: what ``embrec tune`` searches (embrec.models.search)
+    search_space: ClassVar[dict[str, Param]] = {
+        "factors": IntRange(16, 256, log=True),
+        "regularization": FloatRange(1e-3, 30.0, log=True),
+        "alpha": FloatRange(0.1, 50.0, log=True),
+        "iterations": IntRange(5, 30),
+        "confidence": Choice(("count", "binary", "log")),
+    }
 
     def __init__(self, *, factors: int = 64, regularization: float = 0.01, alpha: float = 1.0,
                  iterations: int = 15, confidence: str = "count", use_cg: bool = True,

@@ -21,6 +21,7 @@ see ``embrec.models.factor``).
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -28,12 +29,23 @@ import torch.nn.functional as F
 
 from embrec.errors import check_choice, check_float, check_positive_int
 from embrec.models.factor import BiasedDot, SampledFactorization
+from embrec.models.search import FloatRange, IntRange, Param
 from embrec.nn.pairwise import bpr_factor_loss
 from embrec.nn.sampling import SeenPairs, resample_seen
 
 
 class BPR(SampledFactorization):
     """Matrix factorization with an item bias, trained on the pairwise BPR criterion."""
+
+    #: what ``embrec tune`` searches (embrec.models.search)
+    search_space: ClassVar[dict[str, Param]] = {
+        "factors": IntRange(16, 256, log=True),
+        "lr": FloatRange(1e-3, 0.1, log=True),
+        "reg": FloatRange(1e-6, 0.1, log=True),
+        "epochs": IntRange(5, 60),
+        "n_negatives": IntRange(1, 10),
+        "neg_alpha": FloatRange(0.0, 1.0),
+    }
 
     def __init__(self, *, factors: int = 64, n_negatives: int = 1, epochs: int = 30, batch_size: int = 15000,
                  lr: float = 0.005, reg: float = 1e-4, bias_reg: float = 1e-4, neg_alpha: float = 0.0,

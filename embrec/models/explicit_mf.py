@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -42,6 +42,7 @@ from embrec.data.interactions import Interactions
 from embrec.data.ragged import Ragged
 from embrec.errors import DataError, InvalidParameterError, check_float, check_positive_int
 from embrec.models.base import EmbeddingModel, Recommendations
+from embrec.models.search import FloatRange, IntRange, Param
 from embrec.models.training import TrainConfig, minibatches, resolve_device, seeded, train_loop
 from embrec.nn.regression import RatingLoss, row_l2
 
@@ -127,6 +128,15 @@ class RatingSplit:
 
 class ExplicitMF(EmbeddingModel):
     """Regularized matrix factorization of explicit ratings (MSE + L2 + gravity), with optional biases."""
+
+    #: what ``embrec tune`` searches (embrec.models.search)
+    search_space: ClassVar[dict[str, Param]] = {
+        "factors": IntRange(8, 256, log=True),
+        "l2": FloatRange(1e-4, 1.0, log=True),
+        "lr": FloatRange(0.05, 5.0, log=True),
+        "gravity": FloatRange(1e-4, 1.0, log=True),
+        "init_std": FloatRange(1e-3, 0.3, log=True),
+    }
 
     predicts_ratings = True
     needs = ("ratings",)

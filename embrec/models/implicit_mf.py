@@ -16,6 +16,7 @@ see ``embrec.models.factor``).
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -23,11 +24,22 @@ import torch.nn.functional as F
 
 from embrec.errors import check_float, check_positive_int
 from embrec.models.factor import BiasedDot, SampledFactorization
+from embrec.models.search import FloatRange, IntRange, Param
 from embrec.nn.pairwise import sampled_log_loss
 
 
 class ImplicitMF(SampledFactorization):
     """Biased dot-product model trained as a classifier of bought vs sampled items."""
+
+    #: what ``embrec tune`` searches (embrec.models.search)
+    search_space: ClassVar[dict[str, Param]] = {
+        "factors": IntRange(16, 256, log=True),
+        "lr": FloatRange(1e-3, 0.1, log=True),
+        "reg": FloatRange(1e-6, 0.1, log=True),
+        "epochs": IntRange(3, 40),
+        "n_negatives": IntRange(1, 20, log=True),
+        "neg_alpha": FloatRange(0.0, 1.0),
+    }
 
     _fold_in_user_bias = True
 

@@ -63,7 +63,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -79,6 +79,7 @@ from embrec.errors import (
 )
 from embrec.models.base import EmbeddingModel, Recommendations, Recommender, top_k_rows
 from embrec.models.explicit_mf import RatingSplit, check_rows, flat_ratings
+from embrec.models.search import Choice, FloatRange, IntRange, Param
 from embrec.models.training import TrainConfig, make_optimizer, resolve_device, seeded, train_loop
 from embrec.nn.regression import gravity as gravity_term
 from embrec.nn.regression import observed_mse, row_l2
@@ -162,6 +163,16 @@ class _SplitOptimizer:
 
 class RatingDNN(EmbeddingModel):
     """User/item embeddings → concat → MLP → rating, trained on observed ratings (MSE)."""
+
+    #: what ``embrec tune`` searches (embrec.models.search)
+    search_space: ClassVar[dict[str, Param]] = {
+        "factors": IntRange(8, 128, log=True),
+        "hidden": Choice(((32,), (64,), (64, 32))),
+        "dropout": FloatRange(0.0, 0.5),
+        "l2": FloatRange(1e-3, 1.0, log=True),
+        "lr": FloatRange(1e-4, 1e-2, log=True),
+        "weight_decay": FloatRange(1e-6, 1e-2, log=True),
+    }
 
     predicts_ratings = True
     needs = ("ratings",)

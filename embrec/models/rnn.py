@@ -24,7 +24,7 @@ state from the longer one's run.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -32,6 +32,7 @@ from torch import nn
 
 from embrec.data.ragged import Ragged
 from embrec.errors import check_choice, check_positive_int
+from embrec.models.search import Choice, FloatRange, IntRange, Param
 from embrec.models.sequential import SequenceRecommender
 from embrec.nn.sequence import RecurrentEncoder, SequenceBatch
 
@@ -47,6 +48,17 @@ class _RNNNet(nn.Module):
 
 class RNNRecommender(SequenceRecommender):
     """GRU/LSTM next-item recommender, optionally with a user embedding (``use_user``)."""
+
+    #: what ``embrec tune`` searches (embrec.models.search)
+    search_space: ClassVar[dict[str, Param]] = {
+        "cell": Choice(("gru", "lstm")),
+        "embedding_dim": IntRange(16, 128, log=True),
+        "hidden_dim": IntRange(32, 256, log=True),
+        "dropout": FloatRange(0.0, 0.5),
+        "lr": FloatRange(3e-4, 1e-2, log=True),
+        "epochs": IntRange(3, 20),
+        "max_len": IntRange(10, 100, log=True),
+    }
 
     def __init__(self, *, cell: str = "gru", use_user: bool = False, sequences: str = "transaction",
                  max_len: int = 50, embedding_dim: int = 64, user_dim: int = 32, hidden_dim: int = 128,

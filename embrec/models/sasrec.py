@@ -14,7 +14,7 @@ keeps the token window and re-reads it after each purchase (at most ``max_len`` 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -22,6 +22,7 @@ from torch import nn
 
 from embrec.data.ragged import Ragged
 from embrec.errors import InvalidParameterError, check_positive_int
+from embrec.models.search import Choice, FloatRange, IntRange, Param
 from embrec.models.sequential import SequenceRecommender
 from embrec.nn.sequence import CausalSelfAttentionEncoder, SequenceBatch
 
@@ -35,6 +36,17 @@ class _SASRecNet(nn.Module):
 
 class SASRec(SequenceRecommender):
     """Causal self-attention over the last ``max_len`` items; full-softmax next-item loss."""
+
+    #: what ``embrec tune`` searches (embrec.models.search)
+    search_space: ClassVar[dict[str, Param]] = {
+        "dim": Choice((32, 64, 128)),
+        "num_layers": IntRange(1, 3),
+        "num_heads": Choice((1, 2)),
+        "dropout": FloatRange(0.0, 0.5),
+        "lr": FloatRange(1e-4, 1e-2, log=True),
+        "epochs": IntRange(3, 30),
+        "max_len": IntRange(10, 100, log=True),
+    }
 
     def __init__(self, *, use_user: bool = False, sequences: str = "transaction", max_len: int = 50,
                  dim: int = 64, num_heads: int = 2, num_layers: int = 2, dropout: float = 0.2,

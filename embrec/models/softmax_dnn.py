@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -47,6 +47,7 @@ from embrec.models.history_batches import (
     resolve_targets,
     valid_precision,
 )
+from embrec.models.search import Choice, FloatRange, IntRange, Param
 from embrec.models.training import TrainConfig, resolve_device, seeded, train_loop
 from embrec.nn.softmax import FullSoftmax
 from embrec.nn.towers import (
@@ -117,6 +118,16 @@ class SoftmaxNet(nn.Module):
 
 class SoftmaxDNN(EmbeddingModel):
     """Softmax DNN over user histories with item-feature bags (registry name ``softmax-dnn``)."""
+
+    #: what ``embrec tune`` searches (embrec.models.search)
+    search_space: ClassVar[dict[str, Param]] = {
+        "dim": IntRange(16, 128, log=True),
+        "hidden": Choice(((64,), (128,), (256,), (256, 128))),
+        "dropout": FloatRange(0.0, 0.5),
+        "lr": FloatRange(1e-4, 1e-2, log=True),
+        "weight_decay": FloatRange(1e-8, 1e-3, log=True),
+        "epochs": IntRange(5, 40),
+    }
 
     def __init__(self, *, dim: int = 64, feature_dim: int = 16, hidden: Sequence[int] = (256,),
                  features: Sequence[str] | None = None, targets: str = "auto", holdout: float = 0.2,

@@ -9,11 +9,16 @@ step the optimizer, clip gradients if asked, evaluate ``validate()`` (higher is 
 ``config.minimize_valid``), keep the best weights, stop after ``patience`` epochs without improvement,
 and restore the best weights at the end. The global torch RNG is forked, so training changes nothing
 outside the model.
+
+``with epoch_callback(fn): model.fit(...)`` calls ``fn(row, minimize_valid)`` after every epoch of any
+``train_loop`` run inside the block (``row`` as in the history); ``embrec tune`` prunes trials there by
+raising from ``fn``. The callback lives in a context variable, so it is scoped to the ``with`` block.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import copy
 import logging
 import math
@@ -30,6 +35,20 @@ from tqdm.auto import tqdm
 from embrec.errors import InvalidParameterError, check_choice, check_float, check_positive_int
 
 logger = logging.getLogger(__name__)
+
+EpochCallback = Callable[[dict[str, float], bool], None]
+_EPOCH_CALLBACK: contextvars.ContextVar[EpochCallback | None] = contextvars.ContextVar("embrec_epoch_callback",
+                                                                                      default=None)
+
+
+@contextlib.contextmanager
+def epoch_callback(fn: EpochCallback) -> Iterator[None]:
+    """Call ``fn(row, minimize_valid)`` after each epoch of every ``train_loop`` inside the block."""
+    token = _EPOCH_CALLBACK.set(fn)
+    try:
+        yield
+    finally:
+        _EPOCH_CALLBACK.reset(token)
 
 
 @dataclass
@@ -138,6 +157,9 @@ def train_loop(
                 bad_epochs += 1
         history.append(row)
         logger.info("%s epoch %d: %s", desc, epoch, {k: round(v, 5) for k, v in row.items()})
+        callback = _EPOCH_CALLBACK.get()
+        if callback is not None:
+            callback(row, config.minimize_valid)
         if config.patience is not None and bad_epochs >= config.patience:
             logger.info("%s: early stop after epoch %d (no improvement in %d epochs)", desc, epoch, bad_epochs)
             break

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -51,6 +51,7 @@ from embrec.models.history_batches import (
     history_batches,
     valid_precision,
 )
+from embrec.models.search import Choice, FloatRange, IntRange, Param
 from embrec.models.training import TrainConfig, resolve_device, seeded, train_loop
 from embrec.nn.softmax import FullSoftmax, SampledSoftmax
 from embrec.nn.towers import ContentTower, FeatureEncoder, ItemFeatures, mlp, pool_vectors
@@ -83,6 +84,17 @@ class TwoTower(EmbeddingModel):
     """Content-based two-tower retrieval model (registry name ``two-tower``)."""
 
     needs = ("item_features",)
+
+    #: what ``embrec tune`` searches (embrec.models.search)
+    search_space: ClassVar[dict[str, Param]] = {
+        "dim": IntRange(16, 128, log=True),
+        "item_hidden": Choice(((64,), (128,), (256,))),
+        "user_hidden": Choice(((64,), (128,), (256,))),
+        "id_dropout": FloatRange(0.0, 0.9),
+        "temperature": FloatRange(0.05, 1.0, log=True),
+        "lr": FloatRange(1e-4, 1e-2, log=True),
+        "epochs": IntRange(5, 40),
+    }
 
     def __init__(self, *, dim: int = 64, feature_dim: int = 16, item_hidden: Sequence[int] = (128,),
                  user_hidden: Sequence[int] = (128,), item_ids: bool = True, id_dropout: float = 0.5,
