@@ -28,14 +28,18 @@ from embrec.tuning import search, suggest, tune, validation_fold
 runner = CliRunner()
 
 
-def clustered(n_users: int = 60, n_clusters: int = 3, per_cluster: int = 10, bought: int = 6, seed: int = 0):
+def clustered(
+    n_users: int = 60, n_clusters: int = 3, per_cluster: int = 10, bought: int = 6, seed: int = 0
+):
     """Users of cluster c buy ``bought`` items of cluster c, one a day (timestamps give an order)."""
     rng = np.random.default_rng(seed)
     rows = []
     for u in range(n_users):
         c = u % n_clusters
         for day, i in enumerate(rng.choice(per_cluster, bought, replace=False) + c * per_cluster):
-            rows.append((f"u{u}", f"i{i}", pd.Timestamp("2024-01-01") + pd.Timedelta(days=day + u % 7)))
+            rows.append(
+                (f"u{u}", f"i{i}", pd.Timestamp("2024-01-01") + pd.Timedelta(days=day + u % 7))
+            )
     frame = pd.DataFrame(rows, columns=["user", "item", "time"])
     return Interactions.from_frame(frame, user_col="user", item_col="item", time_col="time")
 
@@ -84,16 +88,32 @@ def test_carve_rules_stay_inside_train():
     carved = validation_fold("leave-last-out", fold)
     # one held-out event per user: each user's last training event, and nothing of the protocol's test
     assert len(carved.test) == fold.train.n_users
-    train_keys = set(zip(fold.train.users.decode(fold.train.user), fold.train.items.decode(fold.train.item)))
-    held = set(zip(carved.train.users.decode(carved.test.user), carved.train.items.decode(carved.test.item)))
+    train_keys = set(
+        zip(fold.train.users.decode(fold.train.user), fold.train.items.decode(fold.train.item))
+    )
+    held = set(
+        zip(
+            carved.train.users.decode(carved.test.user), carved.train.items.decode(carved.test.item)
+        )
+    )
     assert held <= train_keys
     # retail rule: the last RETAIL_WEEKS (4) weeks of train; a shop log of one basket a day for 70 days
     days = pd.date_range("2024-01-01", periods=70, freq="D")
-    frame = pd.DataFrame({"user": [f"u{d % 5}" for d in range(70)], "item": [f"i{d % 7}" for d in range(70)],
-                          "time": days, "basket": range(70)})
-    shop = Interactions.from_frame(frame, user_col="user", item_col="item", time_col="time", group_col="basket")
+    frame = pd.DataFrame(
+        {
+            "user": [f"u{d % 5}" for d in range(70)],
+            "item": [f"i{d % 7}" for d in range(70)],
+            "time": days,
+            "basket": range(70),
+        }
+    )
+    shop = Interactions.from_frame(
+        frame, user_col="user", item_col="item", time_col="time", group_col="basket"
+    )
     retail = validation_fold("retail-precision", Fold("valid", shop, Poisoned(), Poisoned()))
-    assert len(retail.test) == 29 and len(retail.train) == 41  # days 41..69 (>= last - 28 days) are held out
+    assert (
+        len(retail.test) == 29 and len(retail.train) == 41
+    )  # days 41..69 (>= last - 28 days) are held out
     assert retail.train.timestamp.max() < retail.test.timestamp.min() == np.datetime64(days[41])
     with pytest.raises(InvalidParameterError, match="no validation rule"):
         validation_fold("nope", fold)
@@ -108,12 +128,23 @@ def test_seeded_study_is_reproducible_and_resumes_from_sqlite(tmp_path):
     best = max(t["value"] for t in a["trials"])
     assert a["best"]["value"] == best and a["direction"] == "maximize" and a["metric"] == "ndcg@10"
     url = f"sqlite:///{tmp_path / 'tune.db'}"
-    first = search("item-knn", "leave-last-out", folds, trials=2, seed=7, storage=url, progress=False)
-    again = search("item-knn", "leave-last-out", folds, trials=2, seed=7, storage=url, progress=False)
+    first = search(
+        "item-knn", "leave-last-out", folds, trials=2, seed=7, storage=url, progress=False
+    )
+    again = search(
+        "item-knn", "leave-last-out", folds, trials=2, seed=7, storage=url, progress=False
+    )
     assert len(first["trials"]) == 2 and len(again["trials"]) == 4 and again["new_trials"] == 2
     assert again["trials"][:2] == first["trials"]
-    fixed = search("item-knn", "leave-last-out", folds, trials=2, seed=7, fixed={"weighting": "cosine"},
-                   progress=False)
+    fixed = search(
+        "item-knn",
+        "leave-last-out",
+        folds,
+        trials=2,
+        seed=7,
+        fixed={"weighting": "cosine"},
+        progress=False,
+    )
     assert all("weighting" not in t["params"] for t in fixed["trials"])
     assert fixed["best"]["params"]["weighting"] == "cosine"
 
@@ -130,9 +161,14 @@ class Curve(Recommender):
     def _fit(self, train, valid) -> None:
         module = torch.nn.Linear(1, 1)
         epoch = iter(range(1, 100))
-        train_loop(module, batches=lambda rng, e: [torch.ones(1, 1)], loss=lambda x: module(x).sum() * 0,
-                   config=TrainConfig(epochs=self.epochs, progress=False), rng=np.random.default_rng(0),
-                   validate=lambda: self.quality * next(epoch))
+        train_loop(
+            module,
+            batches=lambda rng, e: [torch.ones(1, 1)],
+            loss=lambda x: module(x).sum() * 0,
+            config=TrainConfig(epochs=self.epochs, progress=False),
+            rng=np.random.default_rng(0),
+            validate=lambda: self.quality * next(epoch),
+        )
         self.counts_ = train.item_counts().astype(np.float32)
 
     def _scores(self, user_rows, histories):
@@ -149,12 +185,17 @@ def test_median_pruner_stops_trials_below_the_median(monkeypatch):
     assert pruned and all(t["epochs"] < 6 for t in pruned) and all(t["epochs"] == 6 for t in done)
     # the first trials run whole; a pruned trial was below the median of the finished ones' curves
     assert all(t["trial"] >= 5 for t in pruned)
-    assert all(t["params"]["quality"] < np.median([d["params"]["quality"] for d in done if d["trial"] < t["trial"]])
-               for t in pruned)
+    assert all(
+        t["params"]["quality"]
+        < np.median([d["params"]["quality"] for d in done if d["trial"] < t["trial"]])
+        for t in pruned
+    )
 
 
-@pytest.mark.parametrize("name", [n for n in registry.model_names()
-                                  if getattr(registry.model_class(n), "search_space", None)])
+@pytest.mark.parametrize(
+    "name",
+    [n for n in registry.model_names() if getattr(registry.model_class(n), "search_space", None)],
+)
 def test_every_search_space_is_typed_and_builds_its_model(name):
     cls = registry.model_class(name)
     space = search_space_of(cls, name)
@@ -168,8 +209,19 @@ def test_every_search_space_is_typed_and_builds_its_model(name):
 
 
 def test_learned_models_declare_a_space_and_baselines_without_parameters_cannot_be_tuned():
-    for name in ("als", "bpr", "implicit-mf", "explicit-mf", "rating-dnn", "rnn", "sasrec", "softmax-dnn",
-                 "two-tower", "ease", "item-knn"):
+    for name in (
+        "als",
+        "bpr",
+        "implicit-mf",
+        "explicit-mf",
+        "rating-dnn",
+        "rnn",
+        "sasrec",
+        "softmax-dnn",
+        "two-tower",
+        "ease",
+        "item-knn",
+    ):
         assert search_space_of(registry.model_class(name), name)
     with pytest.raises(InvalidParameterError, match="no hyper-parameters to tune"):
         api.tune("popularity", "leave-last-out", data=clustered(), trials=1)
@@ -177,35 +229,98 @@ def test_learned_models_declare_a_space_and_baselines_without_parameters_cannot_
 
 def test_cli_tune_json_and_saved_model(tmp_path):
     log = clustered()
-    frame = pd.DataFrame({"user": log.users.decode(log.user), "item": log.items.decode(log.item),
-                          "time": log.timestamp})
+    frame = pd.DataFrame(
+        {
+            "user": log.users.decode(log.user),
+            "item": log.items.decode(log.item),
+            "time": log.timestamp,
+        }
+    )
     frame.to_csv(tmp_path / "log.csv", index=False)
-    r = runner.invoke(app, ["tune", "ease", "--protocol", "leave-last-out", "--data", str(tmp_path / "log.csv"),
-                            "--user-col", "user", "--item-col", "item", "--time-col", "time", "--trials", "3",
-                            "--out", str(tmp_path / "ease"), "--json"])
+    r = runner.invoke(
+        app,
+        [
+            "tune",
+            "ease",
+            "--protocol",
+            "leave-last-out",
+            "--data",
+            str(tmp_path / "log.csv"),
+            "--user-col",
+            "user",
+            "--item-col",
+            "item",
+            "--time-col",
+            "time",
+            "--trials",
+            "3",
+            "--out",
+            str(tmp_path / "ease"),
+            "--json",
+        ],
+    )
     assert r.exit_code == 0, r.stderr
     res = json.loads(r.stdout)
     assert [x["model"] for x in res["results"]] == ["ease (defaults)", "ease (tuned)"]
-    assert len(res["trials"]) == 3 and set(res["best"]["params"]) == {"regularization", "confidence"}
+    assert len(res["trials"]) == 3 and set(res["best"]["params"]) == {
+        "regularization",
+        "confidence",
+    }
     model = embrec.load(tmp_path / "ease")
     assert model.regularization == pytest.approx(res["best"]["params"]["regularization"])
     assert model.metrics_["leave-last-out"] == res["results"][1]["metrics"]
-    r = runner.invoke(app, ["tune", "popularity", "--protocol", "leave-last-out", "--data",
-                            str(tmp_path / "log.csv"), "--user-col", "user", "--item-col", "item"])
+    r = runner.invoke(
+        app,
+        [
+            "tune",
+            "popularity",
+            "--protocol",
+            "leave-last-out",
+            "--data",
+            str(tmp_path / "log.csv"),
+            "--user-col",
+            "user",
+            "--item-col",
+            "item",
+        ],
+    )
     assert r.exit_code == 1 and "Error: " in r.stderr and "no hyper-parameters" in r.stderr
-    r = runner.invoke(app, ["tune", "ease", "--protocol", "leave-last-out", "--data", str(tmp_path / "log.csv"),
-                            "--user-col", "user", "--item-col", "item", "--storage", "postgres://x"])
+    r = runner.invoke(
+        app,
+        [
+            "tune",
+            "ease",
+            "--protocol",
+            "leave-last-out",
+            "--data",
+            str(tmp_path / "log.csv"),
+            "--user-col",
+            "user",
+            "--item-col",
+            "item",
+            "--storage",
+            "postgres://x",
+        ],
+    )
     assert r.exit_code == 1 and "sqlite:///" in r.stderr
 
 
 def test_benchmark_tune_uses_the_best_validation_settings():
     res = api.benchmark("leave-last-out", models=["ease"], data=clustered(), tune=2)
     assert set(res["tuned"]) == {"item-transition", "ease", "item-knn"}
-    assert [r["model"] for r in res["results"]][:3] == ["popularity", "repeat-frequency", "item-transition"]
+    assert [r["model"] for r in res["results"]][:3] == [
+        "popularity",
+        "repeat-frequency",
+        "item-transition",
+    ]
     best = res["tuned"]["ease"]["best"]["params"]
-    again = api.benchmark("leave-last-out", models=["ease"], data=clustered(), params={"ease": best})
+    again = api.benchmark(
+        "leave-last-out", models=["ease"], data=clustered(), params={"ease": best}
+    )
     row = {r["model"]: r["metrics"] for r in again["results"]}["ease"]
-    assert {r["model"]: r["metrics"] for r in res["results"]}["ease"] == row  # the row is the tuned setting's
+    assert {r["model"]: r["metrics"] for r in res["results"]}[
+        "ease"
+    ] == row  # the row is the tuned setting's
     with pytest.raises(InvalidParameterError, match="tune"):
         api.benchmark("leave-last-out", models=["ease"], data=clustered(), tune=0)
 

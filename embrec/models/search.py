@@ -30,8 +30,10 @@ class FloatRange:
 
     def __post_init__(self) -> None:
         if not self.low < self.high or (self.log and self.low <= 0):
-            raise InvalidParameterError(f"FloatRange needs low < high (and low > 0 when log); received "
-                                        f"{self.low}, {self.high}.")
+            raise InvalidParameterError(
+                f"FloatRange needs low < high (and low > 0 when log); received "
+                f"{self.low}, {self.high}."
+            )
 
 
 @dataclass(frozen=True)
@@ -44,8 +46,10 @@ class IntRange:
 
     def __post_init__(self) -> None:
         if not self.low < self.high or (self.log and self.low <= 0):
-            raise InvalidParameterError(f"IntRange needs low < high (and low > 0 when log); received "
-                                        f"{self.low}, {self.high}.")
+            raise InvalidParameterError(
+                f"IntRange needs low < high (and low > 0 when log); received "
+                f"{self.low}, {self.high}."
+            )
 
 
 @dataclass(frozen=True)
@@ -56,7 +60,9 @@ class Choice:
 
     def __post_init__(self) -> None:
         if len(self.options) < 2:
-            raise InvalidParameterError(f"Choice needs at least two options; received {self.options!r}.")
+            raise InvalidParameterError(
+                f"Choice needs at least two options; received {self.options!r}."
+            )
 
     def labels(self) -> list[str]:
         """Printable labels, one per option (Optuna stores categorical values as plain labels)."""
@@ -70,7 +76,7 @@ Param = FloatRange | IntRange | Choice
 
 
 def label_of(value: Any) -> str:
-    """"64,32" for (64, 32), "none" for None, str() otherwise."""
+    """ "64,32" for (64, 32), "none" for None, str() otherwise."""
     if isinstance(value, (tuple, list)):
         return ",".join(str(v) for v in value)
     return "none" if value is None else str(value)
@@ -80,11 +86,15 @@ def search_space_of(cls: type, name: str) -> dict[str, Param]:
     """The declared space of model class ``cls`` (registry name ``name``), checked against ``__init__``."""
     space = getattr(cls, "search_space", None) or {}
     if not space:
-        raise InvalidParameterError(f"model {name!r} has no hyper-parameters to tune (no search_space); "
-                                    "tune a learned model, e.g. als, bpr, ease or rnn.")
+        raise InvalidParameterError(
+            f"model {name!r} has no hyper-parameters to tune (no search_space); "
+            "tune a learned model, e.g. als, bpr, ease or rnn."
+        )
     params = inspect.signature(cls.__init__).parameters
     unknown = [k for k in space if k not in params]
     if unknown:
-        raise InvalidParameterError(f"{cls.__name__}.search_space names {', '.join(unknown)}, which "
-                                    f"{cls.__name__}.__init__ does not take.")
+        raise InvalidParameterError(
+            f"{cls.__name__}.search_space names {', '.join(unknown)}, which "
+            f"{cls.__name__}.__init__ does not take."
+        )
     return dict(space)

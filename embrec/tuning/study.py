@@ -50,14 +50,19 @@ def suggest(trial: Any, space: Mapping[str, Param]) -> dict[str, Any]:
         elif isinstance(p, Choice):
             out[name] = p.value_of(trial.suggest_categorical(name, p.labels()))
         else:
-            raise InvalidParameterError(f"search_space entry {name!r} must be a FloatRange, IntRange or Choice; "
-                                        f"received {type(p).__name__}.")
+            raise InvalidParameterError(
+                f"search_space entry {name!r} must be a FloatRange, IntRange or Choice; "
+                f"received {type(p).__name__}."
+            )
     return out
 
 
 def decode(space: Mapping[str, Param], params: Mapping[str, Any]) -> dict[str, Any]:
     """Optuna's stored params (Choice labels) back to model values."""
-    return {k: space[k].value_of(v) if isinstance(space.get(k), Choice) else v for k, v in params.items()}
+    return {
+        k: space[k].value_of(v) if isinstance(space.get(k), Choice) else v
+        for k, v in params.items()
+    }
 
 
 def primary_metric(protocol: str) -> tuple[str, str]:
@@ -68,9 +73,19 @@ def primary_metric(protocol: str) -> tuple[str, str]:
     return metric, "maximize" if sense == "max" else "minimize"
 
 
-def search(name: str, protocol: str, folds: list[Any], *, trials: int | None = 20, minutes: float | None = None,
-           seed: int = 0, storage: str | None = None, study_name: str | None = None,
-           fixed: Mapping[str, Any] | None = None, progress: bool | None = None) -> dict[str, Any]:
+def search(
+    name: str,
+    protocol: str,
+    folds: list[Any],
+    *,
+    trials: int | None = 20,
+    minutes: float | None = None,
+    seed: int = 0,
+    storage: str | None = None,
+    study_name: str | None = None,
+    fixed: Mapping[str, Any] | None = None,
+    progress: bool | None = None,
+) -> dict[str, Any]:
     """Run the study on the validation part carved from ``folds[0].train``; only the training part is read.
 
     Returns ``{"study", "metric", "direction", "validation", "trials": [...], "best": {...}, "seconds"}``.
@@ -83,10 +98,14 @@ def search(name: str, protocol: str, folds: list[Any], *, trials: int | None = 2
 
     space = search_space_of(model_class(name), name)
     fixed = dict(fixed or {})
-    space = {k: v for k, v in space.items() if k not in fixed}  # a parameter given by the user stays put
+    space = {
+        k: v for k, v in space.items() if k not in fixed
+    }  # a parameter given by the user stays put
     if not space:
-        raise InvalidParameterError(f"every parameter of {name}'s search space was fixed with --param; "
-                                    "nothing is left to tune.")
+        raise InvalidParameterError(
+            f"every parameter of {name}'s search space was fixed with --param; "
+            "nothing is left to tune."
+        )
     if trials is None and minutes is None:
         raise InvalidParameterError("give a budget: trials, minutes or both; received neither.")
     if trials is not None:
@@ -106,7 +125,9 @@ def search(name: str, protocol: str, folds: list[Any], *, trials: int | None = 2
                 return  # no per-epoch figure, or one whose sense differs from the objective's
             trial.report(float(row["valid"]), int(row["epoch"]))
             if trial.should_prune():
-                raise optuna.TrialPruned(f"epoch {int(row['epoch'])}: below the median of earlier trials")
+                raise optuna.TrialPruned(
+                    f"epoch {int(row['epoch'])}: below the median of earlier trials"
+                )
 
         start = time.perf_counter()
         try:
@@ -126,10 +147,15 @@ def search(name: str, protocol: str, folds: list[Any], *, trials: int | None = 2
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(
-        direction=direction, study_name=study_name or f"{name}:{protocol}", storage=storage,
+        direction=direction,
+        study_name=study_name or f"{name}:{protocol}",
+        storage=storage,
         load_if_exists=storage is not None,
         sampler=optuna.samplers.TPESampler(seed=seed),
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=N_STARTUP_TRIALS, n_warmup_steps=N_WARMUP_EPOCHS))
+        pruner=optuna.pruners.MedianPruner(
+            n_startup_trials=N_STARTUP_TRIALS, n_warmup_steps=N_WARMUP_EPOCHS
+        ),
+    )
     show = progress if progress is not None else sys.stderr.isatty()
     before = len(study.trials)
     bar = tqdm(total=trials, desc=f"tune {name}", disable=not show, unit="trial")
@@ -140,12 +166,25 @@ def search(name: str, protocol: str, folds: list[Any], *, trials: int | None = 2
         done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
         best = study.best_value if done else float("nan")
         bar.set_postfix(best=f"{best:.4f}")
-        logger.info("%s trial %d %s: %s=%s (best %.4f) %s", name, trial.number, trial.state.name, metric,
-                    "-" if trial.value is None else f"{trial.value:.4f}", best, trial.params)
+        logger.info(
+            "%s trial %d %s: %s=%s (best %.4f) %s",
+            name,
+            trial.number,
+            trial.state.name,
+            metric,
+            "-" if trial.value is None else f"{trial.value:.4f}",
+            best,
+            trial.params,
+        )
 
     try:
-        study.optimize(objective, n_trials=trials, timeout=None if minutes is None else 60.0 * minutes,
-                       callbacks=[tick], catch=FAILURES)
+        study.optimize(
+            objective,
+            n_trials=trials,
+            timeout=None if minutes is None else 60.0 * minutes,
+            callbacks=[tick],
+            catch=FAILURES,
+        )
     finally:
         bar.close()
     rows = [_trial_row(t, space) for t in study.trials]
@@ -153,25 +192,55 @@ def search(name: str, protocol: str, folds: list[Any], *, trials: int | None = 2
     if not complete:
         errors = [r["error"] for r in rows if "error" in r]
         why = f"; the first error: {errors[0][:120]}" if errors else ""
-        raise DataError(f"no {name} trial completed on {protocol}'s validation part ({len(rows)} pruned or "
-                        f"failed){why}; give more trials or minutes, or fix parameters with --param.")
+        raise DataError(
+            f"no {name} trial completed on {protocol}'s validation part ({len(rows)} pruned or "
+            f"failed){why}; give more trials or minutes, or fix parameters with --param."
+        )
     best = study.best_trial
-    return {"study": study.study_name, "metric": metric, "direction": direction,
-            "validation": carved.description, "trials": rows, "new_trials": len(study.trials) - before,
-            "best": {"trial": best.number, "value": float(best.value), "params": {**fixed, **decode(space, best.params)}},
-            "seconds": round(time.perf_counter() - start, 1)}
+    return {
+        "study": study.study_name,
+        "metric": metric,
+        "direction": direction,
+        "validation": carved.description,
+        "trials": rows,
+        "new_trials": len(study.trials) - before,
+        "best": {
+            "trial": best.number,
+            "value": float(best.value),
+            "params": {**fixed, **decode(space, best.params)},
+        },
+        "seconds": round(time.perf_counter() - start, 1),
+    }
 
 
 def _trial_row(t: Any, space: Mapping[str, Param]) -> dict[str, Any]:
-    return {"trial": t.number, "state": t.state.name.lower(), "value": t.value,
-            "epochs": len(t.intermediate_values) or None, "seconds": t.user_attrs.get("seconds"),
-            "params": decode(space, t.params), **({"error": t.user_attrs["error"]} if "error" in t.user_attrs else {})}
+    return {
+        "trial": t.number,
+        "state": t.state.name.lower(),
+        "value": t.value,
+        "epochs": len(t.intermediate_values) or None,
+        "seconds": t.user_attrs.get("seconds"),
+        "params": decode(space, t.params),
+        **({"error": t.user_attrs["error"]} if "error" in t.user_attrs else {}),
+    }
 
 
-def tune(name: str, protocol: str, *, trials: int | None = 20, minutes: float | None = None, seed: int = 0,
-         storage: str | None = None, study_name: str | None = None, fixed: Mapping[str, Any] | None = None,
-         out: str | Path | None = None, final: bool = True, progress: bool | None = None,
-         data_dir: str | Path | None = None, **where: Any) -> dict[str, Any]:
+def tune(
+    name: str,
+    protocol: str,
+    *,
+    trials: int | None = 20,
+    minutes: float | None = None,
+    seed: int = 0,
+    storage: str | None = None,
+    study_name: str | None = None,
+    fixed: Mapping[str, Any] | None = None,
+    out: str | Path | None = None,
+    final: bool = True,
+    progress: bool | None = None,
+    data_dir: str | Path | None = None,
+    **where: Any,
+) -> dict[str, Any]:
     """Search (``search``), then fit the defaults and the best parameters on the protocol's own folds and
     score both on its test part (skipped when ``final`` is False: then the test part is never read).
     ``out`` saves the tuned model (fitted on the last fold's training part) through ``save``.
@@ -180,9 +249,26 @@ def tune(name: str, protocol: str, *, trials: int | None = 20, minutes: float | 
     from embrec.models.registry import create
 
     ds_name, folds = load_folds(protocol, data_dir=data_dir, **where)
-    found = search(name, protocol, folds, trials=trials, minutes=minutes, seed=seed, storage=storage,
-                   study_name=study_name, fixed=fixed, progress=progress)
-    result = {"model": name, "protocol": protocol, "dataset": ds_name, **found, "results": None, "out": None}
+    found = search(
+        name,
+        protocol,
+        folds,
+        trials=trials,
+        minutes=minutes,
+        seed=seed,
+        storage=storage,
+        study_name=study_name,
+        fixed=fixed,
+        progress=progress,
+    )
+    result = {
+        "model": name,
+        "protocol": protocol,
+        "dataset": ds_name,
+        **found,
+        "results": None,
+        "out": None,
+    }
     if not final:
         return result
     evaluate = get_protocol(protocol).evaluate
@@ -198,11 +284,16 @@ def tune(name: str, protocol: str, *, trials: int | None = 20, minutes: float | 
             start = time.perf_counter()
             model.fit(fold.train, valid=fold.valid)
             seconds = time.perf_counter() - start
-            runs.append({"fold": fold.name, "metrics": evaluate(model, fold), "fit_seconds": seconds})
+            runs.append(
+                {"fold": fold.name, "metrics": evaluate(model, fold), "fit_seconds": seconds}
+            )
             tuned = model
         keys = list(runs[0]["metrics"])
-        row = {"model": label, "metrics": {k: float(np.mean([r["metrics"][k] for r in runs])) for k in keys},
-               "fit_seconds": float(sum(r["fit_seconds"] for r in runs))}
+        row = {
+            "model": label,
+            "metrics": {k: float(np.mean([r["metrics"][k] for r in runs])) for k in keys},
+            "fit_seconds": float(sum(r["fit_seconds"] for r in runs)),
+        }
         if len(runs) > 1:
             row["folds"] = runs
         results.append(row)

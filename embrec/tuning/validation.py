@@ -38,8 +38,10 @@ HOLDOUT_FRACTION = 0.2
 def validation_fold(protocol: str, fold: Fold, *, seed: int = 0) -> Fold:
     """The validation Fold of ``protocol`` inside ``fold.train`` (see the module table)."""
     if protocol not in CARVERS:
-        raise InvalidParameterError(f"tuning knows no validation rule for protocol {protocol!r}; "
-                                    f"known: {', '.join(CARVERS)}.")
+        raise InvalidParameterError(
+            f"tuning knows no validation rule for protocol {protocol!r}; "
+            f"known: {', '.join(CARVERS)}."
+        )
     return CARVERS[protocol](fold.train, seed)
 
 
@@ -47,32 +49,47 @@ def _ranking(name: str, train: Interactions, held: np.ndarray, text: str) -> Fol
     sub_train, part = train.subset(~held), train.subset(held)
     part = new_distinct_events(sub_train, part)
     if len(part) == 0:
-        raise DataError(f"the training part leaves no validation event a model could rank ({text}); "
-                        "tuning needs more events per user.")
-    return make_fold(name, sub_train, part, valid_is_test=True, description=f"tuning validation: {text}")
+        raise DataError(
+            f"the training part leaves no validation event a model could rank ({text}); "
+            "tuning needs more events per user."
+        )
+    return make_fold(
+        name, sub_train, part, valid_is_test=True, description=f"tuning validation: {text}"
+    )
 
 
 def _leave_last_out(train: Interactions, seed: int) -> Fold:
     held = last_event_mask(train)
     if not held.any():
-        raise DataError("tuning on leave-last-out needs users with at least two training events; none has.")
+        raise DataError(
+            "tuning on leave-last-out needs users with at least two training events; none has."
+        )
     return _ranking("tune-last", train, held, "each user's last training event")
 
 
 def _random_holdout(train: Interactions, seed: int) -> Fold:
     held = random_mask(train, fraction=HOLDOUT_FRACTION, by="user", seed=seed)
-    return _ranking("tune-holdout", train, held, f"{HOLDOUT_FRACTION:.0%} of each user's training events")
+    return _ranking(
+        "tune-holdout", train, held, f"{HOLDOUT_FRACTION:.0%} of each user's training events"
+    )
 
 
 def _top10(train: Interactions, seed: int) -> Fold:
     held = random_mask(train, fraction=TOP10_FRACTION, by="user", seed=seed)
-    return _ranking("tune-ua", train, held, f"a random {TOP10_FRACTION:.0%} of each user's training ratings")
+    return _ranking(
+        "tune-ua", train, held, f"a random {TOP10_FRACTION:.0%} of each user's training ratings"
+    )
 
 
 def _rmse(train: Interactions, seed: int) -> Fold:
     held = random_mask(train, fraction=RMSE_FRACTION, by="row", seed=seed)
-    return make_fold("tune-base", train.subset(~held), train.subset(held), valid_is_test=True,
-                     description=f"tuning validation: a random {RMSE_FRACTION:.0%} of the base ratings")
+    return make_fold(
+        "tune-base",
+        train.subset(~held),
+        train.subset(held),
+        valid_is_test=True,
+        description=f"tuning validation: a random {RMSE_FRACTION:.0%} of the base ratings",
+    )
 
 
 def _retail(train: Interactions, seed: int) -> Fold:
@@ -81,9 +98,16 @@ def _retail(train: Interactions, seed: int) -> Fold:
     cut = ts.max() - np.timedelta64(7 * RETAIL_WEEKS, "D")
     held = ts >= cut
     if held.all() or not held.any():
-        raise DataError(f"the training part spans less than {RETAIL_WEEKS} weeks; no validation month to carve.")
-    return make_fold("tune-weeks", train.subset(~held), train.subset(held), valid_is_test=True,
-                     description=f"tuning validation: the last {RETAIL_WEEKS} weeks of train")
+        raise DataError(
+            f"the training part spans less than {RETAIL_WEEKS} weeks; no validation month to carve."
+        )
+    return make_fold(
+        "tune-weeks",
+        train.subset(~held),
+        train.subset(held),
+        valid_is_test=True,
+        description=f"tuning validation: the last {RETAIL_WEEKS} weeks of train",
+    )
 
 
 CARVERS: dict[str, Callable[[Interactions, int], Fold]] = {
