@@ -80,8 +80,12 @@ def describe(model: Any) -> dict[str, Any]:
 
 
 def recommend(model: Any, *, user: Any = None, history: Sequence[Any] | None = None, k: int = 10,
-              exclude_seen: bool = False) -> dict[str, Any]:
-    """Top-``k`` items for a known ``user`` (raw id) or for a ``history`` of raw item ids (anyone)."""
+              exclude_seen: bool = True) -> dict[str, Any]:
+    """Top-``k`` items for a known ``user`` (raw id) or for a ``history`` of raw item ids (anyone).
+
+    ``exclude_seen`` (default on, as users expect of a recommendation) leaves out the user's training
+    items, or the items of ``history``; ``exclude_seen=False`` keeps them (repeat purchases). The
+    evaluation protocols do not go through here: each keeps its own documented setting."""
     if (user is None) == (history is None):
         raise InvalidParameterError("give exactly one of user or history; received "
                                     f"{'both' if user is not None else 'neither'}.")
@@ -150,6 +154,7 @@ class FileSource:
     time_col: str | None = None
     group_col: str | None = None
     rating_kind: str = "auto"
+    sep: str | None = None
 
     @property
     def name(self) -> str:
@@ -159,7 +164,8 @@ class FileSource:
         from embrec.datasets import from_file
 
         return from_file(self.path, user_col=self.user_col, item_col=self.item_col, rating_col=self.rating_col,
-                         time_col=self.time_col, group_col=self.group_col, rating_kind=self.rating_kind)
+                         time_col=self.time_col, group_col=self.group_col, rating_kind=self.rating_kind,
+                         sep=self.sep)
 
 
 Data = Union[FileSource, "Interactions"]
@@ -355,7 +361,7 @@ def benchmark(protocol: str, *, models: Sequence[str] | None = None, dataset: st
               data_dir: str | Path | None = None,
               options: Mapping[str, Any] | Sequence[str] | None = None,
               out: str | Path | None = None, tune: int | None = None,
-              tune_seed: int = 0) -> dict[str, Any]:
+              tune_seed: int = 0, progress: Any = None) -> dict[str, Any]:
     """Every named model (default: the whole registry) plus the baselines on ``protocol``, in one run.
 
     ``params`` maps a model name to its hyper-parameters. Models that cannot run are not fitted: a model
@@ -368,6 +374,7 @@ def benchmark(protocol: str, *, models: Sequence[str] | None = None, dataset: st
     carved from the protocol's training data (``embrec.tuning``; parameters given in ``params`` stay fixed)
     and benchmarks the best settings; the result then has ``"tuned": {model: {"trials", "best",
     "validation", "metric", "seconds"} or {"error"}}``.
+    ``progress`` (a callable taking a line) hears "model 3/13: bpr" as each model starts.
     Returns ``{"protocol", "dataset", "split", "results": [{"model", "metrics", "fit_seconds"}],
     "skipped": [{"model", "reason"}], "errors": [{"model", "error"}]}``.
     """
@@ -400,7 +407,7 @@ def benchmark(protocol: str, *, models: Sequence[str] | None = None, dataset: st
         if not factories:
             raise InvalidParameterError(f"none of the models can be scored by {protocol}; it needs models that "
                                         "predict ratings (e.g. rating-bias, explicit-mf).")
-        res = run_protocol(protocol, factories, data_dir=data_dir, on_row=writer,
+        res = run_protocol(protocol, factories, data_dir=data_dir, on_row=writer, progress=progress,
                            **_protocol_data(dataset, data), **protocol_options(options))
     finally:
         writer.close()

@@ -98,7 +98,7 @@ def quickstart(*, dataset: str | None = None, out: str | Path = "runs/quickstart
     factories = {n: functools.partial(create, n, **params[n]) for n in names}
     say(f"evaluating {len(names)} models on {protocol}: {', '.join(names)} ...")
     protocol_data = {"data": log} if name == "synthetic" else {}
-    results = api.to_plain(run_protocol(protocol, factories, data_dir=data_dir, **protocol_data))
+    results = api.to_plain(run_protocol(protocol, factories, data_dir=data_dir, progress=say, **protocol_data))
 
     best = best_model(results)
     say(f"best on {protocol}: {best['model']} ({best['metric']} = {best['value']:.4f}); fitting it on all "

@@ -44,7 +44,7 @@ def test_describe_reports_catalogue_and_users(popularity):
 
 
 def test_recommend_popularity_ranks_by_purchases(popularity):
-    res = api.recommend(popularity, user="u5", k=4)
+    res = api.recommend(popularity, user="u5", k=4, exclude_seen=False)
     assert [it["item"] for it in res["items"]] == ["b", "a", "c", "d"]
     assert [it["score"] for it in res["items"]] == [4.0, 3.0, 2.0, 1.0]
     assert res["user"] == "u5" and res["history"] is None and res["k"] == 4
@@ -53,6 +53,9 @@ def test_recommend_popularity_ranks_by_purchases(popularity):
 def test_recommend_exclude_seen_and_history(popularity):
     res = api.recommend(popularity, user="u4", k=4, exclude_seen=True)
     assert [it["item"] for it in res["items"]] == ["d"]  # u4 bought a, b, c
+    assert api.recommend(popularity, user="u4", k=4) == res  # excluding seen items is the default
+    res = api.recommend(popularity, history=["b", "d"], k=2)
+    assert [it["item"] for it in res["items"]] == ["a", "c"] and res["exclude_seen"] is True
     res = api.recommend(popularity, history=["b", "d"], k=2, exclude_seen=True)
     assert [it["item"] for it in res["items"]] == ["a", "c"]
     assert res["history"] == ["b", "d"] and res["user"] is None
@@ -154,7 +157,7 @@ def test_train_saves_a_model_that_loads(tmp_path):
     assert res["out"] == str(tmp_path / "m") and res["dataset"] == "shop.csv"
     assert (res["n_users"], res["n_items"]) == (5, 4)
     model = api.open_model(tmp_path / "m")
-    assert api.recommend(model, user="u1", k=1)["items"][0]["item"] == "b"
+    assert api.recommend(model, user="u1", k=1, exclude_seen=False)["items"][0]["item"] == "b"
 
 
 def test_train_needs_data_and_a_valid_dataset(tmp_path):

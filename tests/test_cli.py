@@ -74,10 +74,13 @@ def test_recommend_round_trip_popularity(files):
     assert set(data) >= {"model", "user", "history", "k", "exclude_seen", "items"}
     data = one_json(invoke("recommend", files["pop"], "--history", "b, a", "-k", "4", "--exclude-seen", "--json"))
     assert [it["item"] for it in data["items"]] == ["c", "d"] and data["history"] == ["b", "a"]
-    table = invoke("recommend", files["pop"], "--user", "u1", "-k", "2")
+    table = invoke("recommend", files["pop"], "--user", "u1", "-k", "2", "--include-seen")
     assert table.exit_code == 0
     rows = [line.split() for line in table.stdout.splitlines()[3:]]
     assert [row[1] for row in rows] == ["b", "a"]
+    table = invoke("recommend", files["pop"], "--user", "u1", "-k", "2")  # u1 bought a and b: left out by default
+    rows = [line.split() for line in table.stdout.splitlines()[3:]]
+    assert [row[1] for row in rows] == ["c", "d"] and "seen items excluded" in table.stdout
 
 
 def test_similar_round_trip_als(files):

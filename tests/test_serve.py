@@ -95,7 +95,11 @@ def test_recommend_user_and_history_match_the_library(client, served, shop):
     seen = set(model.items_.decode(model.seen_[model.users_.encode([user])[0]]))
     assert not seen & {x["item"] for x in r.json()["items"]}
     hist = list(shop.items.raw_ids[:3])
-    r = client.post("/recommend", json={"history": hist, "k": 4})
+    r = client.post("/recommend", json={"history": hist, "k": 4})  # exclude_seen is on by default
+    assert r.json()["exclude_seen"] is True and not set(hist) & {x["item"] for x in r.json()["items"]}
+    assert [x["item"] for x in r.json()["items"]] == list(model.recommend(histories=[hist], k=4,
+                                                                          exclude_seen=True).ids[0])
+    r = client.post("/recommend", json={"history": hist, "k": 4, "exclude_seen": False})
     assert [x["item"] for x in r.json()["items"]] == list(model.recommend(histories=[hist], k=4).ids[0])
 
 
@@ -156,7 +160,7 @@ def test_malformed_json_and_wrong_method(client):
 def test_concurrent_requests_all_answered_correctly(served, shop):
     url, model = served
     users = list(shop.users.raw_ids[:40])
-    want = {u: list(model.recommend([u], k=5).ids[0]) for u in users}
+    want = {u: list(model.recommend([u], k=5, exclude_seen=True).ids[0]) for u in users}
 
     def ask(u):
         with httpx.Client(base_url=url, timeout=30) as c:

@@ -11,15 +11,36 @@ import logging
 import sys
 from typing import Any
 
+import click
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
+from embrec import __version__
 from embrec.cli import data_cmds, model_cmds, quickstart_cmd, train_cmds, tune_cmd
 from embrec.errors import EmbrecError
 
 
+def _flags_as_flags(params: list[click.Parameter]) -> list[click.Parameter]:
+    """Show on/off options as bare flags in the help (Typer's rich help gives them a ``<bool>`` value
+    column, which suggests ``--json true``; a flag takes no value)."""
+    for p in params:
+        if getattr(p, "is_flag", False) and not getattr(p, "count", False) and p.metavar is None:
+            p.metavar = ""
+    return params
+
+
+class EmbrecCommand(TyperCommand):
+    """A command whose help shows flags as flags."""
+
+    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+        return _flags_as_flags(super().get_params(ctx))
+
+
 class EmbrecGroup(TyperGroup):
     """Turns expected errors into ``Error: <one sentence>`` on stderr and exit status 1."""
+
+    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+        return _flags_as_flags(super().get_params(ctx))
 
     def invoke(self, ctx: typer.Context) -> Any:
         try:
@@ -50,10 +71,18 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"embrec {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _configure(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress details to stderr."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only log errors."),
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                 help="Print the embrec version and exit."),
 ) -> None:
     """Embedding-based recommendation: train, evaluate, inspect and serve recommenders.
 
@@ -71,17 +100,17 @@ def _configure(
     logger.addHandler(handler)
 
 
-app.command("quickstart")(quickstart_cmd.quickstart)
-app.command("datasets")(data_cmds.datasets)
-app.command("train")(train_cmds.train)
-app.command("evaluate")(train_cmds.evaluate)
-app.command("benchmark")(train_cmds.benchmark)
-app.command("tune")(tune_cmd.tune)
-app.command("recommend")(model_cmds.recommend)
-app.command("similar")(model_cmds.similar)
-app.command("info")(model_cmds.info)
-app.command("inspect")(model_cmds.inspect)
-app.command("serve")(model_cmds.serve)
+app.command("quickstart", cls=EmbrecCommand)(quickstart_cmd.quickstart)
+app.command("datasets", cls=EmbrecCommand)(data_cmds.datasets)
+app.command("train", cls=EmbrecCommand)(train_cmds.train)
+app.command("evaluate", cls=EmbrecCommand)(train_cmds.evaluate)
+app.command("benchmark", cls=EmbrecCommand)(train_cmds.benchmark)
+app.command("tune", cls=EmbrecCommand)(tune_cmd.tune)
+app.command("recommend", cls=EmbrecCommand)(model_cmds.recommend)
+app.command("similar", cls=EmbrecCommand)(model_cmds.similar)
+app.command("info", cls=EmbrecCommand)(model_cmds.info)
+app.command("inspect", cls=EmbrecCommand)(model_cmds.inspect)
+app.command("serve", cls=EmbrecCommand)(model_cmds.serve)
 
 
 def main() -> None:

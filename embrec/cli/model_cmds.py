@@ -12,6 +12,7 @@ import typer
 from embrec import api
 from embrec.cli._output import echo_items, note, run
 from embrec.errors import DataError, InvalidParameterError, ModelFileError
+from embrec.errors import describe as _show
 
 MODEL_DIR = typer.Argument(..., help="A model directory written by `embrec train` (or model.save).",
                            show_default=False)
@@ -22,24 +23,30 @@ K = typer.Option(10, "-k", "--k", help="Number of items to return.")
 def recommend(
     model_dir: Path = MODEL_DIR,
     user: str | None = typer.Option(None, "--user", help="Raw id of a user known to the model."),
-    history: str | None = typer.Option(None, "--history", help="Comma-separated raw item ids (any user)."),
+    history: str | None = typer.Option(None, "--history", help="Raw item ids (any user): A,B,C or a JSON "
+                                       'list such as \'["A,1", "B"]\' for ids holding commas.'),
+    item: list[str] | None = typer.Option(None, "--item", help="One raw item id of the history (repeat: "
+                                          "--item A --item B); ids may hold commas."),
     k: int = K,
-    exclude_seen: bool = typer.Option(False, "--exclude-seen", help="Leave out the items of the history."),
+    exclude_seen: bool = typer.Option(True, "--exclude-seen/--include-seen",
+                                      help="Leave out the items the user has already seen (default), or keep "
+                                      "them (repeat purchases)."),
     as_json: bool = JSON,
 ) -> None:
-    """Top-k items for a known user or for any history of items."""
+    """Top-k items for a known user or for any history of items (already-seen items left out unless
+    --include-seen)."""
     def compute() -> dict[str, Any]:
-        if (user is None) == (history is None):
-            raise InvalidParameterError("give exactly one of --user or --history; received "
+        items = [*(parse_ids(history) if history is not None else []), *(item or [])]
+        if (user is None) == (not items):
+            raise InvalidParameterError("give exactly one of --user or --history / --item; received "
                                         f"{'both' if user is not None else 'neither'}.")
         model = api.open_model(model_dir)
-        return api.recommend(model, user=user, history=parse_ids(history) if history is not None else None,
-                             k=k, exclude_seen=exclude_seen)
+        return api.recommend(model, user=user, history=items or None, k=k, exclude_seen=exclude_seen)
 
     def render(res: dict[str, Any]) -> None:
         who = f"user {res['user']!r}" if res["user"] is not None else f"history {res['history']}"
         typer.echo(f"{res['model']}: top {res['k']} for {who}"
-                   + (" (seen items excluded)" if res["exclude_seen"] else ""))
+                   + (" (seen items excluded)" if res["exclude_seen"] else " (seen items included)"))
         echo_items(res["items"])
 
     run(as_json, compute, render)
@@ -106,11 +113,24 @@ def serve(
 
 
 # helpers --------------------------------------------------------------------------------------
-def parse_ids(text: str) -> list[str]:
-    """"a, b,c" -> ["a", "b", "c"]; an empty element is an error."""
+def parse_ids(text: str, option: str = "--history") -> list[Any]:
+    """"a, b,c" -> ["a", "b", "c"]; '["a,1", "b"]' (a JSON list, for ids holding commas) -> ["a,1", "b"].
+    An empty element is an error."""
+    if text.lstrip().startswith("["):
+        try:
+            ids = json.loads(text)
+        except json.JSONDecodeError:
+            raise InvalidParameterError(f"{option} starting with '[' must be a JSON list of item ids like "
+                                        f'["A", "B"]; received {_show(text)}.') from None
+        if not isinstance(ids, list) or not ids or not all(
+                isinstance(i, (str, int)) and not isinstance(i, bool) and str(i).strip() for i in ids):
+            raise InvalidParameterError(f"{option} must be a non-empty JSON list of item ids (strings or "
+                                        f"integers); received {_show(text)}.")
+        return [i.strip() if isinstance(i, str) else i for i in ids]
     ids = [part.strip() for part in text.split(",")]
     if not text.strip() or any(not i for i in ids):
-        raise InvalidParameterError(f"--history must be comma-separated item ids like A,B,C; received {text!r}.")
+        raise InvalidParameterError(f"{option} must be comma-separated item ids like A,B,C (or a JSON list); "
+                                    f"received {_show(text)}.")
     return ids
 
 

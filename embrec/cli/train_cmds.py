@@ -22,6 +22,8 @@ GROUP_COL = typer.Option(None, "--group-col", help="Transaction / basket id colu
 RATING_KIND = typer.Option("auto", "--rating-kind", help="What --rating-col holds: rating, quantity (rating "
                            "models are then skipped), or auto (guessed from its name and values; see "
                            "docs/protocols.md).")
+SEP = typer.Option(None, "--sep", help="Column separator of --data (e.g. ';' or tab); default: sniffed from the "
+                   "header line among tab, ';', ',' and '|'.")
 OPTION = typer.Option(None, "--option", "-o", help="A protocol option key=value, e.g. part=test (repeat).")
 PROTOCOL = typer.Option(None, "--protocol", help="retail-precision, retail-next, ml100k-rmse, ml100k-top10, "
                         "leave-last-out or random-holdout.")
@@ -38,6 +40,7 @@ def train(
     rating_col: str | None = RATING_COL,
     time_col: str | None = TIME_COL,
     group_col: str | None = GROUP_COL,
+    sep: str | None = SEP,
     protocol: str | None = PROTOCOL,
     param: list[str] | None = typer.Option(None, "--param", "-p", help="Hyper-parameter key=value (repeat)."),
     option: list[str] | None = OPTION,
@@ -46,7 +49,7 @@ def train(
 ) -> None:
     """Fit a model (on all the data, or on a protocol's training split) and save its directory."""
     def compute() -> dict[str, Any]:
-        name, source = data_source(dataset, data, user_col, item_col, rating_col, time_col, group_col,
+        name, source = data_source(dataset, data, user_col, item_col, rating_col, time_col, group_col, sep,
                                    required=protocol is None)
         note(f"training {model} on {name or protocol} ...")
         return api.train(model, dataset=dataset, data=source, protocol=protocol, out=out, params=param or [],
@@ -72,13 +75,14 @@ def evaluate(
     rating_col: str | None = RATING_COL,
     time_col: str | None = TIME_COL,
     group_col: str | None = GROUP_COL,
+    sep: str | None = SEP,
     option: list[str] | None = OPTION,
     data_dir: Path | None = DATA_DIR,
     as_json: bool = JSON,
 ) -> None:
     """Re-fit a saved model's configuration on a protocol's training split and report its metrics."""
     def compute() -> dict[str, Any]:
-        _, source = data_source(dataset, data, user_col, item_col, rating_col, time_col, group_col,
+        _, source = data_source(dataset, data, user_col, item_col, rating_col, time_col, group_col, sep,
                                 required=False)
         note(f"evaluating {model_dir} on {protocol} ...")
         return api.evaluate(model_dir, protocol=protocol, dataset=dataset, data=source, data_dir=data_dir,
@@ -105,6 +109,7 @@ def benchmark(
     time_col: str | None = TIME_COL,
     group_col: str | None = GROUP_COL,
     rating_kind: str = RATING_KIND,
+    sep: str | None = SEP,
     param: list[str] | None = typer.Option(None, "--param", "-p", help="MODEL.key=value for one model "
                                            "(repeat)."),
     option: list[str] | None = OPTION,
@@ -119,7 +124,7 @@ def benchmark(
     """Every model that can run on the data and the baselines on one protocol, side by side; the others
     are listed as skipped (with the reason) or failed (with the error)."""
     def compute() -> dict[str, Any]:
-        _, source = data_source(dataset, data, user_col, item_col, rating_col, time_col, group_col,
+        _, source = data_source(dataset, data, user_col, item_col, rating_col, time_col, group_col, sep,
                                 required=False, rating_kind=rating_kind)
         names = [m.strip() for m in models.split(",") if m.strip()] if models is not None else None
         if names is not None and not names:
@@ -127,7 +132,7 @@ def benchmark(
         note(f"benchmark on {protocol} ...")
         return api.benchmark(protocol, models=names, dataset=dataset, data=source,
                              params=per_model_params(param or []), data_dir=data_dir, options=option or [],
-                             out=out, tune=tune, tune_seed=tune_seed)
+                             out=out, tune=tune, tune_seed=tune_seed, progress=note)
 
     def render(res: dict[str, Any]) -> None:
         typer.echo(protocol_table(res))
@@ -143,11 +148,11 @@ def benchmark(
 
 # helpers --------------------------------------------------------------------------------------
 def data_source(dataset: str | None, data: Path | None, user_col: str | None, item_col: str | None,
-                rating_col: str | None, time_col: str | None, group_col: str | None, *,
+                rating_col: str | None, time_col: str | None, group_col: str | None, sep: str | None, *,
                 required: bool, rating_kind: str = "auto") -> tuple[str | None, api.FileSource | None]:
     """(label, FileSource or None) from the data options; checks they make sense together."""
     cols = {"--user-col": user_col, "--item-col": item_col, "--rating-col": rating_col,
-            "--time-col": time_col, "--group-col": group_col}
+            "--time-col": time_col, "--group-col": group_col, "--sep": sep}
     if dataset is not None and data is not None:
         raise InvalidParameterError("give one of --dataset or --data; received both.")
     check_choice("--rating-kind", rating_kind, ("auto", "rating", "quantity"))
@@ -167,7 +172,7 @@ def data_source(dataset: str | None, data: Path | None, user_col: str | None, it
         raise InvalidParameterError(f"--data needs {' and '.join(missing)} to name its id columns.")
     return Path(data).name, api.FileSource(data, user_col=str(user_col), item_col=str(item_col),
                                            rating_col=rating_col, time_col=time_col, group_col=group_col,
-                                           rating_kind=rating_kind)
+                                           rating_kind=rating_kind, sep=sep)
 
 
 def per_model_params(pairs: list[str]) -> dict[str, dict[str, str]]:

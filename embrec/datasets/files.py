@@ -3,6 +3,8 @@
     log = from_file("orders.csv", user_col="customer", item_col="sku", time_col="ts", group_col="order")
 
 The format is chosen by the extension (``.csv``, ``.csv.gz``, ``.tsv``, ``.parquet``/``.pq``, ``.xlsx``).
+A text file's column separator is ``sep`` when given (``","``, ``";"``, ``"\\t"``, ``"|"``...), else sniffed
+from its header line: the most frequent of tab, ``;``, ``,`` and ``|`` (``.tsv``: tab; none found: ``,``).
 In CSV/TSV files the id columns are read as text and turned into ints only when every id is a plain
 integer without leading zeros, so "00042" stays "00042" and 42 stays 42. Time columns may hold dates
 (any format pandas can parse) or unix seconds.
@@ -11,6 +13,7 @@ integer without leading zeros, so "00042" stays "00042" and 42 stays 42. Time co
 from __future__ import annotations
 
 import difflib
+import gzip
 import logging
 import zipfile
 from pathlib import Path
@@ -20,7 +23,13 @@ import numpy as np
 import pandas as pd
 
 from embrec.data import Interactions
-from embrec.errors import DataError, DatasetNotFoundError, check_choice, describe
+from embrec.errors import (
+    DataError,
+    DatasetNotFoundError,
+    InvalidParameterError,
+    check_choice,
+    describe,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +50,7 @@ def from_file(
     missing_users: Literal["error", "unknown"] = "error",
     name: str | None = None,
     rating_kind: str = "auto",
+    sep: str | None = None,
 ) -> Interactions:
     """Read an interaction log from ``path`` (see the module docstring).
 
@@ -58,7 +68,7 @@ def from_file(
     name = name or path.name
     cols = {"user_col": user_col, "item_col": item_col, "rating_col": rating_col,
             "time_col": time_col, "group_col": group_col}
-    frame = read_table(path, id_cols=[c for c in (user_col, item_col, group_col) if c])
+    frame = read_table(path, id_cols=[c for c in (user_col, item_col, group_col) if c], sep=sep)
     _check_columns(frame, cols, path)
     used = [c for c in cols.values() if c is not None]
     frame = frame[list(dict.fromkeys(used))]
@@ -118,9 +128,12 @@ def guess_rating_kind(name: str, values: pd.Series) -> tuple[str, str]:
     return "rating", f"values from {lo:g} to {hi:g}{' (whole numbers)' if whole else ''}, a rating scale"
 
 
-def read_table(path: str | Path, *, id_cols: list[str] | tuple[str, ...] = ()) -> pd.DataFrame:
-    """The file as a DataFrame, by extension; ``id_cols`` of text files are read as ids (see above)."""
+def read_table(path: str | Path, *, id_cols: list[str] | tuple[str, ...] = (),
+               sep: str | None = None) -> pd.DataFrame:
+    """The file as a DataFrame, by extension; ``id_cols`` of text files are read as ids and ``sep``
+    separates their columns (None: sniffed; see above)."""
     path = Path(path).expanduser()
+    sep = check_sep(sep)
     suffix = _suffix(path)
     if suffix not in SUFFIXES:
         raise DataError(
@@ -136,13 +149,17 @@ def read_table(path: str | Path, *, id_cols: list[str] | tuple[str, ...] = ()) -
         elif suffix == ".xlsx":
             frame = pd.read_excel(path, engine="openpyxl")
         else:
-            sep = "\t" if suffix == ".tsv" else ","
+            sep = sep or sniff_sep(path, default="\t" if suffix == ".tsv" else ",")
             frame = pd.read_csv(path, sep=sep, dtype={c: str for c in id_cols})
             for col in id_cols:
                 if col in frame.columns:
                     frame[col] = _text_ids(frame[col])
     except pd.errors.EmptyDataError:
         raise DataError(f"file {path} is empty; expected a header row and at least one row of interactions.") from None
+    except pd.errors.ParserError as exc:
+        shown = {"\t": "tab"}.get(str(sep), repr(sep))
+        raise DataError(f"file {path} could not be read as {suffix} with columns separated by {shown} "
+                        f"({_first_line(exc)}); give the separator with sep= / --sep.") from None
     except (ValueError, OSError, zipfile.BadZipFile, KeyError) as exc:
         if isinstance(exc, DataError):
             raise
@@ -152,6 +169,41 @@ def read_table(path: str | Path, *, id_cols: list[str] | tuple[str, ...] = ()) -
             f"file {path} has no rows (columns {list(frame.columns)}); expected at least one interaction."
         )
     return frame
+
+
+SEP_NAMES = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|", "space": " "}
+_SNIFFED = ("\t", ";", ",", "|")
+
+
+def check_sep(sep: str | None) -> str | None:
+    """A column separator: one character, or a name ("tab", "\\t", "semicolon", "comma", "pipe")."""
+    if sep is None:
+        return None
+    if not isinstance(sep, str) or not sep:
+        raise InvalidParameterError(f"sep must be one character such as ',', ';' or '\\t' (or 'tab'); received {describe(sep)}.")
+    sep = SEP_NAMES.get(sep.lower(), sep)
+    if len(sep) != 1 or sep in "\"\r\n":
+        raise InvalidParameterError(f"sep must be one character such as ',', ';' or '\\t' (or 'tab'); received {describe(sep)}.")
+    return sep
+
+
+def sniff_sep(path: Path, *, default: str = ",") -> str:
+    """The most frequent of tab, ';', ',' and '|' in the file's first line (outside quotes); ``default``
+    when none of them occurs."""
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    try:
+        with opener(path, "rt", encoding="utf-8", errors="replace", newline="") as fh:
+            head = fh.readline()
+    except OSError:
+        return default
+    unquoted = "".join(part for i, part in enumerate(head.split('"')) if i % 2 == 0)
+    counts = {s: unquoted.count(s) for s in _SNIFFED}
+    best = max(_SNIFFED, key=lambda s: (counts[s], s == default))
+    return best if counts[best] else default
+
+
+def _first_line(exc: Exception) -> str:
+    return " ".join(str(exc).split())[:120]
 
 
 def _suffix(path: Path) -> str:

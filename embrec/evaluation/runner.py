@@ -125,8 +125,11 @@ def list_length(protocol: Protocol, k: Any) -> int | None:
 def run_protocol(name: str, factories: Mapping[str, Callable[[], Any]], *,
                  data_dir: str | Path | None = None, data: Interactions | None = None,
                  dataset: str | None = None, on_row: Callable[[dict[str, Any]], None] | None = None,
+                 progress: Callable[[str], None] | None = None,
                  **options: Any) -> dict[str, Any]:
     """Fit a fresh model from every factory on each fold of protocol ``name`` and score it, in one run.
+
+    ``progress`` receives a line as each model starts (``"model 3/13: bpr"``; default: the log at INFO).
 
     Returns ``{"protocol", "dataset", "split", "results": [{"model", "metrics", "fit_seconds"
     (+ "folds" for multi-fold protocols)}], "skipped": [{"model", "reason"}], "errors": [{"model",
@@ -148,12 +151,14 @@ def run_protocol(name: str, factories: Mapping[str, Callable[[], Any]], *,
     ds_name, folds = load_folds(name, data_dir=data_dir, data=data, dataset=dataset, **options)
     out: dict[str, Any] = {"protocol": name, "dataset": ds_name, "split": _split(folds), "results": [],
                            "skipped": [], "errors": []}
-    for label, factory in factories.items():
+    say = progress or logger.info
+    for i, (label, factory) in enumerate(factories.items(), start=1):
         reason = unmet_need(classes[label], folds[0].train)
         if reason is not None:
             logger.warning("%s: skipping %s: it %s", name, label, reason)
             row, key = {"model": label, "reason": reason}, "skipped"
         else:
+            say(f"model {i}/{len(factories)}: {label}")
             try:
                 row = _summary(label, [_fit_and_score(protocol, label, factory(), fold, k) for fold in folds])
                 key = "results"

@@ -43,7 +43,15 @@ from embrec.data.ragged import Ragged
 from embrec.errors import DataError, InvalidParameterError, check_float, check_positive_int
 from embrec.models.base import EmbeddingModel, Recommendations
 from embrec.models.search import FloatRange, IntRange, Param
-from embrec.models.training import TrainConfig, minibatches, resolve_device, seeded, train_loop
+from embrec.models.training import (
+    Batches,
+    TrainConfig,
+    minibatches,
+    n_batches,
+    resolve_device,
+    seeded,
+    train_loop,
+)
 from embrec.nn.regression import RatingLoss, row_l2
 
 logger = logging.getLogger(__name__)
@@ -108,7 +116,7 @@ class RatingSplit:
         """``batches(rng, epoch)`` for ``train_loop``: shuffled (users, items, ratings) index triples; with
         ``random_pairs=(n_users, n_items)`` each batch also carries as many uniformly drawn (user, item)
         rows (1-based), for a sampled gravity term over all pairs."""
-        def make(rng: np.random.Generator, epoch: int):
+        def epoch_batches(rng: np.random.Generator):
             dev = self.user.device
             for pos in minibatches(len(self), batch_size, rng):
                 p = torch.as_tensor(pos, device=dev)
@@ -118,6 +126,9 @@ class RatingSplit:
                     ru = torch.as_tensor(rng.integers(1, random_pairs[0] + 1, pos.size), device=dev)
                     ri = torch.as_tensor(rng.integers(1, random_pairs[1] + 1, pos.size), device=dev)
                     yield self.user[p], self.item[p], self.rating[p], ru, ri
+
+        def make(rng: np.random.Generator, epoch: int) -> Batches:
+            return Batches(epoch_batches(rng), n_batches(len(self), batch_size))
         return make
 
     def valid_rmse(self, predict) -> float:

@@ -28,7 +28,14 @@ from embrec.data.interactions import Interactions
 from embrec.data.ragged import Ragged
 from embrec.errors import DataError
 from embrec.models.base import EmbeddingModel, top_k_rows
-from embrec.models.training import TrainConfig, resolve_device, seeded, train_loop
+from embrec.models.training import (
+    Batches,
+    TrainConfig,
+    n_batches,
+    resolve_device,
+    seeded,
+    train_loop,
+)
 from embrec.nn.sampling import ItemSampler
 
 logger = logging.getLogger(__name__)
@@ -75,7 +82,8 @@ class SampledFactorization(EmbeddingModel):
             validate = self._validator(module, valid) if valid is not None and self.patience else None
             self.history_ = train_loop(
                 module,
-                batches=lambda r, e: self._to_device(self._epoch_batches(r, e), device),
+                batches=lambda r, e: Batches(self._to_device(self._epoch_batches(r, e), device),
+                                             n_batches(self.pos_users_.size, self.batch_size)),
                 loss=lambda batch: self._batch_loss(module, batch),
                 config=config, rng=rng, validate=validate, desc=type(self).__name__)
         self._store(module)

@@ -32,6 +32,7 @@ from embrec.data.interactions import Interactions
 from embrec.data.ragged import Ragged
 from embrec.errors import DataError, check_choice
 from embrec.models.base import top_k_rows
+from embrec.models.training import Batches, n_batches
 
 TARGETS = ("auto", "holdout", "next-basket", "next-period")
 PERIOD_DAYS = 30
@@ -180,7 +181,14 @@ def _slices(values: np.ndarray, starts: np.ndarray, stops: np.ndarray) -> Ragged
 
 
 def history_batches(ex: Examples, *, batch_size: int, rng: np.random.Generator, length_buckets: bool = False,
-                    padded: bool = False) -> Iterator[HistoryBatch]:
+                    padded: bool = False) -> Batches:
+    """Shuffled mini-batches (see ``_history_batches``), sized for the progress bar."""
+    return Batches(_history_batches(ex, batch_size=batch_size, rng=rng, length_buckets=length_buckets,
+                                    padded=padded), n_batches(len(ex), batch_size))
+
+
+def _history_batches(ex: Examples, *, batch_size: int, rng: np.random.Generator, length_buckets: bool,
+                     padded: bool) -> Iterator[HistoryBatch]:
     """Shuffled mini-batches. ``length_buckets`` sorts examples by input length inside windows of 50
     batches (less variance of cost per batch) and then shuffles the batch order."""
     order = rng.permutation(len(ex))

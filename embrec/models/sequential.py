@@ -37,7 +37,7 @@ from embrec.data.interactions import Interactions
 from embrec.data.ragged import Ragged
 from embrec.errors import InvalidParameterError, check_choice, check_float, check_positive_int
 from embrec.models.base import Recommendations, Recommender, top_k_rows
-from embrec.models.training import TrainConfig, resolve_device, seeded, train_loop
+from embrec.models.training import Batches, TrainConfig, resolve_device, seeded, train_loop
 from embrec.models.transition_prior import PRIORS, TransitionPrior, bought_mask, transition_counts
 from embrec.nn.sequence import (
     SequenceBatch,
@@ -122,9 +122,9 @@ class SequenceRecommender(Recommender):
                              clip_grad=self.clip_grad, patience=self.patience, progress=self.progress)
         lengths = windows.inputs.lengths
 
-        def batches(rng: np.random.Generator, epoch: int):
-            for rows in length_batches(lengths, self.batch_size, rng):
-                yield make_batch(windows, rows).to(self.device_)
+        def batches(rng: np.random.Generator, epoch: int) -> Batches:
+            chunks = length_batches(lengths, self.batch_size, rng)
+            return Batches((make_batch(windows, rows).to(self.device_) for rows in chunks), len(chunks))
 
         def loss(batch: SequenceBatch) -> torch.Tensor:
             if self.user_dropout > 0:  # teach the unknown-user row 0 what an average user looks like

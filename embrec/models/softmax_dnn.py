@@ -176,8 +176,8 @@ class SoftmaxDNN(EmbeddingModel):
 
             def batches(rng: np.random.Generator, epoch: int):
                 ex = maker.draw(rng)
-                return (b.to(device) for b in history_batches(ex, batch_size=self.batch_size, rng=rng,
-                                                               length_buckets=self.length_buckets))
+                return history_batches(ex, batch_size=self.batch_size, rng=rng,
+                                       length_buckets=self.length_buckets).map(lambda b: b.to(device))
 
             def loss(b: HistoryBatch) -> torch.Tensor:
                 psi = self.net_.user(b.values, b.offsets)  # (B, d)

@@ -4,7 +4,8 @@
                          validate=lambda: precision_on_valid(), seed=0)
 
 ``batches(rng, epoch)`` yields mini-batches (anything ``loss`` understands, e.g. a Batch dataclass
-with ``.to(device)``); ``loss(batch)`` returns a scalar tensor. Each epoch: shuffle through ``rng``,
+with ``.to(device)``); ``loss(batch)`` returns a scalar tensor. When it returns a sized iterable (e.g.
+``Batches``) the progress bar shows the epoch's total; otherwise the previous epoch's count is used. Each epoch: shuffle through ``rng``,
 step the optimizer, clip gradients if asked, evaluate ``validate()`` (higher is better unless
 ``config.minimize_valid``), keep the best weights, stop after ``patience`` epochs without improvement,
 and restore the best weights at the end. The global torch RNG is forked, so training changes nothing
@@ -49,6 +50,34 @@ def epoch_callback(fn: EpochCallback) -> Iterator[None]:
         yield
     finally:
         _EPOCH_CALLBACK.reset(token)
+
+
+class Batches(Iterator[Any]):
+    """An epoch's mini-batches and how many there are (a progress bar's total), without materialising
+    them; a one-pass iterator like the generator it wraps.
+
+        Batches(gen, n)                       # n = the number of batches gen yields
+        Batches(gen, n).map(lambda b: b.to(device))
+    """
+
+    def __init__(self, batches: Iterable[Any], n: int) -> None:
+        self._it = iter(batches)
+        self._n = int(n)
+
+    def __next__(self) -> Any:
+        return next(self._it)
+
+    def __len__(self) -> int:
+        return self._n
+
+    def map(self, fn: Callable[[Any], Any]) -> Batches:
+        """The same batches passed through ``fn`` (lazily), with the same count."""
+        return Batches((fn(b) for b in self._it), self._n)
+
+
+def n_batches(n: int, batch_size: int) -> int:
+    """How many batches of ``batch_size`` cover ``n`` rows (the last one may be short)."""
+    return -(-int(n) // int(batch_size))
 
 
 @dataclass
@@ -124,10 +153,13 @@ def train_loop(
     show = config.progress if config.progress is not None else sys.stderr.isatty()
     history: list[dict[str, float]] = []
     best_metric, best_state, bad_epochs = -math.inf, None, 0
+    last_count: int | None = None  # batches of the previous epoch: the bar's total when the epoch's is unknown
     for epoch in range(1, config.epochs + 1):
         module.train()
         t0, total, count = time.perf_counter(), 0.0, 0
-        bar = tqdm(batches(rng, epoch), desc=f"{desc} epoch {epoch}/{config.epochs}", disable=not show,
+        epoch_batches = batches(rng, epoch)
+        size = len(epoch_batches) if hasattr(epoch_batches, "__len__") else last_count
+        bar = tqdm(epoch_batches, total=size, desc=f"{desc} epoch {epoch}/{config.epochs}", disable=not show,
                    leave=False, unit="batch")
         for batch in bar:
             opt.zero_grad(set_to_none=True)
@@ -143,6 +175,7 @@ def train_loop(
             count += 1
             if count % 50 == 0:
                 bar.set_postfix(loss=f"{total / count:.4f}")
+        last_count = count
         row = {"epoch": epoch, "loss": total / max(count, 1), "seconds": time.perf_counter() - t0}
         if validate is not None:
             module.eval()
@@ -169,8 +202,7 @@ def train_loop(
     return history
 
 
-def minibatches(n: int, batch_size: int, rng: np.random.Generator | None) -> Iterator[np.ndarray]:
+def minibatches(n: int, batch_size: int, rng: np.random.Generator | None) -> Batches:
     """Positions 0..n-1 in shuffled (or, without rng, sequential) chunks of ``batch_size``."""
     order = rng.permutation(n) if rng is not None else np.arange(n)
-    for s in range(0, n, batch_size):
-        yield order[s : s + batch_size]
+    return Batches((order[s : s + batch_size] for s in range(0, n, batch_size)), n_batches(n, batch_size))

@@ -158,8 +158,8 @@ class TwoTower(EmbeddingModel):
 
             def batches(rng: np.random.Generator, epoch: int):
                 ex = maker.draw(rng)
-                return (b.to(device) for b in history_batches(ex, batch_size=self.batch_size, rng=rng,
-                                                               length_buckets=self.length_buckets, padded=padded))
+                return history_batches(ex, batch_size=self.batch_size, rng=rng, length_buckets=self.length_buckets,
+                                       padded=padded).map(lambda b: b.to(device))
 
             def loss(b: HistoryBatch) -> torch.Tensor:
                 return self._loss(loss_fn, b, rng)

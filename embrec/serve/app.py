@@ -7,7 +7,9 @@
     POST /recommend   {"user": "12346"} or {"history": ["85123A", ...]}, "k", "exclude_seen"
     POST /similar     {"item": "85123A", "k": 10, "measure": "cosine"}
     POST /embed       {"history": [...]}  ->  {"dim": 64, "vector": [...]}
-    GET  /docs        OpenAPI documentation (machine-readable at /openapi.json)
+    GET  /docs        OpenAPI documentation (machine-readable at /openapi.json); Swagger UI's script and
+                      style are served by the service itself from the swagger-ui-bundle package
+                      (/docs-assets/...), so the page works offline
 
 Every error is a JSON body ``{"error": kind, "detail": one sentence}`` (see ``embrec.serve.errors``): 422
 for a malformed request or a bad parameter, 404 for an id the model does not know or an unknown path, 405
@@ -25,6 +27,10 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+from swagger_ui_bundle import swagger_ui_path
 
 from embrec import __version__, api
 from embrec.errors import ModelFileError
@@ -62,11 +68,12 @@ def create_app(model_dir: str | Path, *, max_body_bytes: int = MAX_BODY_BYTES) -
                     can_embed=info["can_embed"])
     logger.info("serving %s from %s (%d items, %s index)", health.model, model_dir, health.n_items, index)
 
-    app = FastAPI(title="embrec", version=__version__,
+    app = FastAPI(title="embrec", version=__version__, docs_url=None, redoc_url=None,
                   description=f"Recommendations from the {health.model!r} model in {str(model_dir)!r}.")
     app.state.model = model
     app.add_middleware(BodyGuard, paths=frozenset({"/recommend", "/similar", "/embed"}),
                        max_body_bytes=max_body_bytes)
+    _offline_docs(app)
 
     errors.install(app)
 
@@ -101,6 +108,28 @@ def serve(model_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, *, l
         server.run(sockets=[sock])
     finally:
         sock.close()
+
+
+DOCS_ASSETS = "/docs-assets"
+
+
+def _offline_docs(app: FastAPI) -> None:
+    """/docs as Swagger UI whose script, style and icon come from this service (the swagger-ui-bundle
+    package), not from a CDN: the page works without a network. ReDoc (CDN only) is not offered."""
+    app.mount(DOCS_ASSETS, StaticFiles(directory=str(swagger_ui_path)), name="docs-assets")
+    redirect = "/docs/oauth2-redirect"
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url=app.openapi_url or "/openapi.json", title="embrec - docs",
+                                   swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+                                   swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+                                   swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png",
+                                   oauth2_redirect_url=redirect)
+
+    @app.get(redirect, include_in_schema=False)
+    def oauth2_redirect() -> HTMLResponse:
+        return get_swagger_ui_oauth2_redirect_html()
 
 
 def _config(model_dir: Path) -> dict[str, Any]:

@@ -43,7 +43,8 @@ class RecommendRequest(_Request):
                                         description="Raw item ids the user interacted with.",
                                         examples=[["85123A", "71053"]])
     k: Count = Field(10, ge=1, le=MAX_K, description="How many items to return.")
-    exclude_seen: StrictBool = Field(False, description="Leave out the items of the user's history.")
+    exclude_seen: StrictBool = Field(True, description="Leave out the items of the user's history (default); "
+                                     "false keeps them (repeat purchases).")
 
     @model_validator(mode="after")
     def _one_of_user_or_history(self) -> RecommendRequest:
