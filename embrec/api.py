@@ -345,7 +345,7 @@ def evaluate(model_dir: str | Path, *, protocol: str, dataset: str | None = None
     ds_name, folds = load_folds(protocol, data_dir=data_dir, **where)
     fold = next((f for f in folds if f.train.fingerprint() == stored.fingerprint_), None)
     if fold is not None:
-        metrics = get_protocol(protocol).score(stored, fold, k=where.get("k"))
+        metrics = get_protocol(protocol).score(stored, fold, k=where.get("k")).metrics
         result = {"model": name, "metrics": metrics, "fit_seconds": None, "fold": fold.name}
         write_json_atomic(Path(model_dir) / "metrics.json", {**(stored.metrics_ or {}), protocol: metrics})
     else:
@@ -361,7 +361,8 @@ def benchmark(protocol: str, *, models: Sequence[str] | None = None, dataset: st
               data_dir: str | Path | None = None,
               options: Mapping[str, Any] | Sequence[str] | None = None,
               out: str | Path | None = None, tune: int | None = None,
-              tune_seed: int = 0, progress: Any = None) -> dict[str, Any]:
+              tune_seed: int = 0, progress: Any = None, per_user: str | Path | None = None,
+              bootstrap: int = 1000, bootstrap_seed: int = 0) -> dict[str, Any]:
     """Every named model (default: the whole registry) plus the baselines on ``protocol``, in one run.
 
     ``params`` maps a model name to its hyper-parameters. Models that cannot run are not fitted: a model
@@ -369,16 +370,23 @@ def benchmark(protocol: str, *, models: Sequence[str] | None = None, dataset: st
     not meet (ratings, item features, timestamps, transactions) is listed under ``"skipped"`` with the
     reason; a model that fails while fitting or scoring (e.g. a diverging loss) under ``"errors"``; the
     others under ``"results"``. With ``out`` (a ``.jsonl`` path) every row is appended to that file as
-    soon as its model is done, flushed, so nothing computed is lost to a later failure or Ctrl-C.
+    soon as its model is done, flushed, so nothing computed is lost to a later failure or Ctrl-C;
+    ``per_user`` (a ``.csv``, ``.jsonl`` or ``.parquet`` path) gets one line per model, fold and user.
     ``tune`` (a number of trials) first tunes every model that declares a search space on a validation part
     carved from the protocol's training data (``embrec.tuning``; parameters given in ``params`` stay fixed)
     and benchmarks the best settings; the result then has ``"tuned": {model: {"trials", "best",
     "validation", "metric", "seconds"} or {"error"}}``.
     ``progress`` (a callable taking a line) hears "model 3/13: bpr" as each model starts.
-    Returns ``{"protocol", "dataset", "split", "results": [{"model", "metrics", "fit_seconds"}],
-    "skipped": [{"model", "reason"}], "errors": [{"model", "error"}]}``.
+
+    Every row carries 95 % bootstrap ``intervals`` (``bootstrap`` resamples of users, 0: none, seeded by
+    ``bootstrap_seed``), ``coverage`` and ``popularity_percentile`` (top-k protocols), and every model but
+    the best baseline ``vs_best_baseline``: the paired bootstrap test of its first metric against the best
+    baseline on the same users (docs/protocols.md). Returns ``{"protocol", "dataset", "split", "results":
+    [{"model", "metrics", "intervals", "fit_seconds", ...}], "skipped": [{"model", "reason"}], "errors":
+    [{"model", "error"}], "best_baseline"}``.
     """
     from embrec.evaluation import get_protocol, run_protocol
+    from embrec.evaluation.per_user import PerUserWriter
     from embrec.models.registry import create, model_class, model_names
 
     names = fitting(protocol, model_names()) if not models else with_baselines(list(models), protocol)
@@ -388,29 +396,39 @@ def benchmark(protocol: str, *, models: Sequence[str] | None = None, dataset: st
             raise InvalidParameterError(f"hyper-parameters were given for {name!r}, which is not among the "
                                         f"benchmarked models ({', '.join(names)}).")
     checked = {name: model_params(name, params.get(name)) for name in names}
+    proto = get_protocol(protocol)
+    unfit = [] if not proto.needs_ratings else [
+        {"model": n, "reason": f"cannot be scored by {protocol} (it predicts no ratings)"}
+        for n in names if not getattr(model_class(n), "predicts_ratings", False)]
+    if len(unfit) == len(names):
+        raise InvalidParameterError(f"none of the models can be scored by {protocol}; it needs models that "
+                                    "predict ratings (e.g. rating-bias, explicit-mf).")
     tuned = _tune_all(protocol, names, checked, tune, tune_seed, data_dir=data_dir,
                       **_protocol_data(dataset, data), **protocol_options(options)) if tune is not None else {}
     factories = {}
     for name in names:
         best = tuned.get(name, {}).get("best", {}).get("params", checked[name])
         factories[name] = functools.partial(create, name, **best)
-    proto = get_protocol(protocol)
-    unfit = [] if not proto.needs_ratings else [
-        {"model": n, "reason": f"cannot be scored by {protocol} (it predicts no ratings)"}
-        for n in names if not getattr(model_class(n), "predicts_ratings", False)]
     for row in unfit:
         factories.pop(row["model"])
     writer = _RowWriter(out, protocol)
+    users_out = PerUserWriter(per_user) if per_user is not None else None
+
+    def on_row(row: dict[str, Any]) -> None:
+        writer(row)
+        if users_out is not None:
+            users_out.write(row["model"], row.get("_units", []))
+
     try:
         for row in unfit:
             writer({"status": "skipped", **row})
-        if not factories:
-            raise InvalidParameterError(f"none of the models can be scored by {protocol}; it needs models that "
-                                        "predict ratings (e.g. rating-bias, explicit-mf).")
-        res = run_protocol(protocol, factories, data_dir=data_dir, on_row=writer, progress=progress,
+        res = run_protocol(protocol, factories, data_dir=data_dir, on_row=on_row, progress=progress,
+                           baselines=BASELINES, n_boot=bootstrap, boot_seed=bootstrap_seed,
                            **_protocol_data(dataset, data), **protocol_options(options))
     finally:
         writer.close()
+        if users_out is not None:
+            users_out.close()
     res["skipped"] = unfit + res["skipped"]
     if tune is not None:
         res["tuned"] = tuned
@@ -436,6 +454,7 @@ class _RowWriter:
             return
         from embrec import __version__
 
+        row = {k: v for k, v in row.items() if not k.startswith("_")}
         line = {"protocol": self.protocol, **to_plain(row), "embrec_version": __version__,
                 "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         self.file.write(json.dumps(_finite(line), ensure_ascii=False) + "\n")

@@ -204,3 +204,108 @@ def test_named_datasets_declare_their_rating_kind():
         == "rating"
     )
     assert Interactions.from_frame(frame, user_col="u", item_col="i").rating_kind is None
+
+
+def tiny_last_out_log():
+    from embrec import Interactions
+
+    rows = [
+        ("u1", "i1", "2020-01-01"),
+        ("u1", "i2", "2020-01-02"),
+        ("u1", "i3", "2020-01-03"),
+        ("u2", "i2", "2020-01-01"),
+        ("u2", "i1", "2020-01-05"),
+        ("u3", "i4", "2020-01-01"),
+        ("u4", "i1", "2020-01-01"),
+        ("u4", "i1", "2020-01-02"),
+    ]
+    frame = pd.DataFrame(rows, columns=["user", "item", "time"])
+    return Interactions.from_frame(
+        frame, user_col="user", item_col="item", time_col="time", name="tiny"
+    )
+
+
+def test_rows_carry_intervals_coverage_and_popularity_by_hand():
+    # training counts i1 2, i2 2, i4 1 (3 items). u1 gets [i4] (i1, i2 seen), u2 gets [i1, i4] (i2 seen):
+    # coverage 2 / 3; percentiles i4 0, i1 = i2 75 (mid-rank 2.5 of 3) -> slots 0, 75, 0 -> 25.
+    # hit@10: u1 0, u2 1 -> two users, the bootstrap interval spans 0..1
+    res = run_protocol("leave-last-out", {"popularity": Popularity}, data=tiny_last_out_log())
+    row = res["results"][0]
+    assert row["metrics"] == {"hit@10": 0.5, "ndcg@10": 0.5}
+    assert row["intervals"] == {"hit@10": [0.0, 1.0], "ndcg@10": [0.0, 1.0]}
+    assert row["coverage"] == pytest.approx(2 / 3)
+    assert row["popularity_percentile"] == pytest.approx(25.0)
+    assert "_units" not in row
+    assert (
+        "intervals"
+        not in run_protocol(
+            "leave-last-out", {"popularity": Popularity}, data=tiny_last_out_log(), n_boot=0
+        )["results"][0]
+    )
+
+
+def test_paired_test_marks_a_planted_winner_and_not_a_twin(shop_csv):
+    from embrec.baselines import ItemTransition
+
+    # the synthetic shop plants item -> successor sequences: item-transition beats popularity by far;
+    # a second popularity scores the very same lists: difference 0, not beyond noise
+    log = from_file(shop_csv, user_col="client_ref", item_col="product_code", time_col="ts")
+    res = run_protocol(
+        "leave-last-out",
+        {"popularity": Popularity, "twin": Popularity, "item-transition": ItemTransition},
+        data=log,
+        baselines=("popularity",),
+    )
+    assert res["best_baseline"] == "popularity"
+    rows = {r["model"]: r for r in res["results"]}
+    assert "vs_best_baseline" not in rows["popularity"]
+    twin, winner = rows["twin"]["vs_best_baseline"], rows["item-transition"]["vs_best_baseline"]
+    assert twin["diff"] == 0.0 and twin["interval"] == [0.0, 0.0] and not twin["significant"]
+    assert winner["baseline"] == "popularity" and winner["metric"] == "hit@10"
+    assert winner["diff"] == pytest.approx(
+        rows["item-transition"]["metrics"]["hit@10"] - rows["popularity"]["metrics"]["hit@10"]
+    )
+    assert winner["significant"] and winner["better"] and winner["interval"][0] > 0
+
+
+def test_cli_per_user_file_reproduces_the_table(shop_csv, tmp_path):
+    per_user = tmp_path / "users.csv"
+    args = [
+        "benchmark",
+        "--protocol",
+        "leave-last-out",
+        "--data",
+        str(shop_csv),
+        "--user-col",
+        "client_ref",
+        "--item-col",
+        "product_code",
+        "--time-col",
+        "ts",
+        "--models",
+        "popularity",
+        "--per-user",
+        str(per_user),
+        "--bootstrap",
+        "200",
+        "--json",
+    ]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, r.stderr
+    doc = json.loads(r.stdout)
+    frame = pd.read_csv(per_user)
+    assert list(frame.columns) == ["model", "fold", "user", "hit@10", "ndcg@10", "weight"]
+    assert sorted(frame["model"].unique()) == sorted(api.BASELINES)
+    for row in doc["results"]:
+        mine = frame[frame["model"] == row["model"]]
+        assert mine["hit@10"].mean() == pytest.approx(row["metrics"]["hit@10"])
+        lo, hi = row["intervals"]["hit@10"]
+        assert lo <= row["metrics"]["hit@10"] <= hi
+        assert 0 < row["coverage"] <= 1 and 0 <= row["popularity_percentile"] <= 100
+    best = doc["best_baseline"]
+    assert best in api.BASELINES
+    assert all("vs_best_baseline" in row for row in doc["results"] if row["model"] != best)
+    # the table shows the intervals, the paired test column and its legend
+    r = CliRunner().invoke(app, args[:-1])
+    assert r.exit_code == 0, r.stderr
+    assert "±" in r.stdout and "(best baseline)" in r.stdout and "paired bootstrap" in r.stdout

@@ -101,3 +101,44 @@ def test_rmse_mae_coverage():
         M.rmse([1.0], [np.nan])
     with pytest.raises(DataError, match="shape"):
         M.mae([1, 2], [1])
+
+
+# beyond accuracy and the per-user twins ---------------------------------------------------------
+def test_catalogue_coverage_by_hand():
+    from embrec.evaluation.metrics import catalogue_coverage
+
+    # items 1, 2, 3 and 5 appear (0 is an empty slot) out of a catalogue of 8
+    assert catalogue_coverage(np.array([[1, 2, 0], [2, 3, 5]]), n_items=8) == 0.5
+
+
+def test_popularity_percentiles_by_hand():
+    from embrec.evaluation.metrics import mean_popularity_percentile, popularity_percentiles
+
+    # counts of rows 1..4: 5, 1, 5, 3 -> ascending ranks 1 (row 2), 2 (row 4), 3.5 (rows 1 and 3)
+    pct = popularity_percentiles(np.array([0, 5, 1, 5, 3]))
+    assert np.isnan(pct[0])
+    np.testing.assert_allclose(pct[1:], [100 * 2.5 / 3, 0.0, 100 * 2.5 / 3, 100 / 3])
+    # lists [1, 2] and [4, 0]: slots 83.33, 0, 33.33 (the empty slot is ignored) -> 38.89
+    assert mean_popularity_percentile(np.array([[1, 2], [4, 0]]), pct) == pytest.approx((250 / 3 + 100 / 3) / 3)
+    assert popularity_percentiles(np.array([0, 7]))[1] == 100.0
+
+
+def test_per_user_twins_average_to_the_metrics():
+    from embrec.evaluation import metrics as M
+
+    ranked = np.array([[3, 1, 2], [4, 5, 6], [1, 2, 3]])
+    relevant = Ragged.from_lists([[1, 9], [6], []])
+    hit = M.hit_per_user(ranked, relevant, k=3)
+    assert hit[:2].tolist() == [1.0, 1.0] and np.isnan(hit[2])
+    np.testing.assert_allclose(M.recall_per_user(ranked, relevant, k=3)[:2], [0.5, 1.0])
+    for per_user, mean in ((M.precision_per_user, M.precision_at_k), (M.ndcg_per_user, M.ndcg_at_k),
+                           (M.average_precision_per_user, M.average_precision_at_k)):
+        assert np.nanmean(per_user(ranked, relevant, k=3)) == pytest.approx(mean(ranked, relevant, k=3))
+
+
+def test_transaction_hits_by_hand():
+    from embrec.evaluation.metrics import top_k_hits, transaction_hits
+
+    # the docstring's example: rows 0 and 2 are hits, both in transaction 0
+    assert transaction_hits([0, 3, 4], [5, 7, 5, 9], [[5, 1], [2, 3]]).tolist() == [2, 0]
+    assert top_k_hits([4, 2], [[1, 4], [0, 3]]).tolist() == [True, False]

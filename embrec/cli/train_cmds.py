@@ -8,7 +8,7 @@ from typing import Any
 import typer
 
 from embrec import api
-from embrec.cli._output import note, run, table
+from embrec.cli._output import fmt, note, run, table
 from embrec.cli.data_cmds import DATA_DIR, JSON
 from embrec.errors import InvalidParameterError, check_choice
 
@@ -118,6 +118,11 @@ def benchmark(
     tune: int | None = typer.Option(None, "--tune", help="First tune every model with a search space for this "
                                     "many Optuna trials on a validation part carved from the training data."),
     tune_seed: int = typer.Option(0, "--tune-seed", help="Seed of the tuning sampler and validation carve."),
+    per_user: Path | None = typer.Option(None, "--per-user", help="Write each model's per-user results to "
+                                         "this .csv, .jsonl or .parquet file (one line per model, fold, user)."),
+    bootstrap: int = typer.Option(1000, "--bootstrap", min=0, help="Bootstrap resamples of users for the 95 % "
+                                  "intervals and the paired tests (0: none)."),
+    bootstrap_seed: int = typer.Option(0, "--bootstrap-seed", help="Seed of the bootstrap resamples."),
     data_dir: Path | None = DATA_DIR,
     as_json: bool = JSON,
 ) -> None:
@@ -132,7 +137,8 @@ def benchmark(
         note(f"benchmark on {protocol} ...")
         return api.benchmark(protocol, models=names, dataset=dataset, data=source,
                              params=per_model_params(param or []), data_dir=data_dir, options=option or [],
-                             out=out, tune=tune, tune_seed=tune_seed, progress=note)
+                             out=out, tune=tune, tune_seed=tune_seed, progress=note, per_user=per_user,
+                             bootstrap=bootstrap, bootstrap_seed=bootstrap_seed)
 
     def render(res: dict[str, Any]) -> None:
         typer.echo(protocol_table(res))
@@ -189,17 +195,51 @@ def per_model_params(pairs: list[str]) -> dict[str, dict[str, str]]:
 
 
 def protocol_table(res: dict[str, Any]) -> str:
-    """A protocol result as a table: one row per model, one column per metric, then fit seconds; models
-    that were skipped or failed follow, with the reason or the error."""
+    """A protocol result as a table: one row per model, one column per metric (with ``±`` half the width of
+    its 95 % interval), coverage and popularity percentile for top-k protocols, the paired test against
+    the best baseline, then fit seconds; models that were skipped or failed follow, with the reason."""
     rows = res.get("results", [])
     metrics: list[str] = []
     for r in rows:
         metrics += [m for m in r.get("metrics", {}) if m not in metrics]
-    flat = [{"model": r["model"], **r.get("metrics", {}), "fit s": r.get("fit_seconds")} for r in rows]
+    extras = [c for c in ("coverage", "popularity_percentile") if any(c in r for r in rows)]
+    best = res.get("best_baseline")
+    compared = any("vs_best_baseline" in r for r in rows)
+    flat = []
+    for r in rows:
+        line: dict[str, Any] = {"model": r["model"]}
+        for m in metrics:
+            line[m] = _with_interval(r.get("metrics", {}).get(m), r.get("intervals", {}).get(m))
+        line.update({c: r.get(c) for c in extras})
+        if compared:
+            line["vs best baseline"] = _versus(r, best)
+        line["fit s"] = r.get("fit_seconds")
+        flat.append(line)
+    columns = ["model", *metrics, *extras, *(["vs best baseline"] if compared else []), "fit s"]
     head = f"{res['protocol']} on {res['dataset']}\n" if "protocol" in res else ""
-    text = head + table(flat, ["model", *metrics, "fit s"])
+    text = head + table(flat, columns, titles={"popularity_percentile": "pop pct"})
+    if any("intervals" in r for r in rows):
+        text += "\n±: half the width of the 95 % bootstrap interval over users"
+        if compared:
+            text += (f"; vs best baseline: difference in {metrics[0]} from {best} on the same users, "
+                     "* beyond noise (paired bootstrap, 95 %)")
     notes = [{"model": r["model"], "status": "skipped", "why": r["reason"]} for r in res.get("skipped", [])]
     notes += [{"model": r["model"], "status": "failed", "why": r["error"]} for r in res.get("errors", [])]
     if notes:
         text += "\n\n" + table(notes, ["model", "status", "why"])
     return text
+
+
+def _with_interval(value: Any, interval: Any) -> Any:
+    if value is None or not interval or any(v is None for v in interval):
+        return value
+    return f"{fmt(value)} ±{fmt((interval[1] - interval[0]) / 2)}"
+
+
+def _versus(row: dict[str, Any], best: str | None) -> str:
+    if row["model"] == best:
+        return "(best baseline)"
+    test = row.get("vs_best_baseline")
+    if not test:
+        return "-"
+    return f"{test['diff']:+.4f}{' *' if test['significant'] else ''}"

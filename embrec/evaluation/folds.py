@@ -17,6 +17,7 @@ import numpy as np
 
 from embrec.data.interactions import Interactions
 from embrec.errors import InvalidParameterError
+from embrec.evaluation.bootstrap import UnitScores
 
 
 @dataclass
@@ -30,6 +31,28 @@ class Fold:
     valid: Interactions | None
     test: Interactions
     description: str = ""
+
+
+@dataclass
+class Scored:
+    """What a protocol's scoring returns on one fold: the ``metrics`` (the protocol's figures), the
+    per-unit sums behind them (``units``, for intervals, paired tests and per-user files), and the
+    lists shown (``recommended`` (L, k) item rows of the model, 0 = empty slot; None for a rating
+    protocol), for coverage and popularity."""
+
+    metrics: dict[str, float]
+    units: UnitScores
+    recommended: np.ndarray | None = None
+
+
+def unit_keys(model: Any, user_rows: np.ndarray) -> np.ndarray:
+    """(n,) str: the raw id of each user row of the model (row 0: "(unknown user)")."""
+    rows = np.asarray(user_rows, dtype=np.int64)
+    keys = np.full(rows.size, "(unknown user)", dtype=object)
+    known = rows > 0
+    if known.any():
+        keys[known] = [str(u) for u in model.users_.decode(rows[known])]
+    return keys
 
 
 def make_fold(name: str, train: Interactions, test: Interactions, *, valid_is_test: bool = False,

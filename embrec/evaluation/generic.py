@@ -24,22 +24,25 @@ from embrec.data.interactions import Interactions
 from embrec.data.ragged import Ragged
 from embrec.errors import DataError, check_positive_int
 from embrec.evaluation import metrics as M
+from embrec.evaluation.bootstrap import unit_scores
 from embrec.evaluation.folds import (
     Fold,
+    Scored,
     in_model_vocab,
     make_fold,
     new_distinct_events,
     resolve_data,
+    unit_keys,
 )
 from embrec.evaluation.splits import leave_last_out, random_split
 
 K = 10
-_METRICS = {
-    "precision": M.precision_at_k,
-    "recall": M.recall_at_k,
-    "ndcg": M.ndcg_at_k,
-    "hit": M.hit_rate_at_k,
-    "map": M.average_precision_at_k,
+_PER_USER = {
+    "precision": M.precision_per_user,
+    "recall": M.recall_per_user,
+    "ndcg": M.ndcg_per_user,
+    "hit": M.hit_per_user,
+    "map": M.average_precision_per_user,
 }
 
 
@@ -63,12 +66,20 @@ def random_holdout_folds(*, data: Interactions | None = None, dataset: str | Non
 
 def leave_last_out_metrics(model: Any, fold: Fold, *, k: int = K) -> dict[str, float]:
     """hit@k and NDCG@k (k = 10 by default) of the held-out last events."""
-    return ranking_metrics(model, fold, k=k, metrics=("hit", "ndcg"))
+    return leave_last_out_scored(model, fold, k=k).metrics
 
 
 def random_holdout_metrics(model: Any, fold: Fold, *, k: int = K) -> dict[str, float]:
     """Precision@k, Recall@k and NDCG@k (k = 10 by default) of the held-out events."""
-    return ranking_metrics(model, fold, k=k, metrics=("precision", "recall", "ndcg"))
+    return random_holdout_scored(model, fold, k=k).metrics
+
+
+def leave_last_out_scored(model: Any, fold: Fold, *, k: int = K) -> Scored:
+    return ranking_scored(model, fold, k=k, metrics=("hit", "ndcg"))
+
+
+def random_holdout_scored(model: Any, fold: Fold, *, k: int = K) -> Scored:
+    return ranking_scored(model, fold, k=k, metrics=("precision", "recall", "ndcg"))
 
 
 def ranking_metrics(model: Any, fold: Fold, *, k: int,
@@ -76,6 +87,13 @@ def ranking_metrics(model: Any, fold: Fold, *, k: int,
     """Rank, for every user of ``fold.test``, the ``k`` best items outside their training history
     (``model.top_k(users, seen, k, exclude=seen)``) and score them against the user's test items:
     ``{"precision@k": ..., "recall@k": ..., "ndcg@k": ..., "hit@k": ..., "map@k": ...}`` as asked."""
+    return ranking_scored(model, fold, k=k, metrics=metrics).metrics
+
+
+def ranking_scored(model: Any, fold: Fold, *, k: int,
+                   metrics: Sequence[str] = ("precision", "recall", "ndcg")) -> Scored:
+    """``ranking_metrics`` with the per-user values behind them (each user one resampling unit, weight 1)
+    and the ranked lists."""
     k = check_positive_int("k", k)
     events = in_model_vocab(model, fold.test)
     events = events.subset(events.user > 0)
@@ -89,7 +107,10 @@ def ranking_metrics(model: Any, fold: Fold, *, k: int,
     ranked = np.asarray(ranked, dtype=np.int64)
     if k_eff < k:
         ranked = np.pad(ranked, ((0, 0), (0, k - k_eff)))
-    return {f"{name}@{k}": _METRICS[name](ranked, relevant, k=k) for name in metrics}
+    per_user = {f"{name}@{k}": _PER_USER[name](ranked, relevant, k=k) for name in metrics}
+    ones = {m: np.ones(users.size) for m in per_user}
+    units = unit_scores(unit_keys(model, users), per_user, ones)
+    return Scored({m: units.figure(m) for m in per_user}, units, ranked)
 
 
 def _ranking_fold(name: str, train: Interactions, test: Interactions, description: str) -> Fold:

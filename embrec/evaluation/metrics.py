@@ -12,7 +12,13 @@ Two families:
   relevance): ``precision_at_k``, ``recall_at_k``, ``ndcg_at_k``, ``average_precision_at_k`` (MAP),
   ``hit_rate_at_k``. Users with an empty relevant set are left out of the mean.
 
-Plus ``rmse``, ``mae`` and ``catalogue_coverage``.
+Every per-user metric has a ``*_per_user`` twin returning one value per ranked list (NaN for a user
+with no relevant item), the input of the bootstrap intervals (``embrec.evaluation.bootstrap``); the
+per-event ones have ``transaction_hits`` / ``top_k_hits``.
+
+Plus ``rmse``, ``mae``, and two beyond-accuracy figures of the lists shown: ``catalogue_coverage``
+(share of the catalogue recommended to at least one list) and ``mean_popularity_percentile`` (how
+popular the recommended items are: 0 = the least bought item of training, 100 = the most bought).
 """
 
 from __future__ import annotations
@@ -26,16 +32,9 @@ PAD = 0
 
 
 # per-event metrics (the retail chapter) ---------------------------------------------------------
-def transaction_precision(offsets: np.ndarray, true_items: np.ndarray, predicted: np.ndarray) -> float:
-    """precision@k per transaction, as the retail chapter counts it.
-
-    Transaction ``t`` is rows ``offsets[t]:offsets[t+1]`` of ``true_items`` and got the ``k``
-    recommendations ``predicted[t]``. Every row whose item is among them counts once (an item bought on
-    two rows of a transaction counts twice); the total is divided by ``transactions x k``::
-
-        offsets = [0, 3, 4]; true = [5, 7, 5, 9]; predicted = [[5, 1], [2, 3]]
-        -> rows 0 and 2 are hits: 2 / (2 * 2) = 0.5
-    """
+def transaction_hits(offsets: np.ndarray, true_items: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+    """(T,) hits per transaction: rows of transaction t whose item is among its predictions (see
+    ``transaction_precision``, which is ``transaction_hits(...).sum() / (T * k)``)."""
     offsets = np.asarray(offsets, dtype=np.int64)
     true_items = np.asarray(true_items, dtype=np.int64)
     predicted = _as_2d("predicted", predicted)
@@ -47,20 +46,39 @@ def transaction_precision(offsets: np.ndarray, true_items: np.ndarray, predicted
     if n_groups == 0:
         raise DataError("transaction_precision needs at least one transaction; received none.")
     row_pred = np.repeat(predicted, np.diff(offsets), axis=0)  # (rows, k)
-    hits = (row_pred == true_items[:, None]) & (row_pred != PAD)
-    return float(hits.sum() / (n_groups * predicted.shape[1]))
+    hits = ((row_pred == true_items[:, None]) & (row_pred != PAD)).any(axis=1)  # (rows,)
+    owner = np.repeat(np.arange(n_groups), np.diff(offsets))  # (rows,) the transaction of each row
+    return np.bincount(owner, weights=hits, minlength=n_groups).astype(np.int64)
 
 
-def top_k_accuracy(true_items: np.ndarray, predicted: np.ndarray) -> float:
-    """Fraction of events whose true item is among that event's ``k`` predictions ``(n, k)``."""
+def transaction_precision(offsets: np.ndarray, true_items: np.ndarray, predicted: np.ndarray) -> float:
+    """precision@k per transaction, as the retail chapter counts it.
+
+    Transaction ``t`` is rows ``offsets[t]:offsets[t+1]`` of ``true_items`` and got the ``k``
+    recommendations ``predicted[t]``. Every row whose item is among them counts once (an item bought on
+    two rows of a transaction counts twice); the total is divided by ``transactions x k``::
+
+        offsets = [0, 3, 4]; true = [5, 7, 5, 9]; predicted = [[5, 1], [2, 3]]
+        -> rows 0 and 2 are hits: 2 / (2 * 2) = 0.5
+    """
+    hits = transaction_hits(offsets, true_items, predicted)
+    return float(hits.sum() / (hits.size * np.asarray(predicted).shape[1]))
+
+
+def top_k_hits(true_items: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+    """(n,) bool: is event i's true item among its ``k`` predictions ``(n, k)`` (padding 0 never is)."""
     true_items = np.asarray(true_items, dtype=np.int64)
     predicted = _as_2d("predicted", predicted)
     if predicted.shape[0] != true_items.size:
         raise DataError(f"predicted must have one row per event ({true_items.size}); received {predicted.shape[0]}.")
     if true_items.size == 0:
         raise DataError("top_k_accuracy needs at least one event; received none.")
-    hit = ((predicted == true_items[:, None]) & (predicted != PAD)).any(axis=1)
-    return float(hit.mean())
+    return ((predicted == true_items[:, None]) & (predicted != PAD)).any(axis=1)
+
+
+def top_k_accuracy(true_items: np.ndarray, predicted: np.ndarray) -> float:
+    """Fraction of events whose true item is among that event's ``k`` predictions ``(n, k)``."""
+    return float(top_k_hits(true_items, predicted).mean())
 
 
 # ranking metrics over ranked lists vs relevant sets --------------------------------------------
@@ -75,41 +93,66 @@ def hits_at_k(ranked: np.ndarray, relevant: Ragged, *, k: int) -> np.ndarray:
     return found & (ranked != PAD)
 
 
-def precision_at_k(ranked: np.ndarray, relevant: Ragged, *, k: int) -> float:
-    """Mean over users of (relevant items in the top k) / k."""
+def precision_per_user(ranked: np.ndarray, relevant: Ragged, *, k: int) -> np.ndarray:
+    """(B,) (relevant items in the top k) / k; NaN for a user with no relevant item."""
     hits, keep = _hits_and_users(ranked, relevant, k)
-    return _mean(hits.sum(axis=1)[keep] / k)
+    return np.where(keep, hits.sum(axis=1) / k, np.nan)
 
 
-def recall_at_k(ranked: np.ndarray, relevant: Ragged, *, k: int) -> float:
-    """Mean over users of (relevant items in the top k) / (number of relevant items)."""
+def recall_per_user(ranked: np.ndarray, relevant: Ragged, *, k: int) -> np.ndarray:
+    """(B,) (relevant items in the top k) / (number of relevant items); NaN without relevant items."""
     hits, keep = _hits_and_users(ranked, relevant, k)
-    return _mean(hits.sum(axis=1)[keep] / relevant.lengths[keep])
+    return np.where(keep, hits.sum(axis=1) / np.maximum(relevant.lengths, 1), np.nan)
 
 
-def hit_rate_at_k(ranked: np.ndarray, relevant: Ragged, *, k: int) -> float:
-    """Fraction of users with at least one relevant item in the top k."""
+def hit_per_user(ranked: np.ndarray, relevant: Ragged, *, k: int) -> np.ndarray:
+    """(B,) 1.0 when a relevant item is in the top k, else 0.0; NaN without relevant items."""
     hits, keep = _hits_and_users(ranked, relevant, k)
-    return _mean(hits.any(axis=1)[keep].astype(np.float64))
+    return np.where(keep, hits.any(axis=1).astype(np.float64), np.nan)
 
 
-def ndcg_at_k(ranked: np.ndarray, relevant: Ragged, *, k: int) -> float:
-    """Mean binary-relevance NDCG@k: DCG = sum of 1/log2(rank + 1) over hits (rank from 1), divided by
-    the DCG of an ideal list holding min(k, |relevant|) hits first."""
+def ndcg_per_user(ranked: np.ndarray, relevant: Ragged, *, k: int) -> np.ndarray:
+    """(B,) binary-relevance NDCG@k: DCG = sum of 1/log2(rank + 1) over hits (rank from 1), divided by
+    the DCG of an ideal list holding min(k, |relevant|) hits first; NaN without relevant items."""
     hits, keep = _hits_and_users(ranked, relevant, k)
     discount = 1.0 / np.log2(np.arange(2, k + 2))  # (k,)
     dcg = hits.astype(np.float64) @ discount[: hits.shape[1]]
     ideal = np.concatenate([[0.0], np.cumsum(discount)])[np.minimum(relevant.lengths, k)]
-    return _mean(dcg[keep] / ideal[keep])
+    return np.where(keep, dcg / np.where(keep, ideal, 1.0), np.nan)
 
 
-def average_precision_at_k(ranked: np.ndarray, relevant: Ragged, *, k: int) -> float:
-    """MAP@k: mean over users of sum_j precision@j * hit_j / min(k, |relevant|)."""
+def average_precision_per_user(ranked: np.ndarray, relevant: Ragged, *, k: int) -> np.ndarray:
+    """(B,) AP@k: sum_j precision@j * hit_j / min(k, |relevant|); NaN without relevant items."""
     hits, keep = _hits_and_users(ranked, relevant, k)
     h = hits.astype(np.float64)
     prec = np.cumsum(h, axis=1) / np.arange(1, h.shape[1] + 1)
     ap = (prec * h).sum(axis=1) / np.maximum(np.minimum(relevant.lengths, k), 1)
-    return _mean(ap[keep])
+    return np.where(keep, ap, np.nan)
+
+
+def precision_at_k(ranked: np.ndarray, relevant: Ragged, *, k: int) -> float:
+    """Mean over users of (relevant items in the top k) / k."""
+    return _mean(precision_per_user(ranked, relevant, k=k))
+
+
+def recall_at_k(ranked: np.ndarray, relevant: Ragged, *, k: int) -> float:
+    """Mean over users of (relevant items in the top k) / (number of relevant items)."""
+    return _mean(recall_per_user(ranked, relevant, k=k))
+
+
+def hit_rate_at_k(ranked: np.ndarray, relevant: Ragged, *, k: int) -> float:
+    """Fraction of users with at least one relevant item in the top k."""
+    return _mean(hit_per_user(ranked, relevant, k=k))
+
+
+def ndcg_at_k(ranked: np.ndarray, relevant: Ragged, *, k: int) -> float:
+    """Mean binary-relevance NDCG@k over users (``ndcg_per_user``)."""
+    return _mean(ndcg_per_user(ranked, relevant, k=k))
+
+
+def average_precision_at_k(ranked: np.ndarray, relevant: Ragged, *, k: int) -> float:
+    """MAP@k: mean over users of sum_j precision@j * hit_j / min(k, |relevant|)."""
+    return _mean(average_precision_per_user(ranked, relevant, k=k))
 
 
 # ratings and coverage ------------------------------------------------------------------------
@@ -129,6 +172,36 @@ def catalogue_coverage(recommended: np.ndarray, *, n_items: int) -> float:
     n_items = check_positive_int("n_items", n_items)
     rec = np.asarray(recommended, dtype=np.int64).ravel()
     return float(np.unique(rec[rec != PAD]).size / n_items)
+
+
+def popularity_percentiles(item_counts: np.ndarray) -> np.ndarray:
+    """(len,) the popularity percentile of every item row from its training count: 100 x (mid-rank - 1)
+    / (n - 1) among the n items of rows 1.. (ties share their mean rank), so the least bought item is
+    0 and the most bought 100; a one-item catalogue gives 100. Row 0 (padding) is NaN.
+
+        counts [pad, 5, 1, 5, 3] -> ranks 1 (count 1), 2 (3), 3.5 (5, 5) -> [nan, 83.3, 0, 83.3, 33.3]
+    """
+    counts = np.asarray(item_counts, dtype=np.float64).ravel()
+    out = np.full(counts.size, np.nan)
+    n = counts.size - 1
+    if n <= 0:
+        return out
+    c = counts[1:]
+    order = np.argsort(c, kind="stable")
+    sorted_c = c[order]
+    first = np.searchsorted(sorted_c, c, side="left")  # 0-based first rank of each value
+    last = np.searchsorted(sorted_c, c, side="right") - 1
+    mid = (first + last) / 2.0  # 0-based mid-rank
+    out[1:] = 100.0 * mid / (n - 1) if n > 1 else 100.0
+    return out
+
+
+def mean_popularity_percentile(recommended: np.ndarray, percentiles: np.ndarray) -> float:
+    """Mean ``percentiles`` (``popularity_percentiles``) of the recommended item rows over every filled
+    slot of every list (padding 0 ignored); NaN when nothing was recommended."""
+    rec = np.asarray(recommended, dtype=np.int64).ravel()
+    rec = rec[rec != PAD]
+    return float(np.asarray(percentiles)[rec].mean()) if rec.size else float("nan")
 
 
 # helpers --------------------------------------------------------------------------------------
@@ -156,6 +229,7 @@ def _hits_and_users(ranked: np.ndarray, relevant: Ragged, k: int) -> tuple[np.nd
 
 
 def _mean(x: np.ndarray) -> float:
+    x = x[~np.isnan(x)]
     if x.size == 0:
         raise DataError("no user has a relevant item; a ranking metric needs at least one.")
     return float(np.mean(x))

@@ -20,8 +20,9 @@ import numpy as np
 
 from embrec.data.interactions import Interactions
 from embrec.errors import InvalidParameterError, check_choice
-from embrec.evaluation.folds import Fold, in_model_vocab, make_fold
-from embrec.evaluation.generic import ranking_metrics
+from embrec.evaluation.bootstrap import unit_scores
+from embrec.evaluation.folds import Fold, Scored, in_model_vocab, make_fold, unit_keys
+from embrec.evaluation.generic import ranking_scored
 from embrec.evaluation.metrics import mae, rmse
 
 RMSE_FOLDS = ("u1", "u2", "u3", "u4", "u5")
@@ -48,18 +49,32 @@ def top10_folds(*, data: Interactions | None = None, dataset: str | None = None,
 
 def ml100k_rmse(model: Any, fold: Fold) -> dict[str, float]:
     """RMSE and MAE of ``model.predict`` on the fold's test ratings."""
+    return ml100k_rmse_scored(model, fold).metrics
+
+
+def ml100k_rmse_scored(model: Any, fold: Fold) -> Scored:
+    """``ml100k_rmse`` with per-user sums (squared and absolute errors over the user's ratings)."""
     if not getattr(model, "predicts_ratings", False):
         raise InvalidParameterError(f"protocol ml100k-rmse needs a model that predicts ratings "
                                     f"(predicts_ratings=True); received {type(model).__name__}.")
     events = in_model_vocab(model, fold.test)
     predicted = np.asarray(model.predict(events.user, events.item), dtype=np.float64)
-    return {"rmse": rmse(events.rating, predicted), "mae": mae(events.rating, predicted)}
+    metrics = {"rmse": rmse(events.rating, predicted), "mae": mae(events.rating, predicted)}
+    err = predicted - events.rating
+    ones = np.ones(err.size)
+    units = unit_scores(unit_keys(model, events.user), {"rmse": err**2, "mae": np.abs(err)},
+                        {"rmse": ones, "mae": ones}, root=("rmse",))
+    return Scored(metrics, units)
 
 
 def ml100k_top10(model: Any, fold: Fold, *, k: int = K) -> dict[str, float]:
     """Precision@k, Recall@k and NDCG@k (k = 10 by default) over all items the user has not rated in
     training."""
-    return ranking_metrics(model, fold, k=k, metrics=("precision", "recall", "ndcg"))
+    return ml100k_top10_scored(model, fold, k=k).metrics
+
+
+def ml100k_top10_scored(model: Any, fold: Fold, *, k: int = K) -> Scored:
+    return ranking_scored(model, fold, k=k, metrics=("precision", "recall", "ndcg"))
 
 
 def _fold(name: str, data_dir: str | Path | None, *, ranking: bool = False) -> Fold:

@@ -22,8 +22,17 @@ import numpy as np
 from embrec.data.interactions import Interactions
 from embrec.data.ragged import Ragged
 from embrec.errors import DataError, check_choice
-from embrec.evaluation.folds import Fold, in_model_vocab, make_fold, popular_items, resolve_data
-from embrec.evaluation.metrics import top_k_accuracy, transaction_precision
+from embrec.evaluation.bootstrap import unit_scores
+from embrec.evaluation.folds import (
+    Fold,
+    Scored,
+    in_model_vocab,
+    make_fold,
+    popular_items,
+    resolve_data,
+    unit_keys,
+)
+from embrec.evaluation.metrics import top_k_hits, transaction_hits, transaction_precision
 from embrec.evaluation.splits import time_masks
 from embrec.models.base import top_k_rows
 
@@ -52,6 +61,12 @@ def retail_precision(model: Any, fold: Fold, *, k: int = K) -> dict[str, float]:
     """precision@k (k = 5 by default) per transaction: known users get ``model.top_k`` of their training
     history (bought items NOT excluded), unknown users the training top-k; hits are rows whose item is
     among the transaction's k, divided by transactions x k."""
+    return retail_precision_scored(model, fold, k=k).metrics
+
+
+def retail_precision_scored(model: Any, fold: Fold, *, k: int = K) -> Scored:
+    """``retail_precision`` with per-unit sums: a known customer's transactions make one unit (hits over
+    them / (k x their transactions)); every transaction without a customer is a unit of its own."""
     events = in_model_vocab(model, fold.test)
     offsets = events.group_offsets()
     users = events.user[offsets[:-1]]  # (T,) the customer of each transaction
@@ -62,16 +77,39 @@ def retail_precision(model: Any, fold: Fold, *, k: int = K) -> dict[str, float]:
         rows, _ = model.top_k(distinct, model.seen_.select(distinct), min(k, model.items_.n_ids))
         predicted[known, : rows.shape[1]] = np.asarray(rows)[inverse]
         predicted[known, rows.shape[1]:] = 0
-    return {f"precision@{k}": transaction_precision(offsets, events.item, predicted)}
+    hits = transaction_hits(offsets, events.item, predicted)  # (T,)
+    name = f"precision@{k}"
+    units = unit_scores(transaction_keys(model, users), {name: hits}, {name: np.full(hits.size, float(k))})
+    return Scored({name: transaction_precision(offsets, events.item, predicted)}, units, predicted)
 
 
 def retail_next(model: Any, fold: Fold, *, k: int = K, batch_size: int | None = None) -> dict[str, float]:
     """top-k accuracy (k = 5 by default) of next-item prediction inside each transaction: before each row,
     the model scores the next item from the transaction's earlier items (``model.next_item_scores``);
     those items are removed, the top k taken; a hit when the row's item is among them; hits / rows."""
+    return retail_next_scored(model, fold, k=k, batch_size=batch_size).metrics
+
+
+def retail_next_scored(model: Any, fold: Fold, *, k: int = K, batch_size: int | None = None) -> Scored:
+    """``retail_next`` with per-unit sums (units as ``retail_precision_scored``: a customer, or one
+    anonymous transaction)."""
     events = in_model_vocab(model, fold.test)
     predicted = next_item_predictions(model, events, k=k, batch_size=batch_size)
-    return {f"top{k}_accuracy": top_k_accuracy(events.item, predicted)}
+    hits = top_k_hits(events.item, predicted).astype(np.float64)  # (rows,)
+    offsets = events.group_offsets()
+    keys = np.repeat(transaction_keys(model, events.user[offsets[:-1]]), np.diff(offsets))
+    name = f"top{k}_accuracy"
+    units = unit_scores(keys, {name: hits}, {name: np.ones(hits.size)})
+    return Scored({name: float(hits.mean())}, units, predicted)
+
+
+def transaction_keys(model: Any, users: np.ndarray) -> np.ndarray:
+    """(T,) the resampling unit of each transaction: its customer's raw id, or, without a customer,
+    the transaction itself ("(anonymous transaction t)")."""
+    keys = unit_keys(model, users)
+    anonymous = np.flatnonzero(np.asarray(users) == 0)
+    keys[anonymous] = [f"(anonymous transaction {t})" for t in anonymous]
+    return keys
 
 
 def transaction_prefixes(offsets: np.ndarray, items: np.ndarray, rows: np.ndarray) -> Ragged:

@@ -24,7 +24,7 @@ import inspect
 import logging
 import time
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,13 @@ import numpy as np
 from embrec.data.interactions import Interactions
 from embrec.errors import InvalidParameterError, ParameterWarning, check_positive_int
 from embrec.evaluation import generic, movielens, retail
-from embrec.evaluation.folds import Fold
+from embrec.evaluation.bootstrap import N_BOOT, bootstrap_intervals, paired_bootstrap
+from embrec.evaluation.folds import Fold, Scored
+from embrec.evaluation.metrics import (
+    catalogue_coverage,
+    mean_popularity_percentile,
+    popularity_percentiles,
+)
 from embrec.models.base import unmet_need
 
 logger = logging.getLogger(__name__)
@@ -46,14 +52,18 @@ class Protocol:
 
     name: str
     folds: Callable[..., tuple[str, list[Fold]]]
-    evaluate: Callable[..., dict[str, float]]
+    evaluate: Callable[..., Scored]
     summary: str
     needs_ratings: bool = False
     #: the default list length of a top-k protocol (the option ``k``); None: not a top-k protocol
     k: int | None = None
 
-    def score(self, model: Any, fold: Fold, *, k: int | None = None) -> dict[str, float]:
-        """``evaluate(model, fold)`` with the list length ``k`` (the protocol's default when None)."""
+    #: lower is better for these metrics (the paired test's "best baseline" is the lowest)
+    lower_is_better: tuple[str, ...] = ()
+
+    def score(self, model: Any, fold: Fold, *, k: int | None = None) -> Scored:
+        """``evaluate(model, fold)`` with the list length ``k`` (the protocol's default when None):
+        the metrics, their per-unit sums and the lists shown (``Scored``)."""
         if self.k is None:
             return self.evaluate(model, fold)
         return self.evaluate(model, fold, k=self.k if k is None else k)
@@ -61,23 +71,24 @@ class Protocol:
 
 PROTOCOLS: dict[str, Protocol] = {
     "retail-precision": Protocol(
-        "retail-precision", retail.retail_folds, retail.retail_precision,
+        "retail-precision", retail.retail_folds, retail.retail_precision_scored,
         "Online Retail by time: train < 2011-10-09, validation month to 2011-11-09 (part='valid') "
         "or test month from 2011-11-09 (part='test')", k=retail.K),
     "retail-next": Protocol(
-        "retail-next", retail.retail_folds, retail.retail_next,
+        "retail-next", retail.retail_folds, retail.retail_next_scored,
         "Online Retail by time, as retail-precision; next item inside each transaction", k=retail.K),
     "ml100k-rmse": Protocol(
-        "ml100k-rmse", movielens.rmse_folds, movielens.ml100k_rmse,
-        "ml-100k official folds u1..u5 (base -> test), mean of the folds", needs_ratings=True),
+        "ml100k-rmse", movielens.rmse_folds, movielens.ml100k_rmse_scored,
+        "ml-100k official folds u1..u5 (base -> test), mean of the folds", needs_ratings=True,
+        lower_is_better=("rmse", "mae")),
     "ml100k-top10": Protocol(
-        "ml100k-top10", movielens.top10_folds, movielens.ml100k_top10,
+        "ml100k-top10", movielens.top10_folds, movielens.ml100k_top10_scored,
         "ml-100k official ua split (ua.base -> ua.test), all unrated items ranked", k=movielens.K),
     "leave-last-out": Protocol(
-        "leave-last-out", generic.leave_last_out_folds, generic.leave_last_out_metrics,
+        "leave-last-out", generic.leave_last_out_folds, generic.leave_last_out_scored,
         "each user's last event by time held out, all items new to the user ranked", k=generic.K),
     "random-holdout": Protocol(
-        "random-holdout", generic.random_holdout_folds, generic.random_holdout_metrics,
+        "random-holdout", generic.random_holdout_folds, generic.random_holdout_scored,
         "a seeded 20% of each user's events held out, all items new to the user ranked", k=generic.K),
 }
 
@@ -126,15 +137,21 @@ def run_protocol(name: str, factories: Mapping[str, Callable[[], Any]], *,
                  data_dir: str | Path | None = None, data: Interactions | None = None,
                  dataset: str | None = None, on_row: Callable[[dict[str, Any]], None] | None = None,
                  progress: Callable[[str], None] | None = None,
+                 baselines: Sequence[str] = (), n_boot: int = N_BOOT, boot_seed: int = 0,
                  **options: Any) -> dict[str, Any]:
     """Fit a fresh model from every factory on each fold of protocol ``name`` and score it, in one run.
 
     ``progress`` receives a line as each model starts (``"model 3/13: bpr"``; default: the log at INFO).
 
-    Returns ``{"protocol", "dataset", "split", "results": [{"model", "metrics", "fit_seconds"
-    (+ "folds" for multi-fold protocols)}], "skipped": [{"model", "reason"}], "errors": [{"model",
-    "error"}]}`` with rows in the order of ``factories``. ``on_row(row)`` is called as each model is done
-    with its row and ``"status"`` ("ok", "skipped" or "error"), e.g. to write it out at once.
+    Returns ``{"protocol", "dataset", "split", "results": [row], "skipped": [{"model", "reason"}],
+    "errors": [{"model", "error"}], "best_baseline"}`` with rows in the order of ``factories``; a row is
+    ``{"model", "metrics", "intervals", "fit_seconds"}`` (+ ``coverage`` and ``popularity_percentile``
+    for top-k protocols, ``folds`` for multi-fold ones, and ``vs_best_baseline`` when ``baselines`` name
+    some of the factories): see ``_summary`` and ``compare``. ``intervals`` are 95 % bootstrap
+    intervals over ``n_boot`` resamples of users (0: none), seeded by ``boot_seed`` (protocol options
+    such as random-holdout's ``seed`` go in ``options``). ``on_row(row)`` is called as each model is
+    done with its row, its ``"status"`` ("ok", "skipped" or "error") and, under ``"_units"``, the
+    per-unit scores of each fold (for per-user files).
     """
     protocol = get_protocol(name)
     if not isinstance(factories, Mapping) or not factories:
@@ -147,10 +164,15 @@ def run_protocol(name: str, factories: Mapping[str, Callable[[], Any]], *,
         probe = factory()
         _check_model(protocol, label, probe)
         classes[label] = type(probe)
+    n_boot = int(n_boot)
+    if n_boot < 0:
+        raise InvalidParameterError(f"n_boot must be an integer >= 0; received {n_boot}.")
     k = list_length(protocol, options.pop("k", None))
     ds_name, folds = load_folds(name, data_dir=data_dir, data=data, dataset=dataset, **options)
     out: dict[str, Any] = {"protocol": name, "dataset": ds_name, "split": _split(folds), "results": [],
-                           "skipped": [], "errors": []}
+                           "skipped": [], "errors": [], "best_baseline": None}
+    units: dict[str, list[Any]] = {}
+    pending = [b for b in baselines if b in factories]
     say = progress or logger.info
     for i, (label, factory) in enumerate(factories.items(), start=1):
         reason = unmet_need(classes[label], folds[0].train)
@@ -160,27 +182,62 @@ def run_protocol(name: str, factories: Mapping[str, Callable[[], Any]], *,
         else:
             say(f"model {i}/{len(factories)}: {label}")
             try:
-                row = _summary(label, [_fit_and_score(protocol, label, factory(), fold, k) for fold in folds])
-                key = "results"
+                runs = [_fit_and_score(protocol, label, factory(), fold, k) for fold in folds]
+                row, key = _summary(label, runs, n_boot=n_boot, seed=boot_seed), "results"
+                units[label] = row.pop("_units")
             except Exception as exc:  # one model's failure (a diverging fit included) must not end the run
                 logger.warning("%s: %s failed: %s: %s", name, label, type(exc).__name__, exc)
                 logger.debug("%s traceback", label, exc_info=True)
                 row, key = {"model": label, "error": f"{type(exc).__name__}: {exc}"[:300]}, "errors"
         out[key].append(row)
+        if label in pending:
+            pending.remove(label)
+            if not pending:  # every baseline is done: the reference of the paired tests is known
+                out["best_baseline"] = _best(protocol, out["results"], baselines)
+        if key == "results" and out["best_baseline"] and label not in baselines and n_boot:
+            row["vs_best_baseline"] = compare(protocol, units, label, out["best_baseline"], n_boot=n_boot,
+                                              seed=boot_seed)
         if on_row is not None:
-            on_row({"status": {"results": "ok", "skipped": "skipped", "errors": "error"}[key], **row})
+            status = {"results": "ok", "skipped": "skipped", "errors": "error"}[key]
+            on_row({"status": status, **row, "_units": list(zip([f.name for f in folds], units.get(label, [])))})
+    if out["best_baseline"] and n_boot:
+        for row in out["results"]:
+            if row["model"] in baselines and row["model"] != out["best_baseline"]:
+                row["vs_best_baseline"] = compare(protocol, units, row["model"], out["best_baseline"],
+                                                  n_boot=n_boot, seed=boot_seed)
     return out
 
 
+def compare(protocol: Protocol, units: Mapping[str, list[Any]], label: str, baseline: str, *,
+            n_boot: int = N_BOOT, seed: int = 0) -> dict[str, Any]:
+    """The paired bootstrap test of ``label`` against ``baseline`` on the protocol's first metric, on the
+    same users: ``{"baseline", "metric", "diff" (label - baseline), "interval", "p", "significant"}``."""
+    metric = units[label][0].metrics[0]
+    res = paired_bootstrap(units[label], units[baseline], metric, n_boot=n_boot, seed=seed)
+    better = res["diff"] < 0 if metric in protocol.lower_is_better else res["diff"] > 0
+    return {"baseline": baseline, **res, "better": bool(res["significant"] and better)}
+
+
+def _best(protocol: Protocol, results: list[dict[str, Any]], baselines: Sequence[str]) -> str | None:
+    """The baseline row with the best first metric (None when no baseline produced a row)."""
+    rows = [r for r in results if r["model"] in baselines]
+    if not rows:
+        return None
+    metric = next(iter(rows[0]["metrics"]))
+    sign = 1.0 if metric in protocol.lower_is_better else -1.0
+    return min(rows, key=lambda r: sign * r["metrics"][metric])["model"]
+
+
 def evaluate_model(name: str, model: Any, *, data_dir: str | Path | None = None,
-                   data: Interactions | None = None, dataset: str | None = None,
-                   **options: Any) -> dict[str, Any]:
+                   data: Interactions | None = None, dataset: str | None = None, n_boot: int = N_BOOT,
+                   boot_seed: int = 0, **options: Any) -> dict[str, Any]:
     """Score one model on protocol ``name``. An unfitted model is fitted on each fold's training set
     first (and ends fitted on the last fold); a fitted one is scored as it is, on the fold whose training
     set it was fitted on (a warning if it was fitted on other data: its figures may include seen events).
 
-    Returns ``{"protocol", "dataset", "split", "model", "metrics", "fit_seconds"}`` (``fit_seconds`` is
-    None for a model fitted elsewhere; ``folds`` is added for multi-fold protocols).
+    Returns ``{"protocol", "dataset", "split", "model", "metrics", "intervals", "fit_seconds"}`` (+
+    ``coverage`` and ``popularity_percentile`` for top-k protocols; ``fit_seconds`` is None for a model
+    fitted elsewhere; ``folds`` is added for multi-fold protocols).
     """
     protocol = get_protocol(name)
     label = _model_label(model)
@@ -191,8 +248,9 @@ def evaluate_model(name: str, model: Any, *, data_dir: str | Path | None = None,
         runs = [_fit_and_score(protocol, label, model, fold, k) for fold in folds]
     else:
         folds = [_fold_of(model, folds, name)]
-        runs = [{"fold": folds[0].name, "metrics": protocol.score(model, folds[0], k=k), "fit_seconds": None}]
-    out = _summary(label, runs)
+        runs = [_scored_run(protocol, label, model, folds[0], k, None)]
+    out = _summary(label, runs, n_boot=n_boot, seed=boot_seed)
+    out.pop("_units")
     return {"protocol": name, "dataset": ds_name, "split": _split(folds), **out}
 
 
@@ -205,20 +263,43 @@ def _fit_and_score(protocol: Protocol, label: str, model: Any, fold: Fold, k: in
     start = time.perf_counter()
     model.fit(fold.train, valid=fold.valid)
     fit_seconds = time.perf_counter() - start
-    metrics = protocol.score(model, fold, k=k)
-    logger.info("%s [%s] %s: fitted in %.1f s, %s", protocol.name, fold.name, label, fit_seconds,
-                ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
-    return {"fold": fold.name, "metrics": metrics, "fit_seconds": fit_seconds}
+    return _scored_run(protocol, label, model, fold, k, fit_seconds)
 
 
-def _summary(label: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
+def _scored_run(protocol: Protocol, label: str, model: Any, fold: Fold, k: int | None,
+                fit_seconds: float | None) -> dict[str, Any]:
+    scored = protocol.score(model, fold, k=k)
+    run: dict[str, Any] = {"fold": fold.name, "metrics": scored.metrics, "fit_seconds": fit_seconds,
+                           "_units": scored.units}
+    if scored.recommended is not None:
+        run["coverage"] = catalogue_coverage(scored.recommended, n_items=model.items_.n_ids)
+        run["popularity_percentile"] = mean_popularity_percentile(
+            scored.recommended, popularity_percentiles(model.item_counts_))
+    logger.info("%s [%s] %s: %s%s", protocol.name, fold.name, label,
+                "" if fit_seconds is None else f"fitted in {fit_seconds:.1f} s, ",
+                ", ".join(f"{m}={v:.4f}" for m, v in scored.metrics.items()))
+    return run
+
+
+def _summary(label: str, runs: list[dict[str, Any]], *, n_boot: int = N_BOOT, seed: int = 0) -> dict[str, Any]:
+    """One model's row: the mean of its folds' metrics, their bootstrap ``intervals`` ({metric: [low,
+    high]}), ``coverage`` and ``popularity_percentile`` (means over folds) for top-k protocols, the fit
+    seconds, each fold's own figures (``folds``, multi-fold only) and the per-unit scores (``_units``)."""
     keys = list(runs[0]["metrics"])
     metrics = {k: float(np.mean([r["metrics"][k] for r in runs])) for k in keys}
     times = [r["fit_seconds"] for r in runs]
     fit_seconds = None if any(t is None for t in times) else float(sum(times))
-    out: dict[str, Any] = {"model": label, "metrics": metrics, "fit_seconds": fit_seconds}
+    units = [r["_units"] for r in runs]
+    out: dict[str, Any] = {"model": label, "metrics": metrics}
+    if n_boot:
+        out["intervals"] = {m: list(v) for m, v in bootstrap_intervals(units, n_boot=n_boot, seed=seed).items()}
+    for extra in ("coverage", "popularity_percentile"):
+        if extra in runs[0]:
+            out[extra] = float(np.mean([r[extra] for r in runs]))
+    out["fit_seconds"] = fit_seconds
     if len(runs) > 1:
-        out["folds"] = runs
+        out["folds"] = [{k: v for k, v in r.items() if not k.startswith("_")} for r in runs]
+    out["_units"] = units
     return out
 
 
