@@ -112,7 +112,7 @@ def search(
         trials = check_positive_int("trials", trials)
     if minutes is not None and not (isinstance(minutes, (int, float)) and minutes > 0):
         raise InvalidParameterError(f"minutes must be a positive number; received {minutes!r}.")
-    evaluate = get_protocol(protocol).evaluate
+    evaluate = protocol_metrics(get_protocol(protocol))
     metric, direction = primary_metric(protocol)
     carved = validation_fold(protocol, folds[0], seed=seed)
     logger.info("tuning %s on %s: %s", name, protocol, carved.description)
@@ -271,7 +271,7 @@ def tune(
     }
     if not final:
         return result
-    evaluate = get_protocol(protocol).evaluate
+    evaluate = protocol_metrics(get_protocol(protocol))
     factories: dict[str, Callable[[], Any]] = {
         f"{name} (defaults)": lambda: create(name, **dict(fixed or {})),
         f"{name} (tuned)": lambda: create(name, **found["best"]["params"]),
@@ -302,3 +302,8 @@ def tune(
         tuned.metrics_ = {protocol: results[-1]["metrics"]}
         result["out"] = str(tuned.save(out))
     return result
+
+
+def protocol_metrics(protocol: Any) -> Callable[[Any, Any], dict[str, float]]:
+    """model, fold -> the protocol's metrics dict (``Protocol.score`` returns them with per-user sums)."""
+    return lambda model, fold: protocol.score(model, fold).metrics
