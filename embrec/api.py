@@ -335,7 +335,8 @@ def evaluate(model_dir: str | Path, *, protocol: str, dataset: str | None = None
     protocol's test events, so the model's configuration (class and hyper-parameters) is re-fitted on the
     protocol's training split(s) instead (``refitted``) and the directory is left unchanged.
     """
-    from embrec.evaluation import evaluate_model, get_protocol, load_folds
+    from embrec.evaluation import evaluate_model, load_folds
+    from embrec.evaluation.runner import score_fitted
     from embrec.models.io import write_json_atomic
     from embrec.models.registry import create
 
@@ -345,13 +346,14 @@ def evaluate(model_dir: str | Path, *, protocol: str, dataset: str | None = None
     ds_name, folds = load_folds(protocol, data_dir=data_dir, **where)
     fold = next((f for f in folds if f.train.fingerprint() == stored.fingerprint_), None)
     if fold is not None:
-        metrics = get_protocol(protocol).score(stored, fold, k=where.get("k")).metrics
-        result = {"model": name, "metrics": metrics, "fit_seconds": None, "fold": fold.name}
+        result = {**score_fitted(protocol, stored, fold, k=where.get("k")), "model": name, "fold": fold.name}
+        metrics = result["metrics"]
         write_json_atomic(Path(model_dir) / "metrics.json", {**(stored.metrics_ or {}), protocol: metrics})
     else:
         logger.info("%s was not fitted on a %s training split; re-fitting its configuration", model_dir, protocol)
         res = evaluate_model(protocol, create(name, **stored.get_params()), data_dir=data_dir, **where)
-        result = {"model": name, "metrics": res["metrics"], "fit_seconds": res.get("fit_seconds")}
+        keep = ("metrics", "intervals", "coverage", "popularity_percentile", "fit_seconds", "folds")
+        result = {"model": name, **{key: res[key] for key in keep if key in res}}
     return to_plain({"protocol": protocol, "dataset": ds_name, "model_dir": str(model_dir),
                      "refitted": fold is None, "results": [result]})
 

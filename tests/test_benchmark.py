@@ -309,3 +309,15 @@ def test_cli_per_user_file_reproduces_the_table(shop_csv, tmp_path):
     r = CliRunner().invoke(app, args[:-1])
     assert r.exit_code == 0, r.stderr
     assert "±" in r.stdout and "(best baseline)" in r.stdout and "paired bootstrap" in r.stdout
+
+
+def test_evaluate_carries_intervals_and_k(tmp_path):
+    log = tiny_last_out_log()
+    api.train("popularity", data=log, protocol="leave-last-out", out=tmp_path / "m")
+    res = api.evaluate(tmp_path / "m", protocol="leave-last-out", data=log)
+    row = res["results"][0]
+    assert not res["refitted"] and row["metrics"] == {"hit@10": 0.5, "ndcg@10": 0.5}
+    assert row["intervals"] == {"hit@10": [0.0, 1.0], "ndcg@10": [0.0, 1.0]}
+    assert row["coverage"] == pytest.approx(2 / 3)
+    res = api.evaluate(tmp_path / "m", protocol="leave-last-out", data=log, options=["k=1"])
+    assert res["results"][0]["metrics"] == {"hit@1": 0.5, "ndcg@1": 0.5}

@@ -254,6 +254,19 @@ def evaluate_model(name: str, model: Any, *, data_dir: str | Path | None = None,
     return {"protocol": name, "dataset": ds_name, "split": _split(folds), **out}
 
 
+def score_fitted(name: str, model: Any, fold: Fold, *, k: int | None = None, n_boot: int = N_BOOT,
+                 boot_seed: int = 0) -> dict[str, Any]:
+    """A fitted model's row on one ``fold`` of protocol ``name``, scored as it is: ``{"model", "metrics",
+    "intervals", ["coverage", "popularity_percentile"], "fit_seconds": None}``."""
+    protocol = get_protocol(name)
+    label = _model_label(model)
+    _check_model(protocol, label, model)
+    row = _summary(label, [_scored_run(protocol, label, model, fold, list_length(protocol, k), None)],
+                   n_boot=n_boot, seed=boot_seed)
+    row.pop("_units")
+    return row
+
+
 # helpers ------------------------------------------------------------------------------------------
 def _split(folds: list[Fold]) -> str:
     return "; ".join(f.description for f in folds)
