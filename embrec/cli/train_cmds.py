@@ -49,8 +49,8 @@ def train(
 ) -> None:
     """Fit a model (on all the data, or on a protocol's training split) and save its directory."""
     def compute() -> dict[str, Any]:
-        name, source = data_source(dataset, data, user_col, item_col, rating_col, time_col, group_col, sep,
-                                   required=protocol is None)
+        name, source = data_source(dataset, data, user_col, item_col, rating_col, time_col, group_col,
+                                   required=protocol is None, sep=sep)
         note(f"training {model} on {name or protocol} ...")
         return api.train(model, dataset=dataset, data=source, protocol=protocol, out=out, params=param or [],
                          data_dir=data_dir, options=option or [])
@@ -82,8 +82,8 @@ def evaluate(
 ) -> None:
     """Re-fit a saved model's configuration on a protocol's training split and report its metrics."""
     def compute() -> dict[str, Any]:
-        _, source = data_source(dataset, data, user_col, item_col, rating_col, time_col, group_col, sep,
-                                required=False)
+        _, source = data_source(dataset, data, user_col, item_col, rating_col, time_col, group_col,
+                                required=False, sep=sep)
         note(f"evaluating {model_dir} on {protocol} ...")
         return api.evaluate(model_dir, protocol=protocol, dataset=dataset, data=source, data_dir=data_dir,
                             options=option or [])
@@ -129,8 +129,8 @@ def benchmark(
     """Every model that can run on the data and the baselines on one protocol, side by side; the others
     are listed as skipped (with the reason) or failed (with the error)."""
     def compute() -> dict[str, Any]:
-        _, source = data_source(dataset, data, user_col, item_col, rating_col, time_col, group_col, sep,
-                                required=False, rating_kind=rating_kind)
+        _, source = data_source(dataset, data, user_col, item_col, rating_col, time_col, group_col,
+                                required=False, rating_kind=rating_kind, sep=sep)
         names = [m.strip() for m in models.split(",") if m.strip()] if models is not None else None
         if names is not None and not names:
             raise InvalidParameterError(f"--models must name at least one model; received {models!r}.")
@@ -154,8 +154,9 @@ def benchmark(
 
 # helpers --------------------------------------------------------------------------------------
 def data_source(dataset: str | None, data: Path | None, user_col: str | None, item_col: str | None,
-                rating_col: str | None, time_col: str | None, group_col: str | None, sep: str | None, *,
-                required: bool, rating_kind: str = "auto") -> tuple[str | None, api.FileSource | None]:
+                rating_col: str | None, time_col: str | None, group_col: str | None, *,
+                required: bool, rating_kind: str = "auto",
+                sep: str | None = None) -> tuple[str | None, api.FileSource | None]:
     """(label, FileSource or None) from the data options; checks they make sense together."""
     cols = {"--user-col": user_col, "--item-col": item_col, "--rating-col": rating_col,
             "--time-col": time_col, "--group-col": group_col, "--sep": sep}

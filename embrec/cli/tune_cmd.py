@@ -18,6 +18,7 @@ from embrec.cli.train_cmds import (
     OPTION,
     RATING_COL,
     RATING_KIND,
+    SEP,
     TIME_COL,
     USER_COL,
     data_source,
@@ -64,6 +65,7 @@ def tune(
     time_col: str | None = TIME_COL,
     group_col: str | None = GROUP_COL,
     rating_kind: str = RATING_KIND,
+    sep: str | None = SEP,
     param: list[str] | None = typer.Option(
         None, "--param", "-p", help="Fix a hyper-parameter key=value (not searched; repeat)."
     ),
@@ -84,6 +86,7 @@ def tune(
             group_col,
             required=False,
             rating_kind=rating_kind,
+            sep=sep,
         )
         note(f"tuning {model} on {protocol} ...")
         return api.tune(
