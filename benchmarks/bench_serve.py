@@ -33,6 +33,8 @@ from pathlib import Path
 import httpx
 import numpy as np
 
+from embrec.models.io import model_files
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -75,8 +77,9 @@ def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 300) -> dict
 
 def workload(model_dir: Path, seed: int):
     """A function returning a random (name, method, path, body) request of the mix."""
-    users = json.loads((model_dir / "users.json").read_text())["ids"]
-    items = json.loads((model_dir / "items.json").read_text())["ids"]
+    files = model_files(model_dir)  # the current version of the model directory
+    users = json.loads((files / "users.json").read_text())["ids"]
+    items = json.loads((files / "items.json").read_text())["ids"]
     rng = random.Random(seed)
 
     def next_request() -> tuple[str, str, str, dict | None]:

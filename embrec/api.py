@@ -296,13 +296,14 @@ def train(model_name: str, *, dataset: str | None = None, data: Data | None = No
     generic ``leave-last-out`` / ``random-holdout``), evaluated, and saved with those metrics in metrics.json.
     ``options`` are the protocol's own (e.g. ``part="test"`` for the retail protocols).
     """
+    from embrec.models.outpath import check_out_path
     from embrec.models.registry import create
 
     checked = model_params(model_name, params)
     if protocol is None and protocol_options(options):
         raise InvalidParameterError("protocol options were given without a protocol; add --protocol or drop them.")
+    out = check_out_path(out, inputs=input_paths(dataset, data, data_dir), name="out")  # before any fitting
     model = create(model_name, **checked)
-    out = Path(out)
     result: dict[str, Any] = {"model": model_name, "params": checked, "protocol": protocol}
     if protocol is None:
         log = load_data(dataset=dataset, data=data, data_dir=data_dir)
@@ -324,6 +325,20 @@ def train(model_name: str, *, dataset: str | None = None, data: Data | None = No
     return to_plain(result)
 
 
+def input_paths(dataset: str | None, data: Data | None, data_dir: str | Path | None) -> list[Path]:
+    """The files and folders a command reads its data from (an output path must not hold any of them):
+    the ``data`` file, or the folders where a named dataset (every one, when none is named) would be found."""
+    if isinstance(data, FileSource):
+        return [Path(data.path)]
+    if data is not None:
+        return []
+    from embrec.datasets import DATASETS
+    from embrec.datasets.resolve import search_roots
+
+    names = [dataset] if dataset is not None else list(DATASETS)
+    return [root / name for root in search_roots(data_dir) for name in names]
+
+
 def evaluate(model_dir: str | Path, *, protocol: str, dataset: str | None = None, data: Data | None = None,
              data_dir: str | Path | None = None,
              options: Mapping[str, Any] | Sequence[str] | None = None) -> dict[str, Any]:
@@ -337,7 +352,6 @@ def evaluate(model_dir: str | Path, *, protocol: str, dataset: str | None = None
     """
     from embrec.evaluation import evaluate_model, load_folds
     from embrec.evaluation.runner import score_fitted
-    from embrec.models.io import write_json_atomic
     from embrec.models.registry import create
 
     stored = open_model(model_dir)
@@ -347,8 +361,8 @@ def evaluate(model_dir: str | Path, *, protocol: str, dataset: str | None = None
     fold = next((f for f in folds if f.train.fingerprint() == stored.fingerprint_), None)
     if fold is not None:
         result = {**score_fitted(protocol, stored, fold, k=where.get("k")), "model": name, "fold": fold.name}
-        metrics = result["metrics"]
-        write_json_atomic(Path(model_dir) / "metrics.json", {**(stored.metrics_ or {}), protocol: metrics})
+        stored.metrics_ = {**(stored.metrics_ or {}), protocol: result["metrics"]}
+        stored.save(model_dir)  # a new whole version with the added metrics, published atomically
     else:
         logger.info("%s was not fitted on a %s training split; re-fitting its configuration", model_dir, protocol)
         res = evaluate_model(protocol, create(name, **stored.get_params()), data_dir=data_dir, **where)

@@ -41,6 +41,18 @@ class ModelFileError(EmbrecError, OSError):
     """A model directory is missing, damaged, or was written by an incompatible version."""
 
 
+class OutputPathError(EmbrecError, ValueError):
+    """An output path (``--out``, ``save(path)``) would destroy something that is not embrec's, or cannot be written."""
+
+
+class ModelStateError(EmbrecError, ValueError):
+    """A model's learned state cannot be saved or used (e.g. non-finite weights after a diverged fit)."""
+
+
+class ModelVersionWarning(UserWarning):
+    """A model directory was written by a newer embrec than this one (same format, so it still loads)."""
+
+
 class ParameterWarning(UserWarning):
     """A parameter combination works but is probably not what the caller wants."""
 

@@ -75,15 +75,18 @@ def quickstart(*, dataset: str | None = None, out: str | Path = "runs/quickstart
     """
     from embrec import api
     from embrec.evaluation import run_protocol
+    from embrec.models.outpath import check_out_path, is_run_dir
     from embrec.models.registry import create, model_class, model_names
 
     say = progress or logger.info
     start = time.perf_counter()
-    out = Path(out)
     name = dataset or "synthetic"
     if name not in PROTOCOL_OF:
         raise InvalidParameterError(f"dataset must be one of {', '.join(repr(d) for d in PROTOCOL_OF)}; "
                                     f"received {name!r}.")
+    inputs = api.input_paths(dataset, None, data_dir) if dataset is not None else []
+    out = check_out_path(out, inputs=inputs, name="out", accept=is_run_dir,  # before any fitting
+                         what="a quickstart run directory (model/, embedding-model/, report/)")
     protocol = PROTOCOL_OF[name]
     log = _load(name, data_dir, synthetic_params)
     say(f"data: {log}")

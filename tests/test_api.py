@@ -11,6 +11,7 @@ import pytest
 from embrec import api
 from embrec.baselines import Popularity
 from embrec.errors import DataError, InvalidParameterError, ModelFileError, UnknownIdError
+from embrec.models.io import model_files
 from embrec.models.registry import create, model_names
 from tests.conftest import make_log
 
@@ -175,7 +176,7 @@ def test_train_on_a_protocol_then_evaluate_scores_the_stored_weights(tmp_path):
     log = make_log(blocks(), time=np.arange(200))
     res = api.train("item-transition", data=log, protocol="leave-last-out", out=tmp_path / "m")
     assert set(res["metrics"]) == {"hit@10", "ndcg@10"}
-    stored = json.loads((tmp_path / "m" / "metrics.json").read_text())
+    stored = json.loads((model_files(tmp_path / "m") / "metrics.json").read_text())
     assert stored == {"leave-last-out": res["metrics"]}
 
     ev = api.evaluate(tmp_path / "m", protocol="leave-last-out", data=log)
@@ -184,7 +185,7 @@ def test_train_on_a_protocol_then_evaluate_scores_the_stored_weights(tmp_path):
 
     other = api.evaluate(tmp_path / "m", protocol="random-holdout", data=log)  # not fitted on that split
     assert other["refitted"] is True and other["results"][0]["fit_seconds"] >= 0
-    assert set(json.loads((tmp_path / "m" / "metrics.json").read_text())) == {"leave-last-out"}
+    assert set(json.loads((model_files(tmp_path / "m") / "metrics.json").read_text())) == {"leave-last-out"}
 
 
 def test_evaluate_missing_directory(tmp_path):

@@ -9,7 +9,6 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from pathlib import Path
 
 import httpx
 import numpy as np
@@ -20,6 +19,7 @@ from embrec import api
 from embrec.baselines import Popularity
 from embrec.datasets import synthetic
 from embrec.errors import ModelFileError
+from embrec.models.io import model_files
 from embrec.serve import create_app
 from tests.planted_model import PlantedVectors, registered
 
@@ -192,11 +192,11 @@ def test_missing_or_damaged_model_directory_fails_at_start_up(shop, tmp_path):
     with pytest.raises(ModelFileError, match="does not exist"):
         create_app(tmp_path / "nowhere")
     Popularity().fit(shop).save(tmp_path / "pop")
-    weights = Path(tmp_path / "pop" / "weights.safetensors")
+    weights = model_files(tmp_path / "pop") / "weights.safetensors"
     weights.write_bytes(weights.read_bytes()[:40])
     with pytest.raises(ModelFileError, match="weights.safetensors"):
         create_app(tmp_path / "pop")
-    Popularity().fit(shop).save(tmp_path / "pop2")
+    (tmp_path / "pop2").mkdir()  # another tool's folder with a config.json
     (tmp_path / "pop2" / "config.json").write_text(json.dumps({"format": "other"}))
     with pytest.raises(ModelFileError, match="not an embrec model directory"):
         create_app(tmp_path / "pop2")

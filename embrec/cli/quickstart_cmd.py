@@ -16,7 +16,8 @@ from embrec.cli.train_cmds import protocol_table
 def quickstart(
     dataset: str | None = typer.Option(None, "--dataset", help="ml-100k or online-retail instead of the "
                                        "synthetic shop (runs ml100k-top10 / retail-precision)."),
-    out: Path = typer.Option(Path("runs/quickstart"), "--out", help="Where the best model and the report go."),
+    out: str = typer.Option("runs/quickstart", "--out", help="Where the best model and the report go: new, "
+                            "empty, or an earlier quickstart run (anything else is refused before the fit)."),
     data_dir: Path | None = DATA_DIR,
     as_json: bool = JSON,
 ) -> None:

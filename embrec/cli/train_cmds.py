@@ -32,7 +32,9 @@ PROTOCOL = typer.Option(None, "--protocol", help="retail-precision, retail-next,
 def train(
     model: str = typer.Argument(..., help="Model name from the registry (e.g. popularity, bpr, als).",
                                 show_default=False),
-    out: Path = typer.Option(..., "--out", help="Model directory to write.", show_default=False),
+    out: str = typer.Option(..., "--out", help="Model directory to write: new, empty, or an embrec model "
+                            "directory (replaced atomically; anything else is refused before the fit).",
+                            show_default=False),
     dataset: str | None = DATASET,
     data: Path | None = DATA,
     user_col: str | None = USER_COL,

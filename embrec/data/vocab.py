@@ -35,7 +35,7 @@ class IdVocab:
             raise DataError(f"{name} ids must not be missing (NaN); received a NaN among {raw.size} ids.")
         if not raw.is_unique:
             dup = raw[raw.duplicated()][0]
-            raise DataError(f"{name} ids must be unique in a vocabulary; received {dup!r} twice.")
+            raise DataError(f"{name} ids must be unique in a vocabulary; received {describe(_plain(dup))} twice.")
         self.name = name
         self._index = raw
         self.kind = "int" if pd.api.types.is_integer_dtype(raw.dtype) else "str"
@@ -153,11 +153,24 @@ class IdVocab:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> IdVocab:
-        try:
-            kind, ids, name = data["kind"], data["ids"], data.get("name", "id")
-        except (KeyError, TypeError):
-            raise DataError(f"a vocabulary must have 'kind' and 'ids'; received keys {describe(list(data))}.") from None
-        arr = np.asarray(ids, dtype=np.int64) if kind == "int" else np.asarray(ids, dtype=object)
+        if not isinstance(data, dict) or "kind" not in data or "ids" not in data:
+            got = f"keys {describe(list(data))}" if isinstance(data, dict) else f"a {type(data).__name__}"
+            raise DataError(f"a vocabulary must be an object with 'kind' and 'ids'; received {got}.")
+        kind, ids, name = data["kind"], data["ids"], str(data.get("name", "id"))
+        if kind not in ("int", "str") or not isinstance(ids, list):
+            raise DataError(f"a vocabulary needs kind 'int' or 'str' and a list of ids; received kind "
+                            f"{describe(kind)} and {type(ids).__name__} ids.")
+        if kind == "int":
+            bad = next((x for x in ids if isinstance(x, bool) or not isinstance(x, int)
+                        or not -(2**63) <= x < 2**63), None)
+            if bad is not None:
+                raise DataError(f"the ids of an 'int' vocabulary must be 64-bit integers; received {describe(bad)}.")
+            arr = np.asarray(ids, dtype=np.int64)
+        else:
+            bad = next((x for x in ids if not isinstance(x, str)), None)
+            if bad is not None:
+                raise DataError(f"the ids of a 'str' vocabulary must be strings; received {describe(bad)}.")
+            arr = np.asarray(ids, dtype=object)
         return cls(arr, name=name)
 
 

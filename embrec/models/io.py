@@ -1,14 +1,20 @@
-"""Model directories: JSON + safetensors, written atomically, never pickled.
+"""Model directories: JSON + safetensors, versioned and published atomically, checksummed, never pickled.
 
     DIR/
-      config.json          {"format": "embrec-model", "format_version": 1, "class": "BPR", "params": {...},
-                            "embrec_version": "0.1.0", "data_fingerprint": "sha256...", "created": "..."}
-      users.json items.json  the IdVocabs (raw id of every row)
-      weights.safetensors  learned arrays (the model's, plus seen_ histories and item_counts_)
-      extra.json           learned JSON state (feature vocabularies, texts...)
-      metrics.json         evaluation results;  history.json  per-epoch training history
-      index.json           (optional) the retrieval index choice; built FAISS indexes are uint8 arrays
-                           "_index.*" in weights.safetensors (``embrec.index.auto``)
+      current -> .versions/<id>     the pointer to the last whole save (``embrec.models.store``)
+      .versions/<id>/
+        config.json          {"format": "embrec-model", "format_version": 2, "class": "BPR", "params": {...},
+                              "embrec_version": "0.1.0", "data_fingerprint": "sha256...", "created": "..."}
+        manifest.json        size and sha256 of every other file (checked by every load)
+        users.json items.json  the IdVocabs (raw id of every row)
+        weights.safetensors  learned arrays (the model's, plus seen_ histories and item_counts_)
+        extra.json           learned JSON state (feature vocabularies, texts...)
+        metrics.json         evaluation results;  history.json  per-epoch training history
+        index.json           (optional) the retrieval index choice; built FAISS indexes are uint8 arrays
+                             "_index.*" in weights.safetensors (``embrec.index.auto``)
+
+A directory of the first layout (format_version 1: the files directly in DIR/, no manifest) still loads,
+and saving over it turns it into the layout above. What is guaranteed: docs/model-directory.md.
 """
 
 from __future__ import annotations
@@ -17,8 +23,9 @@ import datetime as _dt
 import json
 import logging
 import os
-import shutil
-import tempfile
+import re
+import secrets
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -28,103 +35,201 @@ from safetensors.numpy import load_file, save_file
 
 from embrec.data.ragged import Ragged
 from embrec.data.vocab import IdVocab
-from embrec.errors import ModelFileError
+from embrec.errors import EmbrecError, ModelFileError, ModelStateError, ModelVersionWarning
+from embrec.models import store
+from embrec.models.outpath import check_out_path
 
 logger = logging.getLogger(__name__)
 
 FORMAT = "embrec-model"
-FORMAT_VERSION = 1
+#: 2: versioned directory with manifest.json; 1: the files directly in the directory, no manifest
+FORMAT_VERSION = 2
 _BASE_KEYS = ("_base.seen.values", "_base.seen.offsets", "_base.item_counts")
+#: a load re-resolves the pointer this many times when the version it read was replaced and removed under it
+_LOAD_ATTEMPTS = 50
+_FEATURE_ARRAY = re.compile(r"(^|\.)(item|user)_features\.")
 
 
 def save_model(model: Any, path: str | Path) -> Path:
-    """Write ``model`` to directory ``path`` via a temporary sibling directory and a rename."""
+    """Write ``model`` as a new version of directory ``path`` and switch ``path``'s pointer to it atomically.
+
+    ``path`` must be new, empty, or an embrec model directory (``check_out_path``); anything else is refused
+    before a byte is written. Non-finite learned arrays are refused (ModelStateError naming the array)."""
     from embrec import __version__
+    from embrec.index.auto import index_state
     from embrec.models.registry import name_of
 
     model._check_fitted()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    path = check_out_path(path, name="path")
+    config = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "class": name_of(type(model)),
+        "params": to_plain(model.get_params()),
+        "embrec_version": __version__,
+        "data_fingerprint": model.fingerprint_,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    arrays = {k: np.ascontiguousarray(v) for k, v in model._get_state().items()}
+    arrays["_base.seen.values"] = model.seen_.values
+    arrays["_base.seen.offsets"] = model.seen_.offsets
+    arrays["_base.item_counts"] = model.item_counts_
+    check_finite(arrays, lambda name, bad, size: ModelStateError(
+        f"cannot save the model: learned array {name!r} holds {bad} non-finite values (NaN or inf) among "
+        f"{size}; the fit diverged (try a lower learning rate or more regularisation)."))
+    index_arrays, index_meta = index_state(model)  # the index choice and built FAISS indexes
+    arrays.update(index_arrays)
+    documents = {"config.json": config, "users.json": model.users_.to_dict(), "items.json": model.items_.to_dict(),
+                 "extra.json": to_plain(model._get_extra()), "metrics.json": to_plain(model.metrics_),
+                 "history.json": to_plain(model.history_)}
+    if index_meta is not None:
+        documents["index.json"] = index_meta
+    writer = None
     try:
-        config = {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "class": name_of(type(model)),
-            "params": to_plain(model.get_params()),
-            "embrec_version": __version__,
-            "data_fingerprint": model.fingerprint_,
-            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        }
-        arrays = {k: np.ascontiguousarray(v) for k, v in model._get_state().items()}
-        arrays["_base.seen.values"] = model.seen_.values
-        arrays["_base.seen.offsets"] = model.seen_.offsets
-        arrays["_base.item_counts"] = model.item_counts_
-        _write_json(tmp / "config.json", config)
-        _write_json(tmp / "users.json", model.users_.to_dict())
-        _write_json(tmp / "items.json", model.items_.to_dict())
-        _write_json(tmp / "extra.json", to_plain(model._get_extra()))
-        _write_json(tmp / "metrics.json", to_plain(model.metrics_))
-        _write_json(tmp / "history.json", to_plain(model.history_))
-        from embrec.index.auto import index_state
-
-        index_arrays, index_meta = index_state(model)  # the index choice and built FAISS indexes
-        if index_meta is not None:
-            arrays.update(index_arrays)
-            _write_json(tmp / "index.json", index_meta)
-        save_file(arrays, str(tmp / "weights.safetensors"))
-        _replace_dir(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        writer = store.VersionWriter(path)
+        for name, doc in documents.items():
+            writer.write_json(name, doc)
+        save_file(arrays, str(writer.tmp / "weights.safetensors"))
+        writer.add_file("weights.safetensors")
+        writer.publish()
+    except BaseException as exc:
+        if writer is not None:
+            writer.abort()
+        if isinstance(exc, OSError) and not isinstance(exc, EmbrecError):
+            raise ModelFileError(f"cannot write the model directory {str(path)[:80]!r} "
+                                 f"({exc.strerror or exc}).") from None
         raise
     return path
 
 
+def check_finite(arrays: dict[str, np.ndarray], error: Any) -> None:
+    """Raise ``error(name, n_bad, size)`` for the first learned floating-point array holding NaN or inf.
+
+    Feature tables kept with a model (``item_features.*``, ``user_features.*``) are data, not learned: a
+    missing numeric feature is NaN there, so they are not checked."""
+    for name, a in arrays.items():
+        if _FEATURE_ARRAY.search(name):
+            continue
+        if a.dtype.kind in "fc" and a.size and not np.isfinite(a).all():
+            raise error(name, int(a.size - np.isfinite(a).sum()), int(a.size))
+
+
+def model_files(path: str | Path) -> Path:
+    """The folder holding the files of the model saved in ``path`` (its current version), for readers
+    that want one file (e.g. ``model_files(d) / "users.json"``). ``embrec.load`` is the whole, checked read."""
+    return store.resolve(path)
+
+
 def load_model(path: str | Path) -> Any:
-    """Read a model directory written by ``save_model``; says what is wrong with a damaged one."""
+    """Read a model directory written by ``save_model``: one whole version, checked against its manifest."""
+    path = Path(path)
+    for attempt in range(_LOAD_ATTEMPTS):
+        before = _pointer_or_error(path)
+        try:
+            return _load_version(store.resolve(path))
+        except ModelFileError:
+            if attempt + 1 == _LOAD_ATTEMPTS or _pointer_or_error(path) == before:
+                raise
+            logger.debug("%s was replaced while it was read; reading the new version", path)
+    raise AssertionError("unreachable")
+
+
+def _pointer_or_error(path: Path) -> str | None:
+    try:
+        return store.pointer_target(path) if path.is_dir() else None
+    except ModelFileError as exc:
+        return f"error: {exc}"
+
+
+def _load_version(folder: Path) -> Any:
     from embrec.models.registry import class_of
 
-    path = Path(path)
-    if not path.is_dir():
-        raise ModelFileError(f"model directory {str(path)!r} does not exist or is not a directory.")
-    config = _read_json(path, "config.json")
+    has_manifest = folder.parent.name == store.VERSIONS or (folder / store.MANIFEST).exists()
+    if has_manifest:
+        store.verify(folder)
+    config = _read_json(folder, "config.json")
     if not isinstance(config, dict) or config.get("format") != FORMAT:
-        raise ModelFileError(f"{str(path)!r} is not an embrec model directory (config.json has no "
+        raise ModelFileError(f"{str(folder)!r} is not an embrec model directory (config.json has no "
                              f"'format': '{FORMAT}').")
-    if config.get("format_version") != FORMAT_VERSION:
-        raise ModelFileError(f"{str(path)!r} has model format version {config.get('format_version')!r}; "
-                             f"this embrec reads version {FORMAT_VERSION}.")
+    version = config.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= FORMAT_VERSION:
+        newer = isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION
+        raise ModelFileError(f"{str(folder / 'config.json')!r} has model format version {to_plain(version)!r}; "
+                             f"this embrec reads versions 1 to {FORMAT_VERSION}"
+                             + (" (upgrade embrec to read it)." if newer else "."))
+    if version >= 2 and not has_manifest:
+        raise ModelFileError(f"{str(folder / store.MANIFEST)!r} is missing; the model directory is damaged.")
+    _warn_if_newer(folder, config.get("embrec_version"))
     cls = class_of(config.get("class"))
     try:
         model = cls(**_portable_params(config.get("params", {})))
-    except TypeError as exc:
-        raise ModelFileError(f"the parameters in {str(path / 'config.json')!r} do not fit {cls.__name__}: {exc}.") from None
+    except (TypeError, ValueError) as exc:
+        raise ModelFileError(f"the parameters in {str(folder / 'config.json')!r} do not fit {cls.__name__}: "
+                             f"{exc}") from None
+    weights = folder / "weights.safetensors"
     try:
-        arrays = load_file(str(path / "weights.safetensors"))
+        arrays = load_file(str(weights))
     except (FileNotFoundError, SafetensorError, OSError) as exc:
-        raise ModelFileError(f"cannot read {str(path / 'weights.safetensors')!r}: {exc}.") from None
+        raise ModelFileError(f"cannot read {str(weights)!r}: {exc}.") from None
     missing = [k for k in _BASE_KEYS if k not in arrays]
     if missing:
-        raise ModelFileError(f"{str(path / 'weights.safetensors')!r} lacks arrays {missing}; the file is damaged.")
+        raise ModelFileError(f"{str(weights)!r} lacks arrays {missing}; the file is damaged.")
+    check_finite(arrays, lambda name, bad, size: ModelFileError(
+        f"{str(weights)!r} is damaged: array {name!r} holds {bad} non-finite values (NaN or inf) among {size}."))
     from embrec.index.auto import pop_index_arrays, restore_indexes
 
     index_arrays = pop_index_arrays(arrays)
-    model.users_ = IdVocab.from_dict(_read_json(path, "users.json"))
-    model.items_ = IdVocab.from_dict(_read_json(path, "items.json"))
+    model.users_ = _read_vocab(folder, "users.json")
+    model.items_ = _read_vocab(folder, "items.json")
     model.seen_ = Ragged(arrays.pop("_base.seen.values"), arrays.pop("_base.seen.offsets"))
     model.item_counts_ = arrays.pop("_base.item_counts")
     model.fingerprint_ = config.get("data_fingerprint", "")
-    model.metrics_ = _read_json(path, "metrics.json", default={})
-    model.history_ = _read_json(path, "history.json", default=[])
+    model.saved_config_ = config  # what the loaded version's config.json said (serve's /healthz shows it)
+    model.metrics_ = _read_json(folder, "metrics.json", default={})
+    model.history_ = _read_json(folder, "history.json", default=[])
     if len(model.seen_) != model.users_.size or model.item_counts_.shape != (model.items_.size,):
-        raise ModelFileError(f"{str(path)!r}: vocabulary sizes do not match the stored arrays; the directory is damaged.")
+        raise ModelFileError(f"{str(folder)!r}: vocabulary sizes do not match the stored arrays; the directory "
+                             "is damaged.")
     try:
-        model._set_state(arrays, _read_json(path, "extra.json", default={}))
-    except (KeyError, ValueError, RuntimeError) as exc:
-        raise ModelFileError(f"{str(path)!r}: the stored weights do not fit {cls.__name__} ({exc}).") from None
-    if (path / "index.json").exists():
-        restore_indexes(model, _read_json(path, "index.json"), index_arrays)
+        model._set_state(arrays, _read_json(folder, "extra.json", default={}))
+    except (KeyError, ValueError, RuntimeError, TypeError) as exc:
+        raise ModelFileError(f"{str(weights)!r}: the stored weights do not fit {cls.__name__} ({exc}).") from None
+    if (folder / "index.json").exists():
+        try:
+            restore_indexes(model, _read_json(folder, "index.json"), index_arrays)
+        except ModelFileError as exc:
+            raise ModelFileError(f"{str(folder / 'index.json')!r}: {exc}") from None
     return model
+
+
+def _read_vocab(folder: Path, name: str) -> IdVocab:
+    data = _read_json(folder, name)
+    try:
+        return IdVocab.from_dict(data)
+    except (EmbrecError, TypeError, ValueError, OverflowError) as exc:
+        raise ModelFileError(f"{str(folder / name)!r} is damaged: {exc}") from None
+
+
+def _warn_if_newer(folder: Path, saved: Any) -> None:
+    from embrec import __version__
+
+    if _version_tuple(saved) > _version_tuple(__version__):
+        warnings.warn(f"{str(folder / 'config.json')!r} was written by embrec {str(saved)[:40]}, newer than this "
+                      f"embrec {__version__}; its format version is one this embrec reads, so it loads, but "
+                      "upgrade embrec if anything looks wrong.", ModelVersionWarning, stacklevel=4)
+
+
+def _version_tuple(text: Any) -> tuple[int, ...]:
+    """"0.10.2rc1" -> (0, 10, 2); anything unparseable -> ()."""
+    if not isinstance(text, str):
+        return ()
+    parts = []
+    for piece in text.split(".")[:4]:
+        m = re.match(r"\d+", piece)
+        if not m:
+            break
+        parts.append(int(m.group()))
+    return tuple(parts)
 
 
 def _portable_params(params: dict[str, Any]) -> dict[str, Any]:
@@ -139,42 +244,34 @@ def _portable_params(params: dict[str, Any]) -> dict[str, Any]:
     return params
 
 
-def _replace_dir(tmp: Path, path: Path) -> None:
-    if path.exists():
-        old = path.with_name(f".{path.name}.old-{os.getpid()}")
-        os.replace(path, old)
-        os.replace(tmp, path)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, path)
-
-
 def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON to ``path`` through a temporary file and a rename."""
+    """Write JSON to ``path`` through a temporary file (created with the umask's permissions) and a rename."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
     try:
-        with os.fdopen(fd, "w") as fh:
+        with open(tmp, "x", encoding="utf-8") as fh:
             json.dump(to_plain(data), fh, indent=2)
+            fh.flush()
+            os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 
-def _write_json(path: Path, data: Any) -> None:
-    path.write_text(json.dumps(data, indent=2))
-
-
-def _read_json(path: Path, name: str, default: Any = None) -> Any:
-    f = path / name
-    if not f.exists():
+def _read_json(folder: Path, name: str, default: Any = None) -> Any:
+    f = folder / name
+    try:
+        text = f.read_bytes()
+    except FileNotFoundError:
         if default is not None:
             return default
-        raise ModelFileError(f"model directory {str(path)!r} lacks {name}.")
+        raise ModelFileError(f"model directory {str(folder)!r} lacks {name}.") from None
+    except OSError as exc:
+        raise ModelFileError(f"cannot read {str(f)!r} ({exc.strerror or exc}).") from None
     try:
-        return json.loads(f.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        return json.loads(text)
+    except (ValueError, UnicodeDecodeError) as exc:
         raise ModelFileError(f"{str(f)!r} is not valid JSON ({exc}); the model directory is damaged.") from None
 
 

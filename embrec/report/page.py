@@ -36,6 +36,7 @@ import pandas as pd
 from embrec.data.features import FeatureTable
 from embrec.errors import InvalidParameterError, check_positive_int
 from embrec.models.io import write_json_atomic
+from embrec.models.outpath import check_out_path, is_report_dir
 from embrec.report import plots
 
 logger = logging.getLogger(__name__)
@@ -57,14 +58,12 @@ def write_report(model_dir_or_model: Any, out_dir: str | Path, *, protocol_resul
     n_popular = check_positive_int("n_popular", n_popular)
     k = check_positive_int("k", k)
     max_points = check_positive_int("max_points", max_points, minimum=10)
-    if isinstance(model_dir_or_model, (str, Path)):
-        source = str(model_dir_or_model)
-        model = api.open_model(model_dir_or_model)
-    else:
-        source, model = "", model_dir_or_model
+    source = str(model_dir_or_model) if isinstance(model_dir_or_model, (str, Path)) else ""
+    out = check_out_path(out_dir, inputs=[source], name="out_dir", accept=is_report_dir,
+                         what="an embrec report directory")
+    model = api.open_model(model_dir_or_model) if source else model_dir_or_model
     info = api.describe(model)
     results = _results_list(protocol_results)
-    out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     if item_features is not None and item_features.n_rows != model.items_.size:

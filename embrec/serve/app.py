@@ -59,7 +59,7 @@ def create_app(model_dir: str | Path, *, max_body_bytes: int = MAX_BODY_BYTES) -
     Request bodies larger than ``max_body_bytes`` are refused with 413, bodies not typed JSON with 415."""
     model = api.open_model(model_dir)
     info = api.describe(model)
-    config = _config(Path(model_dir))
+    config = getattr(model, "saved_config_", None) or {}  # config.json of the very version that was loaded
     index = _warm_up(model)
     health = Health(model=info["model"], model_class=info["class"], embrec_version=__version__,
                     trained_with=config.get("embrec_version"), created=config.get("created"),
@@ -130,14 +130,6 @@ def _offline_docs(app: FastAPI) -> None:
     @app.get(redirect, include_in_schema=False)
     def oauth2_redirect() -> HTMLResponse:
         return get_swagger_ui_oauth2_redirect_html()
-
-
-def _config(model_dir: Path) -> dict[str, Any]:
-    try:
-        data = json.loads((model_dir / "config.json").read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def _warm_up(model: Any) -> str:
