@@ -54,3 +54,20 @@ def checkerboard() -> tuple[Interactions, dict[int, int]]:
         pairs += [(u, i) for i in block if i != out]
     # every item needs at least one event: the held-out ones are bought by another user of the block
     return make_log(pairs), held
+
+
+def rewrite_model_file(model_dir, name: str, data: bytes) -> None:
+    """Replace one file of a model directory's current version and re-sign its manifest: a consistent edit
+    (what a buggy or hostile writer could produce), so that the check under test is not the checksum."""
+    import hashlib
+    import json
+
+    from embrec.models import store
+    from embrec.models.io import model_files
+
+    folder = model_files(model_dir)
+    (folder / name).write_bytes(data)
+    manifest = json.loads((folder / store.MANIFEST).read_text())
+    manifest["files"][name] = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    manifest["digest"] = store.files_digest(manifest["files"])
+    (folder / store.MANIFEST).write_text(json.dumps(manifest))

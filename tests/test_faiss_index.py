@@ -13,6 +13,8 @@ from embrec.data import Ragged
 from embrec.datasets import synthetic
 from embrec.errors import InvalidParameterError, ModelFileError, NotFittedError
 from embrec.index import ExactIndex, FaissIndex
+from embrec.models.io import model_files
+from tests.conftest import rewrite_model_file
 from tests.planted_model import PlantedVectors, registered
 
 
@@ -151,7 +153,7 @@ def test_model_recommendations_match_exact_and_survive_save_load(shop, tmp_path)
     sim = model.similar_items(list(shop.items.raw_ids[:20]), k=5, measure="cosine")
     with registered():
         model.save(tmp_path / "m")
-        meta = json.loads((tmp_path / "m" / "index.json").read_text())
+        meta = json.loads((model_files(tmp_path / "m") / "index.json").read_text())
         assert meta["config"]["backend"] == "hnsw" and "dot.candidates" in meta["built"]
         assert "cosine.items" in meta["built"]  # built by similar_items above, saved too
         loaded = embrec.load(tmp_path / "m")
@@ -168,7 +170,7 @@ def test_damaged_index_in_model_directory(shop, tmp_path):
     model = PlantedVectors().fit(shop).set_index("hnsw")
     with registered():
         model.save(tmp_path / "m")
-        (tmp_path / "m" / "index.json").write_text(json.dumps({"config": {"backend": "hnsw"}, "built": {
-            "dot.candidates": {"measure": "dot"}}}))
+        rewrite_model_file(tmp_path / "m", "index.json", json.dumps({"config": {"backend": "hnsw"}, "built": {
+            "dot.candidates": {"measure": "dot"}}}).encode())
         with pytest.raises(ModelFileError, match="FAISS index"):
             embrec.load(tmp_path / "m")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -21,7 +20,7 @@ from embrec.errors import ModelFileError, ModelStateError, ModelVersionWarning, 
 from embrec.models import store
 from embrec.models.io import model_files
 from embrec.models.outpath import check_out_path
-from tests.conftest import make_log
+from tests.conftest import make_log, rewrite_model_file
 
 LOG = make_log([(1, "a"), (2, "a"), (2, "b"), (3, "a"), (3, "c"), (3, "b")])
 
@@ -30,16 +29,6 @@ def pop(marker: int = 0) -> Popularity:
     model = Popularity().fit(LOG)
     model.metrics_ = {"marker": marker}
     return model
-
-
-def rewrite(model_dir, name: str, data: bytes) -> None:
-    """Replace one file of the current version and re-sign the manifest, as a consistent (not damaged) edit."""
-    folder = model_files(model_dir)
-    (folder / name).write_bytes(data)
-    manifest = json.loads((folder / "manifest.json").read_text())
-    manifest["files"][name] = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
-    manifest["digest"] = store.files_digest(manifest["files"])
-    (folder / "manifest.json").write_text(json.dumps(manifest))
 
 
 def csv_log(folder):
@@ -215,7 +204,7 @@ def test_non_finite_arrays_are_refused_at_save_and_at_load(tmp_path):
     arrays = load_file(str(model_files(d) / "weights.safetensors"))
     arrays["counts"][2] = np.inf
     save_file(arrays, str(tmp_path / "w"))
-    rewrite(d, "weights.safetensors", (tmp_path / "w").read_bytes())
+    rewrite_model_file(d, "weights.safetensors", (tmp_path / "w").read_bytes())
     with pytest.raises(ModelFileError, match="weights.safetensors' is damaged: array 'counts' holds 1 non-finite"):
         embrec.load(d)
 
@@ -234,10 +223,10 @@ def test_all_nan_factors_of_a_trained_model_are_refused(tmp_path):
 def test_newer_format_is_an_error_newer_library_a_warning(tmp_path):
     d = pop().save(tmp_path / "m")
     config = json.loads((model_files(d) / "config.json").read_text())
-    rewrite(d, "config.json", json.dumps({**config, "embrec_version": "99.0.0"}).encode())
+    rewrite_model_file(d, "config.json", json.dumps({**config, "embrec_version": "99.0.0"}).encode())
     with pytest.warns(ModelVersionWarning, match="written by embrec 99.0.0, newer than this"):
         assert embrec.load(d).metrics_ == {"marker": 0}
-    rewrite(d, "config.json", json.dumps({**config, "format_version": 3}).encode())
+    rewrite_model_file(d, "config.json", json.dumps({**config, "format_version": 3}).encode())
     with pytest.raises(ModelFileError, match="format version 3; this embrec reads versions 1 to 2 .upgrade"):
         embrec.load(d)
 
@@ -245,16 +234,16 @@ def test_newer_format_is_an_error_newer_library_a_warning(tmp_path):
 def test_bad_values_in_json_files_name_the_file_and_print_plain_values(tmp_path):
     d = pop().save(tmp_path / "m")
     users = json.loads((model_files(d) / "users.json").read_text())
-    rewrite(d, "users.json", json.dumps({**users, "ids": [1, 1, 3]}).encode())
+    rewrite_model_file(d, "users.json", json.dumps({**users, "ids": [1, 1, 3]}).encode())
     with pytest.raises(ModelFileError, match=r"users.json' is damaged: .*unique.*received 1 twice") as err:
         embrec.load(d)
     assert "np." not in str(err.value)
-    rewrite(d, "users.json", json.dumps({**users, "ids": [1, 2**70, 3]}).encode())
+    rewrite_model_file(d, "users.json", json.dumps({**users, "ids": [1, 2**70, 3]}).encode())
     with pytest.raises(ModelFileError, match="users.json' is damaged: .*64-bit integers"):
         embrec.load(d)
     d = pop().save(tmp_path / "m2")
     config = json.loads((model_files(d) / "config.json").read_text())
-    rewrite(d, "config.json", json.dumps({**config, "params": {"factors": 3}}).encode())
+    rewrite_model_file(d, "config.json", json.dumps({**config, "params": {"factors": 3}}).encode())
     with pytest.raises(ModelFileError, match="parameters in .*config.json' do not fit Popularity"):
         embrec.load(d)
 

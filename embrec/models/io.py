@@ -126,12 +126,19 @@ def load_model(path: str | Path) -> Any:
     for attempt in range(_LOAD_ATTEMPTS):
         before = _pointer_or_error(path)
         try:
-            return _load_version(store.resolve(path))
+            folder = store.resolve(path)
+            model = _load_version(folder)
         except ModelFileError:
             if attempt + 1 == _LOAD_ATTEMPTS or _pointer_or_error(path) == before:
                 raise
             logger.debug("%s was replaced while it was read; reading the new version", path)
-    raise AssertionError("unreachable")
+            continue
+        # files of the first layout are removed by the save that replaces them: read the new version when
+        # that happened during this read (a file read as absent may have been deleted, not absent)
+        if folder != path or _pointer_or_error(path) == before:
+            return model
+    raise ModelFileError(f"model directory {str(path)[:80]!r} was replaced {_LOAD_ATTEMPTS} times while it was "
+                         "read; try again when the saves stop.")
 
 
 def _pointer_or_error(path: Path) -> str | None:
@@ -145,8 +152,19 @@ def _load_version(folder: Path) -> Any:
     from embrec.models.registry import class_of
 
     has_manifest = folder.parent.name == store.VERSIONS or (folder / store.MANIFEST).exists()
-    if has_manifest:
-        store.verify(folder)
+    # with a manifest, the JSON files are parsed from the very bytes that were checked, and a file the
+    # manifest does not list is absent by design (not missing)
+    checked = store.verify(folder) if has_manifest else None
+
+    def _read_json(folder: Path, name: str, default: Any = None) -> Any:
+        if checked is None:
+            return read_json(folder, name, default)
+        if name not in checked:
+            if default is not None:
+                return default
+            raise ModelFileError(f"model directory {str(folder)!r} lacks {name}.")
+        return _parse_json(folder / name, checked[name])
+
     config = _read_json(folder, "config.json")
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         raise ModelFileError(f"{str(folder)!r} is not an embrec model directory (config.json has no "
@@ -179,8 +197,8 @@ def _load_version(folder: Path) -> Any:
     from embrec.index.auto import pop_index_arrays, restore_indexes
 
     index_arrays = pop_index_arrays(arrays)
-    model.users_ = _read_vocab(folder, "users.json")
-    model.items_ = _read_vocab(folder, "items.json")
+    model.users_ = _read_vocab(folder, "users.json", _read_json(folder, "users.json"))
+    model.items_ = _read_vocab(folder, "items.json", _read_json(folder, "items.json"))
     model.seen_ = Ragged(arrays.pop("_base.seen.values"), arrays.pop("_base.seen.offsets"))
     model.item_counts_ = arrays.pop("_base.item_counts")
     model.fingerprint_ = config.get("data_fingerprint", "")
@@ -194,16 +212,16 @@ def _load_version(folder: Path) -> Any:
         model._set_state(arrays, _read_json(folder, "extra.json", default={}))
     except (KeyError, ValueError, RuntimeError, TypeError) as exc:
         raise ModelFileError(f"{str(weights)!r}: the stored weights do not fit {cls.__name__} ({exc}).") from None
-    if (folder / "index.json").exists():
+    index_meta = _read_json(folder, "index.json", default=False)
+    if index_meta is not False:
         try:
-            restore_indexes(model, _read_json(folder, "index.json"), index_arrays)
+            restore_indexes(model, index_meta, index_arrays)
         except ModelFileError as exc:
             raise ModelFileError(f"{str(folder / 'index.json')!r}: {exc}") from None
     return model
 
 
-def _read_vocab(folder: Path, name: str) -> IdVocab:
-    data = _read_json(folder, name)
+def _read_vocab(folder: Path, name: str, data: Any) -> IdVocab:
     try:
         return IdVocab.from_dict(data)
     except (EmbrecError, TypeError, ValueError, OverflowError) as exc:
@@ -259,7 +277,8 @@ def write_json_atomic(path: Path, data: Any) -> None:
         raise
 
 
-def _read_json(folder: Path, name: str, default: Any = None) -> Any:
+def read_json(folder: Path, name: str, default: Any = None) -> Any:
+    """``folder/name`` parsed as JSON; ``default`` when the file is absent (None: absent is an error)."""
     f = folder / name
     try:
         text = f.read_bytes()
@@ -269,8 +288,12 @@ def _read_json(folder: Path, name: str, default: Any = None) -> Any:
         raise ModelFileError(f"model directory {str(folder)!r} lacks {name}.") from None
     except OSError as exc:
         raise ModelFileError(f"cannot read {str(f)!r} ({exc.strerror or exc}).") from None
+    return _parse_json(f, text)
+
+
+def _parse_json(f: Path, text: bytes | None) -> Any:
     try:
-        return json.loads(text)
+        return json.loads(text if text is not None else b"")
     except (ValueError, UnicodeDecodeError) as exc:
         raise ModelFileError(f"{str(f)!r} is not valid JSON ({exc}); the model directory is damaged.") from None
 

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from embrec.errors import OutputPathError
-from embrec.models.store import is_model_dir
+from embrec.models.store import HOST, PROBE_PREFIX, is_model_dir
 
 RUN_ENTRIES = ("model", "embedding-model", "report")
 
@@ -76,7 +76,9 @@ def check_out_path(path: str | Path | None, *, inputs: Iterable[str | Path | Non
 
 
 def _check_writable(p: Path, name: str) -> None:
-    """The nearest existing folder of ``p`` must be a directory in which a file can be created."""
+    """``p`` (when it exists) must be a directory in which a file can be created (tried with a probe file,
+    which the next save removes should the process die in between); else its nearest existing parent must
+    be a directory that allows creating entries (``os.access``, so no probe is left in a folder not ours)."""
     probe_dir = p
     while not os.path.lexists(probe_dir):
         if probe_dir.parent == probe_dir:
@@ -84,11 +86,16 @@ def _check_writable(p: Path, name: str) -> None:
         probe_dir = probe_dir.parent
     if not probe_dir.is_dir():
         raise OutputPathError(f"{name} {_show(p)} cannot be created: {_show(probe_dir)} is a file, not a directory.")
-    probe = probe_dir / f".embrec-write-test-{os.getpid()}-{secrets.token_hex(3)}"
+    if probe_dir != p:
+        if not os.access(probe_dir, os.W_OK | os.X_OK):
+            raise OutputPathError(f"{name} {_show(p)} cannot be written: {_show(probe_dir)} does not allow "
+                                  "creating files.")
+        return
+    probe = p / f"{PROBE_PREFIX}{HOST}-{os.getpid()}-{secrets.token_hex(3)}"
     try:
         fd = os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
-        raise OutputPathError(f"{name} {_show(p)} cannot be written: creating a file in {_show(probe_dir)} "
-                              f"failed ({exc.strerror or exc}).") from None
+        raise OutputPathError(f"{name} {_show(p)} cannot be written: creating a file in it failed "
+                              f"({exc.strerror or exc}).") from None

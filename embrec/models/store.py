@@ -41,6 +41,8 @@ logger = logging.getLogger(__name__)
 POINTER = "current"
 VERSIONS = ".versions"
 LOCK = ".lock"
+#: the writability probe of ``embrec.models.outpath.check_out_path``
+PROBE_PREFIX = ".embrec-write-test-"
 MANIFEST = "manifest.json"
 #: the files of the layout before versioned directories (all directly in DIR/)
 LEGACY_FILES = ("config.json", "users.json", "items.json", "weights.safetensors", "extra.json", "metrics.json",
@@ -48,7 +50,7 @@ LEGACY_FILES = ("config.json", "users.json", "items.json", "weights.safetensors"
 #: temporary versions of savers on another host are deleted when older than this (seconds)
 FOREIGN_TMP_AGE = 3600.0
 _VERSION_RE = re.compile(r"^[0-9A-Za-z._-]+$")
-_HOST = re.sub(r"[^0-9A-Za-z]", "", socket.gethostname())[:32] or "host"
+HOST = re.sub(r"[^0-9A-Za-z]", "", socket.gethostname())[:32] or "host"
 
 
 # reading ------------------------------------------------------------------------------------
@@ -126,8 +128,10 @@ def files_digest(files: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
 
 
-def verify(version: Path) -> dict[str, Any]:
-    """Check every file of a version against its manifest; returns the manifest's file table."""
+def verify(version: Path) -> dict[str, bytes | None]:
+    """Check every file of a version against its manifest. Returns each listed file's name with its bytes
+    for the JSON files (parse these, not a second read: the version may be deleted meanwhile) and None for
+    the others (weights)."""
     where = version / MANIFEST
     try:
         manifest = json.loads(where.read_bytes())
@@ -138,12 +142,18 @@ def verify(version: Path) -> dict[str, Any]:
     files = manifest.get("files") if isinstance(manifest, dict) else None
     if not isinstance(files, dict) or manifest.get("digest") != files_digest(files):
         raise ModelFileError(f"{str(where)!r} is damaged (its file table does not match its own digest).")
+    contents: dict[str, bytes | None] = {}
     for name, entry in files.items():
         f = version / name
         if not _VERSION_RE.match(name) or not isinstance(entry, dict):
             raise ModelFileError(f"{str(where)!r} lists an invalid entry {name[:80]!r}; the directory is damaged.")
         try:
-            size, sha = file_digest(f)
+            if name.endswith(".json"):
+                data = contents[name] = f.read_bytes()
+                size, sha = len(data), hashlib.sha256(data).hexdigest()
+            else:
+                contents[name] = None
+                size, sha = file_digest(f)
         except FileNotFoundError:
             raise ModelFileError(f"{str(f)!r} is missing; the model directory is damaged.") from None
         if size != entry.get("size"):
@@ -151,7 +161,7 @@ def verify(version: Path) -> dict[str, Any]:
                                  f"{entry.get('size')}.")
         if sha != entry.get("sha256"):
             raise ModelFileError(f"{str(f)!r} is damaged: its sha256 does not match the manifest.")
-    return files
+    return contents
 
 
 # writing ------------------------------------------------------------------------------------
@@ -161,7 +171,7 @@ class VersionWriter:
     def __init__(self, path: Path) -> None:
         self.path = path
         stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S%f")
-        self.name = f"{stamp}-{_HOST}-{os.getpid()}-{secrets.token_hex(3)}"
+        self.name = f"{stamp}-{HOST}-{os.getpid()}-{secrets.token_hex(3)}"
         self.tmp = path / VERSIONS / f"{self.name}.tmp"
         self.files: dict[str, dict[str, Any]] = {}
         created = not path.exists()
@@ -211,7 +221,7 @@ class VersionWriter:
 
 
 def _switch_pointer(path: Path, target: str) -> None:
-    tmp = path / f".{POINTER}.tmp-{_HOST}-{os.getpid()}-{secrets.token_hex(3)}"
+    tmp = path / f".{POINTER}.tmp-{HOST}-{os.getpid()}-{secrets.token_hex(3)}"
     try:
         os.symlink(target, tmp)
     except (OSError, NotImplementedError):  # no symlinks here (e.g. Windows without the privilege)
@@ -242,7 +252,8 @@ def cleanup(path: Path, keep: set[str | None]) -> list[str]:
         removed.append(f"{VERSIONS}/{entry}")
     for entry in os.listdir(path):
         stale_pointer = entry.startswith(f".{POINTER}.tmp-") and _abandoned(entry.split("-", 1)[1], path / entry)
-        if stale_pointer or (entry in LEGACY_FILES and current is not None and (path / entry).is_file()):
+        stale_probe = entry.startswith(PROBE_PREFIX) and _abandoned(entry[len(PROBE_PREFIX):], path / entry)
+        if stale_pointer or stale_probe or (entry in LEGACY_FILES and current is not None and (path / entry).is_file()):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path / entry)
             removed.append(entry)
@@ -258,7 +269,7 @@ def _abandoned(name: str, where: Path) -> bool:
     if len(parts) < 3 or not parts[-2].isdigit():
         return True
     host, pid = parts[-3], int(parts[-2])
-    if host == _HOST:
+    if host == HOST:
         if pid == os.getpid():
             return False
         try:
