@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 import embrec
+from tests import model_dir_worker
 
 WORKER = Path(__file__).with_name("model_dir_worker.py")
 pytestmark = pytest.mark.skipif(sys.platform == "win32" or not hasattr(os, "fork"), reason="POSIX fork and kill -9")
@@ -65,23 +66,20 @@ def test_kill_9_at_every_step_of_a_save_leaves_the_old_or_the_new_model_and_no_d
 def test_loads_racing_two_concurrent_savers_see_whole_models_only(fast_dir):
     d = fast_dir / "m"
     seconds = 3.0
-    seed = worker("saver", d, 0, 0.01)  # one model first, so that every load has one to find
-    assert result(seed)["n_errors"] == 0
+    model_dir_worker.model(0).save(d)  # one model first, so that every load has one to find
     sync = fast_dir / "sync"
     sync.mkdir()
-    procs = [worker("saver", d, 1, seconds, sync), worker("saver", d, 2, seconds, sync),
-             worker("loader", d, seconds, sync), worker("loader", d, seconds, sync)]
+    savers = [worker("saver", d, 1, seconds, sync), worker("saver", d, 2, seconds, sync)]
     deadline = time.monotonic() + 120
-    while len(list(sync.glob("ready-*"))) < len(procs) and time.monotonic() < deadline:
-        assert all(p.poll() is None for p in procs), [p.communicate() for p in procs if p.poll() is not None]
+    while len(list(sync.glob("ready-*"))) < len(savers) and time.monotonic() < deadline:
+        assert all(p.poll() is None for p in savers), [p.communicate() for p in savers if p.poll() is not None]
         time.sleep(0.05)
     (sync / "go").touch()
-    savers, loaders = [result(p) for p in procs[:2]], [result(p) for p in procs[2:]]
-    for s in savers:
+    loads = model_dir_worker.loader(d, seconds)  # this process reads while the two save
+    saved = [result(p) for p in savers]
+    for s in saved:
         assert s["n_errors"] == 0 and s["saves"] >= 10, s
-    for r in loaders:
-        assert r["n_errors"] == 0 and r["mixed"] == 0 and r["loads"] >= 20, r
-    seen = set().union(*(r["markers"] for r in loaders))
-    assert {1, 2} <= seen, seen  # both savers' models were read while the other was saving
+    assert loads["n_errors"] == 0 and loads["mixed"] == 0 and loads["loads"] >= 20, loads
+    assert {1, 2} <= set(loads["markers"]), loads  # both savers' models were read while the other was saving
     versions = os.listdir(d / ".versions")
     assert len(versions) == 2 and not any(v.endswith(".tmp") for v in versions), versions

@@ -47,6 +47,7 @@ FORMAT_VERSION = 2
 _BASE_KEYS = ("_base.seen.values", "_base.seen.offsets", "_base.item_counts")
 #: a load re-resolves the pointer this many times when the version it read was replaced and removed under it
 _LOAD_ATTEMPTS = 50
+_INDEX_PREFIX = "_index."  # arrays of built FAISS indexes (embrec.index.auto)
 _FEATURE_ARRAY = re.compile(r"(^|\.)(item|user)_features\.")
 
 
@@ -56,7 +57,7 @@ def save_model(model: Any, path: str | Path) -> Path:
     ``path`` must be new, empty, or an embrec model directory (``check_out_path``); anything else is refused
     before a byte is written. Non-finite learned arrays are refused (ModelStateError naming the array)."""
     from embrec import __version__
-    from embrec.index.auto import index_state
+    from embrec.models.base import EmbeddingModel
     from embrec.models.registry import name_of
 
     model._check_fitted()
@@ -77,8 +78,12 @@ def save_model(model: Any, path: str | Path) -> Path:
     check_finite(arrays, lambda name, bad, size: ModelStateError(
         f"cannot save the model: learned array {name!r} holds {bad} non-finite values (NaN or inf) among "
         f"{size}; the fit diverged (try a lower learning rate or more regularisation)."))
-    index_arrays, index_meta = index_state(model)  # the index choice and built FAISS indexes
-    arrays.update(index_arrays)
+    index_meta = None
+    if isinstance(model, EmbeddingModel):  # (other models need no index, nor faiss imported)
+        from embrec.index.auto import index_state
+
+        index_arrays, index_meta = index_state(model)  # the index choice and built FAISS indexes
+        arrays.update(index_arrays)
     documents = {"config.json": config, "users.json": model.users_.to_dict(), "items.json": model.items_.to_dict(),
                  "extra.json": to_plain(model._get_extra()), "metrics.json": to_plain(model.metrics_),
                  "history.json": to_plain(model.history_)}
@@ -194,9 +199,7 @@ def _load_version(folder: Path) -> Any:
         raise ModelFileError(f"{str(weights)!r} lacks arrays {missing}; the file is damaged.")
     check_finite(arrays, lambda name, bad, size: ModelFileError(
         f"{str(weights)!r} is damaged: array {name!r} holds {bad} non-finite values (NaN or inf) among {size}."))
-    from embrec.index.auto import pop_index_arrays, restore_indexes
-
-    index_arrays = pop_index_arrays(arrays)
+    index_arrays = {k: arrays.pop(k) for k in [k for k in arrays if k.startswith(_INDEX_PREFIX)]}
     model.users_ = _read_vocab(folder, "users.json", _read_json(folder, "users.json"))
     model.items_ = _read_vocab(folder, "items.json", _read_json(folder, "items.json"))
     model.seen_ = Ragged(arrays.pop("_base.seen.values"), arrays.pop("_base.seen.offsets"))
@@ -214,6 +217,8 @@ def _load_version(folder: Path) -> Any:
         raise ModelFileError(f"{str(weights)!r}: the stored weights do not fit {cls.__name__} ({exc}).") from None
     index_meta = _read_json(folder, "index.json", default=False)
     if index_meta is not False:
+        from embrec.index.auto import restore_indexes
+
         try:
             restore_indexes(model, index_meta, index_arrays)
         except ModelFileError as exc:
