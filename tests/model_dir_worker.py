@@ -30,24 +30,42 @@ from embrec.models import store
 #: audit events of the steps of a save that change the file system (os.replace raises "os.rename", os.unlink
 #: "os.remove"; "open" counts when it opens for writing). Killing before a read leaves the same state as
 #: killing before the next change, so reads are not kill points of their own.
-STEPS = {"os.mkdir", "os.rename", "os.symlink", "os.remove", "os.rmdir", "shutil.rmtree", "os.chmod"}
+STEPS = {
+    "os.mkdir",
+    "os.rename",
+    "os.symlink",
+    "os.remove",
+    "os.rmdir",
+    "shutil.rmtree",
+    "os.chmod",
+}
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT
 
 
 def changes_files(event: str, args: tuple) -> bool:
     if event == "open":
         mode, flags = args[1], args[2]
-        return any(c in mode for c in "wax+") if isinstance(mode, str) else bool(flags & _WRITE_FLAGS)
+        return (
+            any(c in mode for c in "wax+") if isinstance(mode, str) else bool(flags & _WRITE_FLAGS)
+        )
     return event in STEPS
 
 
 def model(marker: int) -> Popularity:
     n = 3 + marker
-    frame = pd.DataFrame({"user": [u for u in range(n) for _ in range(2)],
-                          "item": [f"i{(u * 7 + j) % (n + 2)}" for u in range(n) for j in range(2)]})
+    frame = pd.DataFrame(
+        {
+            "user": [u for u in range(n) for _ in range(2)],
+            "item": [f"i{(u * 7 + j) % (n + 2)}" for u in range(n) for j in range(2)],
+        }
+    )
     m = Popularity().fit(Interactions.from_frame(frame, user_col="user", item_col="item"))
-    m.metrics_ = {"marker": marker, "fingerprint": m.fingerprint_, "sum": float(m.item_counts_.sum()),
-                  "users": int(m.users_.n_ids)}
+    m.metrics_ = {
+        "marker": marker,
+        "fingerprint": m.fingerprint_,
+        "sum": float(m.item_counts_.sum()),
+        "users": int(m.users_.n_ids),
+    }
     return m
 
 
@@ -55,8 +73,12 @@ def identify(path: Path) -> int:
     """The marker of the model in ``path``; -1 when its files come from different saves."""
     m = embrec.load(path)
     meta = m.metrics_
-    whole = (m.fingerprint_ == meta["fingerprint"] and float(m.item_counts_.sum()) == meta["sum"]
-             and float(np.asarray(m.counts_).sum()) == meta["sum"] and m.users_.n_ids == meta["users"])
+    whole = (
+        m.fingerprint_ == meta["fingerprint"]
+        and float(m.item_counts_.sum()) == meta["sum"]
+        and float(np.asarray(m.counts_).sum()) == meta["sum"]
+        and m.users_.n_ids == meta["users"]
+    )
     return int(meta["marker"]) if whole else -1
 
 
@@ -120,8 +142,17 @@ def kill_points(root: Path) -> dict:
             except embrec.errors.ModelFileError as exc:  # fine only when there was no model before
                 after = None if before is None else f"error: {exc}"
             models[2].save(path)
-            results.append({"start": start, "step": step, "killed": killed, "before": before, "after": after,
-                            "then": identify(path), "debris": debris(path)})
+            results.append(
+                {
+                    "start": start,
+                    "step": step,
+                    "killed": killed,
+                    "before": before,
+                    "after": after,
+                    "then": identify(path),
+                    "debris": debris(path),
+                }
+            )
             shutil.rmtree(path)
             if not killed:
                 break
@@ -159,7 +190,9 @@ def saver(path: Path, marker: int, seconds: float, sync: Path | None = None) -> 
 
 
 def loader(path: Path, seconds: float, sync: Path | None = None) -> dict:
-    identify(path)  # imports everything a load needs (the directory holds a model before loaders start)
+    identify(
+        path
+    )  # imports everything a load needs (the directory holds a model before loaders start)
     start_together(sync)
     loads, mixed, errors, markers = 0, 0, [], set()
     end = time.monotonic() + seconds
@@ -171,8 +204,13 @@ def loader(path: Path, seconds: float, sync: Path | None = None) -> dict:
             markers.add(marker)
         except Exception as exc:  # noqa: BLE001 - counted, reported by the test
             errors.append(repr(exc)[:200])
-    return {"loads": loads, "mixed": mixed, "markers": sorted(markers), "errors": errors[:5],
-            "n_errors": len(errors)}
+    return {
+        "loads": loads,
+        "mixed": mixed,
+        "markers": sorted(markers),
+        "errors": errors[:5],
+        "n_errors": len(errors),
+    }
 
 
 if __name__ == "__main__":
@@ -180,7 +218,12 @@ if __name__ == "__main__":
     if role == "kill-points":
         out = kill_points(where)
     elif role == "saver":
-        out = saver(where, int(sys.argv[3]), float(sys.argv[4]), Path(sys.argv[5]) if len(sys.argv) > 5 else None)
+        out = saver(
+            where,
+            int(sys.argv[3]),
+            float(sys.argv[4]),
+            Path(sys.argv[5]) if len(sys.argv) > 5 else None,
+        )
     else:
         out = loader(where, float(sys.argv[3]), Path(sys.argv[4]) if len(sys.argv) > 4 else None)
     print(json.dumps(out))

@@ -43,7 +43,9 @@ def test_a_non_model_directory_is_refused_before_the_fit_and_kept(tmp_path):
     d = tmp_path / "d"
     d.mkdir()
     (d / "notes.txt").write_text("x")
-    missing = api.FileSource(tmp_path / "absent.csv", user_col="u", item_col="i")  # a fit would fail on it
+    missing = api.FileSource(
+        tmp_path / "absent.csv", user_col="u", item_col="i"
+    )  # a fit would fail on it
     with pytest.raises(OutputPathError, match="non-empty directory that is not an embrec model"):
         api.train("popularity", data=missing, out=d)
     with pytest.raises(OutputPathError, match="not an embrec model"):
@@ -70,12 +72,17 @@ def test_the_commands_own_input_is_refused(tmp_path):
     pop().save(tmp_path / "m")  # even a model directory is refused when it holds the input
     shutil.copy(source.path, tmp_path / "m" / "log.csv")
     with pytest.raises(OutputPathError, match="holds the command's input"):
-        api.train("popularity", data=api.FileSource(tmp_path / "m" / "log.csv", user_col="user", item_col="item"),
-                  out=tmp_path / "m")
+        api.train(
+            "popularity",
+            data=api.FileSource(tmp_path / "m" / "log.csv", user_col="user", item_col="item"),
+            out=tmp_path / "m",
+        )
     # a named dataset's folder is an input too
     (tmp_path / "data" / "ml-100k").mkdir(parents=True)
     with pytest.raises(OutputPathError, match="holds the command's input"):
-        api.train("popularity", dataset="ml-100k", data_dir=tmp_path / "data", out=tmp_path / "data")
+        api.train(
+            "popularity", dataset="ml-100k", data_dir=tmp_path / "data", out=tmp_path / "data"
+        )
 
 
 def test_empty_and_current_directory_are_refused_unless_a_model(tmp_path, monkeypatch):
@@ -97,8 +104,11 @@ def test_an_unwritable_parent_is_refused_before_the_fit(tmp_path):
     ro.chmod(0o500)
     try:
         with pytest.raises(OutputPathError, match="cannot be written"):
-            api.train("popularity", data=api.FileSource(tmp_path / "absent.csv", user_col="u", item_col="i"),
-                      out=ro / "m")
+            api.train(
+                "popularity",
+                data=api.FileSource(tmp_path / "absent.csv", user_col="u", item_col="i"),
+                out=ro / "m",
+            )
     finally:
         ro.chmod(0o700)
 
@@ -121,9 +131,13 @@ def test_saves_are_versions_behind_one_pointer_and_only_two_are_kept(tmp_path):
         names.append(store.pointer_target(d))
     assert sorted(os.listdir(d)) == [".lock", ".versions", "current"]
     assert os.readlink(d / "current") == f".versions/{names[-1]}"
-    assert sorted(os.listdir(d / ".versions")) == sorted(names[-2:])  # current + the one it replaced
+    assert sorted(os.listdir(d / ".versions")) == sorted(
+        names[-2:]
+    )  # current + the one it replaced
     assert embrec.load(d).metrics_ == {"marker": 3}
-    assert embrec.load(d / "current").metrics_ == {"marker": 3}  # a version folder alone is a model too
+    assert embrec.load(d / "current").metrics_ == {
+        "marker": 3
+    }  # a version folder alone is a model too
 
 
 def legacy_copy(model_dir, target) -> None:
@@ -142,7 +156,12 @@ def test_a_directory_of_the_first_layout_loads_and_is_saved_over(tmp_path):
     assert embrec.load(old).metrics_ == {"marker": 1}
     check_out_path(old)  # an embrec model directory, so it may be replaced
     pop(2).save(old)
-    assert sorted(os.listdir(old)) == [".lock", ".versions", "current", "notes.txt"]  # old files gone, not mine
+    assert sorted(os.listdir(old)) == [
+        ".lock",
+        ".versions",
+        "current",
+        "notes.txt",
+    ]  # old files gone, not mine
     assert embrec.load(old).metrics_ == {"marker": 2}
 
 
@@ -163,7 +182,7 @@ def test_flipped_bytes_are_refused_naming_the_file(tmp_path, name):
     f = model_files(d) / name
     data = bytearray(f.read_bytes())
     mid = len(data) // 2
-    data[mid:mid + 4] = bytes(b ^ 0x5A for b in data[mid:mid + 4])
+    data[mid : mid + 4] = bytes(b ^ 0x5A for b in data[mid : mid + 4])
     f.write_bytes(bytes(data))
     with pytest.raises(ModelFileError, match=f"{name}' is damaged: its sha256"):
         embrec.load(d)
@@ -205,7 +224,9 @@ def test_non_finite_arrays_are_refused_at_save_and_at_load(tmp_path):
     arrays["counts"][2] = np.inf
     save_file(arrays, str(tmp_path / "w"))
     rewrite_model_file(d, "weights.safetensors", (tmp_path / "w").read_bytes())
-    with pytest.raises(ModelFileError, match="weights.safetensors' is damaged: array 'counts' holds 1 non-finite"):
+    with pytest.raises(
+        ModelFileError, match="weights.safetensors' is damaged: array 'counts' holds 1 non-finite"
+    ):
         embrec.load(d)
 
 
@@ -223,11 +244,15 @@ def test_all_nan_factors_of_a_trained_model_are_refused(tmp_path):
 def test_newer_format_is_an_error_newer_library_a_warning(tmp_path):
     d = pop().save(tmp_path / "m")
     config = json.loads((model_files(d) / "config.json").read_text())
-    rewrite_model_file(d, "config.json", json.dumps({**config, "embrec_version": "99.0.0"}).encode())
+    rewrite_model_file(
+        d, "config.json", json.dumps({**config, "embrec_version": "99.0.0"}).encode()
+    )
     with pytest.warns(ModelVersionWarning, match="written by embrec 99.0.0, newer than this"):
         assert embrec.load(d).metrics_ == {"marker": 0}
     rewrite_model_file(d, "config.json", json.dumps({**config, "format_version": 3}).encode())
-    with pytest.raises(ModelFileError, match="format version 3; this embrec reads versions 1 to 2 .upgrade"):
+    with pytest.raises(
+        ModelFileError, match="format version 3; this embrec reads versions 1 to 2 .upgrade"
+    ):
         embrec.load(d)
 
 
@@ -235,7 +260,9 @@ def test_bad_values_in_json_files_name_the_file_and_print_plain_values(tmp_path)
     d = pop().save(tmp_path / "m")
     users = json.loads((model_files(d) / "users.json").read_text())
     rewrite_model_file(d, "users.json", json.dumps({**users, "ids": [1, 1, 3]}).encode())
-    with pytest.raises(ModelFileError, match=r"users.json' is damaged: .*unique.*received 1 twice") as err:
+    with pytest.raises(
+        ModelFileError, match=r"users.json' is damaged: .*unique.*received 1 twice"
+    ) as err:
         embrec.load(d)
     assert "np." not in str(err.value)
     rewrite_model_file(d, "users.json", json.dumps({**users, "ids": [1, 2**70, 3]}).encode())
@@ -274,17 +301,35 @@ def test_cli_train_and_quickstart_refuse_before_fitting(tmp_path, monkeypatch):
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "notes.txt").write_text("x")
     monkeypatch.chdir(tmp_path)
-    base = ["train", "popularity", "--data", str(source.path), "--user-col", "user", "--item-col", "item"]
-    cases = [(base + ["--out", "d"], "holds the command's input"), (base + ["--out", ""], "empty path"),
-             (base + ["--out", "."], "holds the command's input"), (base + ["--out", "notes"], "not an embrec model"),
-             (base + ["--out", "d/log.csv"], "holds the command's input"),
-             (["quickstart", "--out", "notes"], "not a quickstart run directory")]
+    base = [
+        "train",
+        "popularity",
+        "--data",
+        str(source.path),
+        "--user-col",
+        "user",
+        "--item-col",
+        "item",
+    ]
+    cases = [
+        (base + ["--out", "d"], "holds the command's input"),
+        (base + ["--out", ""], "empty path"),
+        (base + ["--out", "."], "holds the command's input"),
+        (base + ["--out", "notes"], "not an embrec model"),
+        (base + ["--out", "d/log.csv"], "holds the command's input"),
+        (["quickstart", "--out", "notes"], "not a quickstart run directory"),
+    ]
     for args, words in cases:
         res = runner.invoke(app, args)
         assert res.exit_code == 1, (args, res.stdout, res.stderr)
         last = res.stderr.strip().splitlines()[-1]  # after the progress note, if any
-        assert last.startswith("Error: ") and words in last and "Traceback" not in res.stderr, (args, last)
-    assert os.listdir(tmp_path / "notes") == ["notes.txt"] and os.listdir(tmp_path / "d") == ["log.csv"]
+        assert last.startswith("Error: ") and words in last and "Traceback" not in res.stderr, (
+            args,
+            last,
+        )
+    assert os.listdir(tmp_path / "notes") == ["notes.txt"] and os.listdir(tmp_path / "d") == [
+        "log.csv"
+    ]
 
 
 def test_report_refuses_a_folder_that_is_not_a_report(tmp_path):

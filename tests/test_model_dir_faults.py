@@ -21,7 +21,9 @@ import embrec
 from tests import model_dir_worker
 
 WORKER = Path(__file__).with_name("model_dir_worker.py")
-pytestmark = pytest.mark.skipif(sys.platform == "win32" or not hasattr(os, "fork"), reason="POSIX fork and kill -9")
+pytestmark = pytest.mark.skipif(
+    sys.platform == "win32" or not hasattr(os, "fork"), reason="POSIX fork and kill -9"
+)
 
 
 @pytest.fixture
@@ -35,10 +37,19 @@ def fast_dir(tmp_path):
 
 
 def worker(*args: object, seconds: float = 120) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(embrec.__file__).parents[1]),
-                                                         os.environ.get("PYTHONPATH", "")])}
-    return subprocess.Popen([sys.executable, str(WORKER), *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(
+            [str(Path(embrec.__file__).parents[1]), os.environ.get("PYTHONPATH", "")]
+        ),
+    }
+    return subprocess.Popen(
+        [sys.executable, str(WORKER), *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
 
 
 def result(proc: subprocess.Popen, timeout: float = 120) -> dict:
@@ -51,13 +62,17 @@ def test_kill_9_at_every_step_of_a_save_leaves_the_old_or_the_new_model_and_no_d
     rows = result(worker("kill-points", fast_dir), timeout=300)["results"]
     for start in ("versioned", "legacy", "new"):
         mine = [r for r in rows if r["start"] == start]
-        assert len(mine) > 10 and all(r["killed"] for r in mine[:-1]) and not mine[-1]["killed"], start
+        assert len(mine) > 10 and all(r["killed"] for r in mine[:-1]) and not mine[-1]["killed"], (
+            start
+        )
         # the kill happened before each file-system step in turn: the first kills find the old model,
         # the last ones the new one (marker 1), and nothing else is ever seen
         outcomes = [r["after"] for r in mine]
         switch = outcomes.index(1)
         old = 0 if start != "new" else None
-        assert outcomes[:switch] == [old] * switch and outcomes[switch:] == [1] * (len(mine) - switch), outcomes
+        assert outcomes[:switch] == [old] * switch and outcomes[switch:] == [1] * (
+            len(mine) - switch
+        ), outcomes
         assert 0 < switch <= len(mine) - 1
         for r in mine:  # the next save works and cleans up whatever the killed one left
             assert r["then"] == 2 and r["debris"] == [], r
@@ -72,7 +87,9 @@ def test_loads_racing_two_concurrent_savers_see_whole_models_only(fast_dir):
     savers = [worker("saver", d, 1, seconds, sync), worker("saver", d, 2, seconds, sync)]
     deadline = time.monotonic() + 120
     while len(list(sync.glob("ready-*"))) < len(savers) and time.monotonic() < deadline:
-        assert all(p.poll() is None for p in savers), [p.communicate() for p in savers if p.poll() is not None]
+        assert all(p.poll() is None for p in savers), [
+            p.communicate() for p in savers if p.poll() is not None
+        ]
         time.sleep(0.05)
     (sync / "go").touch()
     loads = model_dir_worker.loader(d, seconds)  # this process reads while the two save
@@ -80,6 +97,8 @@ def test_loads_racing_two_concurrent_savers_see_whole_models_only(fast_dir):
     for s in saved:
         assert s["n_errors"] == 0 and s["saves"] >= 10, s
     assert loads["n_errors"] == 0 and loads["mixed"] == 0 and loads["loads"] >= 20, loads
-    assert {1, 2} <= set(loads["markers"]), loads  # both savers' models were read while the other was saving
+    assert {1, 2} <= set(loads["markers"]), (
+        loads
+    )  # both savers' models were read while the other was saving
     versions = os.listdir(d / ".versions")
     assert len(versions) == 2 and not any(v.endswith(".tmp") for v in versions), versions

@@ -43,9 +43,14 @@ def _show(path: str | Path) -> str:
     return repr(text if len(text) <= 80 else text[:77] + "...")
 
 
-def check_out_path(path: str | Path | None, *, inputs: Iterable[str | Path | None] = (), name: str = "out",
-                   accept: Callable[[Path], bool] = is_model_dir,
-                   what: str = "an embrec model directory") -> Path:
+def check_out_path(
+    path: str | Path | None,
+    *,
+    inputs: Iterable[str | Path | None] = (),
+    name: str = "out",
+    accept: Callable[[Path], bool] = is_model_dir,
+    what: str = "an embrec model directory",
+) -> Path:
     """Return ``Path(path)`` when writing there destroys nothing that is not embrec's and is possible;
     otherwise raise OutputPathError naming ``name`` (the parameter or option) and the reason."""
     if path is None or not str(path).strip():
@@ -57,20 +62,28 @@ def check_out_path(path: str | Path | None, *, inputs: Iterable[str | Path | Non
             continue
         source = Path(given).resolve()
         if source == here or here in source.parents:
-            raise OutputPathError(f"{name} {_show(p)} holds the command's input {_show(given)}; writing there "
-                                  "could destroy it (give another directory).")
+            raise OutputPathError(
+                f"{name} {_show(p)} holds the command's input {_show(given)}; writing there "
+                "could destroy it (give another directory)."
+            )
     if os.path.lexists(p):
         if not p.is_dir():
-            raise OutputPathError(f"{name} {_show(p)} is an existing file, not a directory; refusing to replace "
-                                  "it (give a new or empty directory).")
+            raise OutputPathError(
+                f"{name} {_show(p)} is an existing file, not a directory; refusing to replace "
+                "it (give a new or empty directory)."
+            )
         if not accept(p):
             cwd = Path.cwd().resolve()
             if here == cwd or here in cwd.parents:
-                raise OutputPathError(f"{name} {_show(p)} is the current directory (or one above it), which is "
-                                      f"not {what}; give a new directory such as runs/model.")
+                raise OutputPathError(
+                    f"{name} {_show(p)} is the current directory (or one above it), which is "
+                    f"not {what}; give a new directory such as runs/model."
+                )
             if any(p.iterdir()):
-                raise OutputPathError(f"{name} {_show(p)} is a non-empty directory that is not {what}; refusing "
-                                      "to write into it (give a new or empty directory).")
+                raise OutputPathError(
+                    f"{name} {_show(p)} is a non-empty directory that is not {what}; refusing "
+                    "to write into it (give a new or empty directory)."
+                )
     _check_writable(p, name)
     return p
 
@@ -85,11 +98,15 @@ def _check_writable(p: Path, name: str) -> None:
             break
         probe_dir = probe_dir.parent
     if not probe_dir.is_dir():
-        raise OutputPathError(f"{name} {_show(p)} cannot be created: {_show(probe_dir)} is a file, not a directory.")
+        raise OutputPathError(
+            f"{name} {_show(p)} cannot be created: {_show(probe_dir)} is a file, not a directory."
+        )
     if probe_dir != p:
         if not os.access(probe_dir, os.W_OK | os.X_OK):
-            raise OutputPathError(f"{name} {_show(p)} cannot be written: {_show(probe_dir)} does not allow "
-                                  "creating files.")
+            raise OutputPathError(
+                f"{name} {_show(p)} cannot be written: {_show(probe_dir)} does not allow "
+                "creating files."
+            )
         return
     probe = p / f"{PROBE_PREFIX}{HOST}-{os.getpid()}-{secrets.token_hex(3)}"
     try:
@@ -97,5 +114,7 @@ def _check_writable(p: Path, name: str) -> None:
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
-        raise OutputPathError(f"{name} {_show(p)} cannot be written: creating a file in it failed "
-                              f"({exc.strerror or exc}).") from None
+        raise OutputPathError(
+            f"{name} {_show(p)} cannot be written: creating a file in it failed "
+            f"({exc.strerror or exc})."
+        ) from None

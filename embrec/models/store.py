@@ -45,8 +45,16 @@ LOCK = ".lock"
 PROBE_PREFIX = ".embrec-write-test-"
 MANIFEST = "manifest.json"
 #: the files of the layout before versioned directories (all directly in DIR/)
-LEGACY_FILES = ("config.json", "users.json", "items.json", "weights.safetensors", "extra.json", "metrics.json",
-                "history.json", "index.json")
+LEGACY_FILES = (
+    "config.json",
+    "users.json",
+    "items.json",
+    "weights.safetensors",
+    "extra.json",
+    "metrics.json",
+    "history.json",
+    "index.json",
+)
 #: temporary versions of savers on another host are deleted when older than this (seconds)
 FOREIGN_TMP_AGE = 3600.0
 _VERSION_RE = re.compile(r"^[0-9A-Za-z._-]+$")
@@ -70,8 +78,10 @@ def pointer_target(path: Path) -> str | None:
             raise ModelFileError(f"cannot read the pointer {str(ptr)!r} ({exc}).") from None
     head, _, name = target.replace("\\", "/").partition("/")
     if head != VERSIONS or not _VERSION_RE.match(name) or name in (".", ".."):
-        raise ModelFileError(f"the pointer {str(ptr)!r} must name a version in {VERSIONS}/; it names "
-                             f"{target[:80]!r}, so the model directory is damaged.")
+        raise ModelFileError(
+            f"the pointer {str(ptr)!r} must name a version in {VERSIONS}/; it names "
+            f"{target[:80]!r}, so the model directory is damaged."
+        )
     return name
 
 
@@ -80,21 +90,29 @@ def resolve(path: str | Path) -> Path:
     ``path`` itself for a directory written before versioned saves. Raises ModelFileError when there is none."""
     path = Path(path)
     if not path.is_dir():
-        raise ModelFileError(f"model directory {str(path)[:80]!r} does not exist or is not a directory.")
+        raise ModelFileError(
+            f"model directory {str(path)[:80]!r} does not exist or is not a directory."
+        )
     name = pointer_target(path)
     if name is not None:
         version = path / VERSIONS / name
         if not version.is_dir():
-            raise ModelFileError(f"model directory {str(path)[:80]!r} points to version {name!r}, which is "
-                                 "missing; the directory is damaged.")
+            raise ModelFileError(
+                f"model directory {str(path)[:80]!r} points to version {name!r}, which is "
+                "missing; the directory is damaged."
+            )
         return version
     if (path / "config.json").is_file():
         return path
     if (path / VERSIONS).is_dir():
-        raise ModelFileError(f"model directory {str(path)[:80]!r} holds no completed save (its first save "
-                             "was interrupted); save the model again.")
-    raise ModelFileError(f"{str(path)[:80]!r} is not an embrec model directory (it has neither a "
-                         f"{POINTER!r} pointer nor a config.json).")
+        raise ModelFileError(
+            f"model directory {str(path)[:80]!r} holds no completed save (its first save "
+            "was interrupted); save the model again."
+        )
+    raise ModelFileError(
+        f"{str(path)[:80]!r} is not an embrec model directory (it has neither a "
+        f"{POINTER!r} pointer nor a config.json)."
+    )
 
 
 def is_model_dir(path: str | Path) -> bool:
@@ -136,17 +154,25 @@ def verify(version: Path) -> dict[str, bytes | None]:
     try:
         manifest = json.loads(where.read_bytes())
     except FileNotFoundError:
-        raise ModelFileError(f"{str(where)!r} is missing; the model directory is damaged.") from None
+        raise ModelFileError(
+            f"{str(where)!r} is missing; the model directory is damaged."
+        ) from None
     except (ValueError, UnicodeDecodeError) as exc:
-        raise ModelFileError(f"{str(where)!r} is not valid JSON ({exc}); the model directory is damaged.") from None
+        raise ModelFileError(
+            f"{str(where)!r} is not valid JSON ({exc}); the model directory is damaged."
+        ) from None
     files = manifest.get("files") if isinstance(manifest, dict) else None
     if not isinstance(files, dict) or manifest.get("digest") != files_digest(files):
-        raise ModelFileError(f"{str(where)!r} is damaged (its file table does not match its own digest).")
+        raise ModelFileError(
+            f"{str(where)!r} is damaged (its file table does not match its own digest)."
+        )
     contents: dict[str, bytes | None] = {}
     for name, entry in files.items():
         f = version / name
         if not _VERSION_RE.match(name) or not isinstance(entry, dict):
-            raise ModelFileError(f"{str(where)!r} lists an invalid entry {name[:80]!r}; the directory is damaged.")
+            raise ModelFileError(
+                f"{str(where)!r} lists an invalid entry {name[:80]!r}; the directory is damaged."
+            )
         try:
             if name.endswith(".json"):
                 data = contents[name] = f.read_bytes()
@@ -155,10 +181,14 @@ def verify(version: Path) -> dict[str, bytes | None]:
                 contents[name] = None
                 size, sha = file_digest(f)
         except FileNotFoundError:
-            raise ModelFileError(f"{str(f)!r} is missing; the model directory is damaged.") from None
+            raise ModelFileError(
+                f"{str(f)!r} is missing; the model directory is damaged."
+            ) from None
         if size != entry.get("size"):
-            raise ModelFileError(f"{str(f)!r} is damaged: it holds {size} bytes, the manifest says "
-                                 f"{entry.get('size')}.")
+            raise ModelFileError(
+                f"{str(f)!r} is damaged: it holds {size} bytes, the manifest says "
+                f"{entry.get('size')}."
+            )
         if sha != entry.get("sha256"):
             raise ModelFileError(f"{str(f)!r} is damaged: its sha256 does not match the manifest.")
     return contents
@@ -204,7 +234,9 @@ class VersionWriter:
         """Write the manifest, then atomically make this version the directory's current one."""
         from embrec.models.io import FORMAT
 
-        self.write_json(MANIFEST, {"format": FORMAT, "files": self.files, "digest": files_digest(self.files)})
+        self.write_json(
+            MANIFEST, {"format": FORMAT, "files": self.files, "digest": files_digest(self.files)}
+        )
         fsync_dir(self.tmp)
         final = self.path / VERSIONS / self.name
         with _locked(self.path / LOCK):
@@ -251,9 +283,17 @@ def cleanup(path: Path, keep: set[str | None]) -> list[str]:
         shutil.rmtree(versions / entry, ignore_errors=True)
         removed.append(f"{VERSIONS}/{entry}")
     for entry in os.listdir(path):
-        stale_pointer = entry.startswith(f".{POINTER}.tmp-") and _abandoned(entry.split("-", 1)[1], path / entry)
-        stale_probe = entry.startswith(PROBE_PREFIX) and _abandoned(entry[len(PROBE_PREFIX):], path / entry)
-        if stale_pointer or stale_probe or (entry in LEGACY_FILES and current is not None and (path / entry).is_file()):
+        stale_pointer = entry.startswith(f".{POINTER}.tmp-") and _abandoned(
+            entry.split("-", 1)[1], path / entry
+        )
+        stale_probe = entry.startswith(PROBE_PREFIX) and _abandoned(
+            entry[len(PROBE_PREFIX) :], path / entry
+        )
+        if (
+            stale_pointer
+            or stale_probe
+            or (entry in LEGACY_FILES and current is not None and (path / entry).is_file())
+        ):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path / entry)
             removed.append(entry)

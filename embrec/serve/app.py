@@ -21,7 +21,6 @@ before the first request, never inside one.
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
