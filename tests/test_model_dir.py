@@ -53,6 +53,21 @@ def test_a_non_model_directory_is_refused_before_the_fit_and_kept(tmp_path):
     assert os.listdir(d) == ["notes.txt"] and (d / "notes.txt").read_text() == "x"
 
 
+def test_folders_that_only_look_like_model_directories_are_refused(tmp_path):
+    for name, entries in {
+        "a": {"current": "my notes"},
+        "b": {".versions/x": "mine", "current": "x"},
+        "c": {".versions/backup.tar": "mine"},
+    }.items():
+        d = tmp_path / name
+        for rel, text in entries.items():
+            (d / rel).parent.mkdir(parents=True, exist_ok=True)
+            (d / rel).write_text(text)
+        with pytest.raises(OutputPathError, match="not an embrec model directory"):
+            pop().save(d)
+        assert all((d / rel).read_text() == text for rel, text in entries.items())
+
+
 def test_an_existing_file_is_refused(tmp_path):
     f = tmp_path / "f.txt"
     f.write_text("keep me")

@@ -58,6 +58,8 @@ LEGACY_FILES = (
 #: temporary versions of savers on another host are deleted when older than this (seconds)
 FOREIGN_TMP_AGE = 3600.0
 _VERSION_RE = re.compile(r"^[0-9A-Za-z._-]+$")
+#: the name of a version a save made: <utc stamp>-<host>-<pid>-<random>[.tmp]
+_SAVED_NAME = re.compile(r"^\d{8}T\d{12}-[0-9A-Za-z]+-\d+-[0-9a-f]+(\.tmp)?$")
 HOST = re.sub(r"[^0-9A-Za-z]", "", socket.gethostname())[:32] or "host"
 
 
@@ -116,12 +118,26 @@ def resolve(path: str | Path) -> Path:
 
 
 def is_model_dir(path: str | Path) -> bool:
-    """True when ``path`` is a directory that an embrec save made (any layout, even an interrupted first save)."""
+    """True when ``path`` is a directory that an embrec save made: a valid ``current`` pointer into
+    ``.versions/``, an interrupted first save (``.versions/`` holding only embrec-named versions), or the
+    first layout (a config.json saying ``"format": "embrec-model"``). A folder that merely has a file called
+    ``current`` is not one, so a save never replaces a user's file."""
     path = Path(path)
     if not path.is_dir():
         return False
-    if os.path.lexists(path / POINTER) or (path / VERSIONS).is_dir():
-        return True
+    versions = path / VERSIONS
+    if versions.is_dir():
+        if os.path.lexists(path / POINTER):
+            try:
+                name = pointer_target(path)
+            except ModelFileError:
+                return False
+            # not whether that version exists: a concurrent save may be replacing it right now
+            return name is not None
+        try:
+            return all(_SAVED_NAME.match(e) for e in os.listdir(versions))
+        except OSError:
+            return False
     try:
         config = json.loads((path / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
