@@ -54,7 +54,9 @@ def carve(key: str) -> tuple[str, Any, str, list[Any]]:
     return protocol, validation_fold(protocol, folds[0]), metric, folds
 
 
-def score(name: str, params: dict[str, Any], protocol: str, fold: Any, metric: str) -> tuple[float, float]:
+def score(
+    name: str, params: dict[str, Any], protocol: str, fold: Any, metric: str
+) -> tuple[float, float]:
     start = time.perf_counter()
     model = create(name, **params).fit(fold.train, valid=fold.valid)
     seconds = time.perf_counter() - start
@@ -89,9 +91,16 @@ def main() -> None:
             protocol, _, _, folds = carved[k]
             found = search(args.model, protocol, folds, trials=args.tune, seed=0, progress=False)
             candidates[f"tuned on {k}"] = found["best"]["params"]
-            tuned_info[k] = {"trials": len(found["trials"]), "seconds": found["seconds"], "best": found["best"]}
-            print(f"# tuned on {k}: {len(found['trials'])} trials, {found['seconds']:.0f} s, "
-                  f"validation {found['metric']} {found['best']['value']:.4f}: {found['best']['params']}", flush=True)
+            tuned_info[k] = {
+                "trials": len(found["trials"]),
+                "seconds": found["seconds"],
+                "best": found["best"],
+            }
+            print(
+                f"# tuned on {k}: {len(found['trials'])} trials, {found['seconds']:.0f} s, "
+                f"validation {found['metric']} {found['best']['value']:.4f}: {found['best']['params']}",
+                flush=True,
+            )
     table: dict[str, dict[str, Any]] = {}
     pop = {}
     for k in keys:
@@ -102,10 +111,20 @@ def main() -> None:
         for k in keys:
             protocol, fold, metric, _ = carved[k]
             value, seconds = score(args.model, params, protocol, fold, metric)
-            row[k] = {"value": value, "ratio": value / pop[k] if pop[k] else float("nan"), "seconds": seconds}
+            row[k] = {
+                "value": value,
+                "ratio": value / pop[k] if pop[k] else float("nan"),
+                "seconds": seconds,
+            }
         table[label] = row
-        print(f"# {label}: " + ", ".join(f"{k} {row[k]['value']:.4f} ({row[k]['ratio']:.2f}x, {row[k]['seconds']:.0f} s)"
-                                        for k in keys), flush=True)
+        print(
+            f"# {label}: "
+            + ", ".join(
+                f"{k} {row[k]['value']:.4f} ({row[k]['ratio']:.2f}x, {row[k]['seconds']:.0f} s)"
+                for k in keys
+            ),
+            flush=True,
+        )
     for k in keys:
         top = max(table[c][k]["value"] for c in table)
         for c in table:
@@ -113,19 +132,35 @@ def main() -> None:
     for c in table:
         table[c]["worst"] = min(table[c][k]["relative"] for k in keys)
     best = max(table, key=lambda c: (round(table[c]["worst"], 4), c == "defaults"))
-    print(f"\n{args.model}: validation parts (carved from each protocol's training part); popularity "
-          + ", ".join(f"{k} {pop[k]:.4f}" for k in keys))
+    print(
+        f"\n{args.model}: validation parts (carved from each protocol's training part); popularity "
+        + ", ".join(f"{k} {pop[k]:.4f}" for k in keys)
+    )
     print("| candidate | params | " + " | ".join(keys) + " | worst of best |")
     print("|---|---|" + "---|" * len(keys) + "---|")
     for label, row in table.items():
         mark = "**" if label == best else ""
         cells = " | ".join(f"{row[k]['value']:.4f} ({row[k]['ratio']:.2f}x)" for k in keys)
-        print(f"| {mark}{label}{mark} | {candidates[label] or '(current)'} | {cells} | {row['worst']:.2f} |")
+        print(
+            f"| {mark}{label}{mark} | {candidates[label] or '(current)'} | {cells} | {row['worst']:.2f} |"
+        )
     print(f"\nchosen: {best} {candidates[best]}")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"model": args.model, "popularity": pop, "candidates": candidates,
-                                        "table": table, "tuned": tuned_info, "chosen": best}, indent=1, default=str))
+        args.out.write_text(
+            json.dumps(
+                {
+                    "model": args.model,
+                    "popularity": pop,
+                    "candidates": candidates,
+                    "table": table,
+                    "tuned": tuned_info,
+                    "chosen": best,
+                },
+                indent=1,
+                default=str,
+            )
+        )
 
 
 if __name__ == "__main__":
