@@ -319,7 +319,8 @@ def train(model_name: str, *, dataset: str | None = None, data: Data | None = No
                              **protocol_options(options))
         model.metrics_ = {**(getattr(model, "metrics_", {}) or {}), protocol: res["metrics"]}
         result.update(dataset=res.get("dataset", data_label(dataset, data)), metrics=res["metrics"],
-                      fit_seconds=res.get("fit_seconds"))
+                      fit_seconds=res.get("fit_seconds"),
+                      **{key: res[key] for key in ("intervals", "coverage", "popularity_percentile") if key in res})
     path = model.save(out)
     result.update(out=str(path), n_users=int(model.users_.n_ids), n_items=int(model.items_.n_ids))
     return to_plain(result)

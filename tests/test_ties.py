@@ -55,3 +55,18 @@ def test_recommend_breaks_popularity_ties_by_item_row():
     recs = model.recommend(["x"], k=3)
     assert recs.rows.tolist() == [[1, 2, 3]]
     assert list(recs.ids[0]) == list(log.items.raw_ids[:3])
+
+
+def test_top_k_rows_and_exact_index_match_a_full_sort_on_heavy_ties():
+    # small integer scores: ties everywhere, at the k-th place too; the reference sorts every row fully
+    rng = np.random.default_rng(0)
+    scores = rng.integers(0, 4, size=(60, 300)).astype(np.float32)
+    cols = np.broadcast_to(np.arange(300), scores.shape)
+    reference = np.lexsort((cols, -scores), axis=1)[:, :7]
+    rows, _ = top_k_rows(scores, 7)
+    assert np.array_equal(rows, reference)
+    # the index: queries e_j against items whose vectors hold those integer scores, blocks of 64
+    items = scores.T.copy()  # (300 items, 60 dims)
+    index = ExactIndex(measure="dot", block_size=64).index(items)
+    found, _ = index.search(np.eye(60, dtype=np.float32), 7)
+    assert np.array_equal(found, reference)

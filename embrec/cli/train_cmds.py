@@ -61,8 +61,8 @@ def train(
         typer.echo(f"saved {res['model']} to {res['out']} ({res['n_users']} users, {res['n_items']} items; "
                    f"fit in {res['fit_seconds']:.1f} s on {res['dataset']})")
         if res["metrics"]:
-            typer.echo(protocol_table({"results": [{"model": res["model"], "metrics": res["metrics"],
-                                                    "fit_seconds": res["fit_seconds"]}]}))
+            keep = ("model", "metrics", "intervals", "coverage", "popularity_percentile", "fit_seconds")
+            typer.echo(protocol_table({"results": [{key: res[key] for key in keep if key in res}]}))
 
     run(as_json, compute, render)
 

@@ -42,12 +42,16 @@ def search_args(queries: np.ndarray, k: int, exclude: Ragged | None, *, dim: int
 def topk_lowest_first(s: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(B, k) values and column positions of each row's k largest entries of ``s``, best first, equal
     values by the lower position first (embrec's tie rule; ``torch.topk`` alone leaves ties unordered)."""
-    s = torch.nan_to_num(s, nan=-torch.inf)
+    if torch.isnan(s).any():
+        s = torch.nan_to_num(s, nan=-torch.inf)
     kth = torch.topk(s, k, dim=1).values[:, -1:]  # (B, 1) the k-th best value
-    above = s > kth
-    tied = s == kth
-    need = k - above.sum(dim=1, keepdim=True)
-    take = above | (tied & (torch.cumsum(tied, dim=1) <= need))  # exactly k per row
+    take = s >= kth  # (B, n): exactly k per row unless ties straddle the k-th place
+    fix = torch.nonzero(take.sum(dim=1) > k)[:, 0]
+    if fix.numel():  # those rows only: keep the lowest tied positions
+        sub, edge = s[fix], kth[fix]
+        tied = sub == edge
+        need = k - (sub > edge).sum(dim=1, keepdim=True)
+        take[fix] = (sub > edge) | (tied & (torch.cumsum(tied.to(torch.int32), dim=1) <= need))
     pos = torch.nonzero(take)[:, 1].reshape(s.shape[0], k)  # ascending positions per row
     vals = torch.gather(s, 1, pos)
     vals, order = torch.sort(vals, dim=1, descending=True, stable=True)

@@ -341,10 +341,10 @@ def top_k_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         scores = np.where(np.isnan(scores), -np.inf, scores)
     part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
     kth = np.take_along_axis(scores, part, axis=1).min(axis=1, keepdims=True)  # (B, 1) the k-th best
-    above = scores > kth
-    tied = scores == kth
-    need = k - above.sum(axis=1, keepdims=True)  # how many tied columns to take, lowest first
-    take = above | (tied & (np.cumsum(tied, axis=1) <= need))
+    take = scores >= kth  # (B, n): exactly k per row unless ties straddle the k-th place
+    for r in np.flatnonzero(take.sum(axis=1) > k):  # those rows: the lowest tied columns first
+        tied = np.flatnonzero(scores[r] == kth[r, 0])
+        take[r, tied[k - int((scores[r] > kth[r, 0]).sum()):]] = False
     cols = np.nonzero(take)[1].reshape(scores.shape[0], k)  # ascending columns per row
     vals = np.take_along_axis(scores, cols, axis=1)
     order = np.argsort(-vals, axis=1, kind="stable")  # stable: ties keep the lower column first
