@@ -23,6 +23,8 @@ import pandas as pd
 from embrec.errors import DataError, InvalidParameterError, UnknownIdError, describe
 
 PAD = 0
+#: sequences up to this long are encoded by dict lookups; longer ones by one vectorised pandas pass
+_SMALL = 512
 UnknownPolicy = Literal["error", "zero"]
 
 
@@ -93,6 +95,12 @@ class IdVocab:
         """Dense indices of ``raw`` (a scalar or sequence). Unknown ids raise, or map to 0 with unknown='zero'."""
         if unknown not in ("error", "zero"):
             raise InvalidParameterError(f"unknown must be 'error' or 'zero'; received {describe(unknown)}.")
+        if isinstance(raw, (list, tuple)) and len(raw) <= _SMALL:  # a request's ids: hash lookups
+            get = self._lookup().get
+            rows = [get(str(v), 0) for v in raw] if self.kind == "str" else [get(self._key(v), 0) for v in raw]
+            if unknown == "error" and 0 in rows:
+                self._raise_unknown(raw[rows.index(0)])
+            return np.array(rows, dtype=np.int64)
         values = np.atleast_1d(np.asarray(raw, dtype=object if self.kind == "str" else None))
         given = values
         values, valid = self._coerce(values)
@@ -100,18 +108,34 @@ class IdVocab:
         if valid is not None:
             idx[~valid] = 0  # not an int64 at all: unknown, whatever the placeholder matched
         if unknown == "error" and (idx == 0).any():
-            missing = _plain(given[idx == 0][0])  # as the caller wrote it, not the coerced value
-            example = _plain(self._index[0]) if self.n_ids else None
-            raise UnknownIdError(
-                f"{self.name} id {describe(missing)} is not known to this model "
-                f"({self.n_ids} known {self.name} ids, e.g. {describe(example)})."
-            )
+            self._raise_unknown(given[idx == 0][0])  # as the caller wrote it, not the coerced value
         return idx
+
+    def _raise_unknown(self, given: Any) -> None:
+        missing = _plain(given)
+        example = _plain(self._index[0]) if self.n_ids else None
+        raise UnknownIdError(
+            f"{self.name} id {describe(missing)} is not known to this model "
+            f"({self.n_ids} known {self.name} ids, e.g. {describe(example)})."
+        )
+
+    def _lookup(self) -> dict[Any, int]:
+        """raw id -> row, built once (a vocabulary never changes): encoding a few ids is a few hash lookups."""
+        table = self.__dict__.get("_rows")
+        if table is None:
+            table = self._rows = {_plain(raw): row for row, raw in enumerate(self._index, start=1)}
+        return table
+
+    def _key(self, v: Any) -> Any:
+        """One raw id as the lookup table spells it (the scalar form of ``_coerce``)."""
+        if self.kind == "str":
+            return str(v)
+        return _as_int64(v)
 
     def decode(self, idx: Any) -> np.ndarray:
         """Raw ids of dense indices; index 0 (padding/unknown) decodes to None."""
         idx = np.atleast_1d(np.asarray(idx, dtype=np.int64))
-        if idx.size and (idx.min() < 0 or idx.max() > self.n_ids):
+        if idx.size and not (int(idx.min()) >= 0 and int(idx.max()) <= self.n_ids):
             raise InvalidParameterError(
                 f"{self.name} indices must lie in 0..{self.n_ids}; received {int(idx.min())}..{int(idx.max())}."
             )

@@ -6,8 +6,9 @@
 The training matrix is users x items of confidences: ``confidence`` chooses what an entry is (the
 number of events, 1, or log1p of the count) and the library multiplies it by ``alpha``. Rows and
 columns 0 (unknown users, padding) stay empty, so implicit's factor rows line up with our vocabulary
-rows. A user never seen in training is folded in through ``AlternatingLeastSquares.recalculate_user``:
-the exact least-squares solution for that user with the item factors fixed.
+rows. A user never seen in training is folded in by the exact least-squares solution for that user
+with the item factors fixed (``ALS.fold_in``; the same system as implicit's ``recalculate_user``,
+solved here in float64 without a call into the library, so no per-call thread-pool scan).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from embrec.data.interactions import Interactions
 from embrec.data.ragged import Ragged
 from embrec.errors import check_choice, check_float, check_positive_int
 from embrec.models.base import EmbeddingModel
+from embrec.models.foldin import distinct_items, weighted_ridge
 from embrec.models.search import Choice, FloatRange, IntRange, Param
 
 logger = logging.getLogger(__name__)
@@ -65,6 +67,7 @@ class ALS(EmbeddingModel):
         self.user_factors_ = np.ascontiguousarray(als.user_factors, dtype=np.float32)
         self.item_factors_ = np.ascontiguousarray(als.item_factors, dtype=np.float32)
         self._als = als
+        self.__dict__.pop("_gram", None)
 
     def _confidences(self, counts: sp.csr_matrix) -> sp.csr_matrix:
         m = counts.astype(np.float32).tocsr(copy=True)
@@ -82,15 +85,6 @@ class ALS(EmbeddingModel):
                                            alpha=self.alpha, iterations=self.iterations, use_cg=self.use_cg,
                                            num_threads=self.num_threads, random_state=self.seed)
 
-    def _library(self):
-        """The fitted implicit model (rebuilt from the stored factors after loading)."""
-        if getattr(self, "_als", None) is None:
-            als = self._library_model()
-            als.user_factors = self.user_factors_
-            als.item_factors = self.item_factors_
-            self._als = als
-        return self._als
-
     # embeddings -------------------------------------------------------------------------------
     def _item_vectors(self) -> np.ndarray:
         return self.item_factors_
@@ -104,14 +98,28 @@ class ALS(EmbeddingModel):
         return out
 
     def fold_in(self, histories: Ragged) -> np.ndarray:
-        """(B, d) least-squares user factors for histories of item rows, item factors fixed."""
-        hist = Ragged(histories.values, histories.offsets)
-        counts = sp.csr_matrix((np.ones(hist.values.size, dtype=np.float32), (hist.row_ids, hist.values)),
-                               shape=(len(hist), self.items_.size))
-        counts.sum_duplicates()
-        with threadpool_limits(1, "blas"):
-            factors = self._library().recalculate_user(np.arange(len(hist)), self._confidences(counts))
-        return np.asarray(factors, dtype=np.float32).reshape(len(hist), -1)
+        """(B, d) user factors for histories of item rows, item factors Y fixed: each user's exact
+        least-squares solution, the step ALS training takes for every user (and what implicit's
+        ``recalculate_user`` returns)::
+
+            min_x  Σ_i c_i (p_i - x · y_i)² + λ |x|²   ⇔   (YᵀY + λI + Σ_h (c_h - 1) y_h y_hᵀ) x = Σ_h c_h y_h
+
+        with p_i = 1 on the history's items (0 elsewhere) and confidence c_h = alpha · confidence(count)
+        there (1 elsewhere). YᵀY + λI is built once per model; each user adds their own history rows."""
+        base = self.__dict__.get("_gram")
+        if base is None:
+            y = self.item_factors_.astype(np.float64)
+            base = self._gram = y.T @ y + self.regularization * np.eye(y.shape[1])
+        users = []
+        for items, counts in distinct_items(histories):
+            conf = self.alpha * self._confidence_values(counts.astype(np.float64))
+            users.append((items, conf - 1.0, conf))
+        return weighted_ridge(self.item_factors_, base, users).astype(np.float32)
+
+    def _confidence_values(self, counts: np.ndarray) -> np.ndarray:
+        if self.confidence == "binary":
+            return np.ones_like(counts)
+        return np.log1p(counts) if self.confidence == "log" else counts
 
     # persistence ------------------------------------------------------------------------------
     def _get_state(self) -> dict[str, np.ndarray]:
@@ -124,3 +132,4 @@ class ALS(EmbeddingModel):
         self.user_factors_ = state["user_factors"].astype(np.float32)
         self.item_factors_ = state["item_factors"].astype(np.float32)
         self._als = None
+        self.__dict__.pop("_gram", None)

@@ -35,6 +35,7 @@ from embrec.errors import (
     check_choice,
     check_positive_int,
 )
+from embrec.index.auto import build_index, check_index_config
 
 logger = logging.getLogger(__name__)
 
@@ -244,8 +245,6 @@ class EmbeddingModel(Recommender):
         cache = self.__dict__.setdefault("_indexes", {})
         key = (measure, candidates)
         if key not in cache:
-            from embrec.index.auto import build_index
-
             vecs = self._candidate_vectors() if candidates else self._item_vectors()
             rows = np.arange(1, self.items_.size)
             cache[key] = build_index(vecs[1:], rows, measure=measure, config=self.__dict__.get("_index_config"))
@@ -255,8 +254,6 @@ class EmbeddingModel(Recommender):
         """Choose the retrieval index: "exact", FAISS "hnsw" or "ivf", or "auto" (exact up to
         ``embrec.index.ANN_THRESHOLD`` items, FAISS above; ``threshold=`` overrides). ``options`` go to
         the index (e.g. ``ef_search=256``). Built indexes are dropped; the choice is saved with the model."""
-        from embrec.index.auto import check_index_config
-
         self._index_config = check_index_config(backend, options)
         self.__dict__.pop("_indexes", None)
         return self

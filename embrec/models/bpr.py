@@ -10,8 +10,11 @@ weigh in); ``positives="pairs"`` draws distinct (user, item) pairs, Rendle's D_S
 ``implicit`` library iterates over (an epoch is then one triple per pair); with
 ``verify_negatives`` a j the user has bought is redrawn (vectorised). Batches are large and the loss
 has a hand-written backward (``embrec.nn.pairwise.BPRFactorLoss``), so a step is a few gathers and
-``index_add_``s; benchmarks/bench_factorization.py times it against the ``implicit`` library's BPR. A new user is folded in by minimising the expected BPR objective
-over the sampler with the items fixed (see ``embrec.models.factor``).
+``index_add_``s; benchmarks/bench_factorization.py times it against the ``implicit`` library's BPR. A new user is folded in by minimising that user's expected BPR
+objective over the sampler with the items fixed (``_fold_in_eval``), plus the Gaussian prior of the
+trained users (see ``embrec.models.factor``): a closed-form start (softplus
+replaced by its quadratic expansion at 0: a ridge regression), then at most ``fold_in_steps`` damped
+Newton steps (see ``embrec.models.factor``).
 
 ``history_weight`` w > 0 blends in the user's own history for shop logs where repeat purchases are the
 point: rank by ``s(u, i) / std_j s(u, j) + w log(1 + times i is in the history)`` (exact retrieval;
@@ -25,10 +28,10 @@ from typing import ClassVar
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from embrec.errors import check_choice, check_float, check_positive_int
 from embrec.models.factor import BiasedDot, SampledFactorization
+from embrec.models.foldin import pair_block, sigmoid
 from embrec.models.search import FloatRange, IntRange, Param
 from embrec.nn.pairwise import bpr_factor_loss
 from embrec.nn.sampling import SeenPairs, resample_seen
@@ -50,7 +53,7 @@ class BPR(SampledFactorization):
     def __init__(self, *, factors: int = 64, n_negatives: int = 1, epochs: int = 30, batch_size: int = 15000,
                  lr: float = 0.005, reg: float = 1e-4, bias_reg: float = 1e-4, neg_alpha: float = 0.0,
                  verify_negatives: bool = True, positives: str = "events", init_std: float = 0.1,
-                 history_weight: float = 0.0, fold_in_steps: int = 50,
+                 history_weight: float = 0.0, fold_in_steps: int = 10,
                  valid_k: int = 5, valid_exclude_seen: bool = False, patience: int | None = None,
                  device: str | None = None, seed: int = 0, progress: bool | None = None) -> None:
         self.factors = check_positive_int("factors", factors)
@@ -100,16 +103,60 @@ class BPR(SampledFactorization):
         return bpr_factor_loss(module.user_factors, module.item_factors, module.item_bias, users, pos, neg,
                                reg=self.reg, bias_reg=self.bias_reg)
 
-    def _fold_in_objective(self, p, c, q, bi, probs, rows, items, weights) -> torch.Tensor:
-        scores = p @ q.T + bi  # (B, I)
-        pos = scores[rows, items]  # (P,)
-        neg_probs = probs.expand(p.shape[0], -1)  # (B, I)
-        if self.verify_negatives:  # negatives never include the user's own items
-            mask = torch.ones_like(scores)
-            mask[rows, items] = 0.0
-            neg_probs = neg_probs * mask
-            neg_probs = neg_probs / neg_probs.sum(dim=1, keepdim=True).clamp_min(1e-12)
-        diff = scores[rows] - pos[:, None]  # (P, I): s(u, j) - s(u, i)
-        per_pair = (F.softplus(diff) * neg_probs[rows]).sum(dim=1)  # (P,)
-        per_user = torch.zeros(p.shape[0]).index_add_(0, rows, weights)  # (B,)
-        return (weights * per_pair).sum() + self.reg * (per_user * p.pow(2).sum(dim=1)).sum()
+    # fold-in: one user's expected training objective over the sampler, p the user's factors,
+    #   f(p) = Σ_i w_i Σ_j π'_j softplus(s_j - s_i) + reg W |p|²,    s_j = p · q_j + b_j
+    # (w_i the weight of history item i as training draws it, W = Σ w_i; π' the negative sampler,
+    # without the user's own items and renormalised when ``verify_negatives``). Convex in p.
+    def _fold_in_moments(self, ctx):
+        q, pi, b = ctx["q64"], ctx["probs"].astype(np.float64), ctx["bias"].astype(np.float64)
+        return {"m2": (q.T * pi) @ q, "m1": q.T @ pi, "mb": q.T @ (pi * b), "beta": float(pi @ b)}
+
+    def _negatives(self, ctx, items):
+        """(π' (I,) float32, its normaliser Z): the sampler's distribution over a user's negatives."""
+        pi = ctx["probs"]
+        if not self.verify_negatives:
+            return pi, 1.0
+        z = max(1.0 - float(pi[items].astype(np.float64).sum()), 1e-12)
+        out = pi / np.float32(z)
+        out[items] = 0.0
+        return out, z
+
+    def _fold_in_start(self, ctx, items, w):
+        """The minimiser of f with softplus(x) replaced by its expansion log 2 + x/2 + x²/8 at 0: a
+        ridge regression of the history against the (sampler-weighted) catalogue, model-level sums only."""
+        q, b, pi = ctx["q64"], ctx["bias"].astype(np.float64), ctx["probs"].astype(np.float64)
+        qh, bh, d, big_w = q[items], b[items], q.shape[1], float(w.sum())
+        m2, m1, mb, beta = ctx["m2"], ctx["m1"], ctx["mb"], ctx["beta"]
+        if self.verify_negatives:  # the user's own items leave the negatives
+            ph = pi[items]
+            z = max(1.0 - float(ph.sum()), 1e-12)
+            m2, m1 = (m2 - (qh.T * ph) @ qh) / z, (m1 - qh.T @ ph) / z
+            mb, beta = (mb - qh.T @ (ph * bh)) / z, (beta - float(ph @ bh)) / z
+        h = qh.T @ w  # Σ w_i q_i
+        hess = 0.25 * (big_w * m2 - np.outer(m1, h) - np.outer(h, m1) + (qh.T * w) @ qh)
+        hess += 2 * self.reg * big_w * np.eye(d)
+        grad = 0.5 * (big_w * m1 - h) + 0.25 * (big_w * mb - m1 * float(w @ bh) - beta * h + qh.T @ (w * bh))
+        return grad, hess
+
+    def _fold_in_eval(self, ctx, items, w, z):
+        q, d = ctx["q"], ctx["q"].shape[1]
+        pi, _ = self._negatives(ctx, items)
+        s = q @ z.astype(np.float32) + ctx["bias"]  # (I,)
+        big_w = float(w.sum())
+        col, grad, hess = np.zeros(q.shape[0]), np.zeros(d), np.zeros((d, d))
+        curv = np.zeros(q.shape[0], dtype=np.float32)
+        step = pair_block(q.shape[0])
+        for lo in range(0, items.size, step):  # blocks of history items: memory block x catalogue
+            it, wb = items[lo : lo + step], w[lo : lo + step].astype(np.float32)
+            sig = sigmoid(s[None, :] - s[it][:, None])  # (P, I): σ(s_j - s_i)
+            g = sig * pi  # (P, I)
+            col += wb @ g  # Σ_i w_i π'_j σ_ij
+            qh = q[it].astype(np.float64)
+            grad -= qh.T @ (wb * g.sum(1))
+            a = g * (1 - sig) * wb[:, None]  # w_i π'_j σ'(s_j - s_i)
+            cross = qh.T @ (a @ q).astype(np.float64)  # Σ_ij a_ij q_i q_jᵀ
+            hess += (qh.T * a.sum(1)) @ qh - cross - cross.T
+            curv += a.sum(0)  # (I,) Σ_i a_ij
+        grad += ctx["q64"].T @ col + 2 * self.reg * big_w * z
+        hess += (q.T @ (curv[:, None] * q)).astype(np.float64) + 2 * self.reg * big_w * np.eye(d)
+        return grad, hess

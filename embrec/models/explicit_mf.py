@@ -225,6 +225,7 @@ class ExplicitMF(EmbeddingModel):
         self.item_factors_[0] = 0.0
         self.user_bias_[0] = self.item_bias_[0] = 0.0
         self.__dict__.pop("_indexes", None)
+        self.__dict__.pop("_fold_in_ctx", None)
 
     def _clip(self, x):
         if not self.clip:
@@ -286,30 +287,43 @@ class ExplicitMF(EmbeddingModel):
         return Recommendations(self.items_.decode(rows), scores, rows)
 
     def _fold_in(self, hist: Ragged, ratings: np.ndarray | None) -> np.ndarray:
-        """(B, d+1) [U_u, b_u] solving each history's ridge system (see the module docstring)."""
+        """(B, d+1) [U_u, b_u] solving each history's ridge system (see the module docstring); the
+        part shared by every user is built once per model, the (d+1)² systems are solved as one stack."""
         d = self.factors
         if ratings is None:
             assumed = self.rating_range_[1] if self.history_rating is None else self.history_rating
             ratings = np.full(hist.values.size, assumed)
-        v = self.item_factors_.astype(np.float64)
-        n_u, n_i = self.users_.n_ids, self.items_.n_ids
-        reg = np.zeros((d + 1, d + 1))
-        reg[:d, :d] += self.table_l2 * self.n_ratings_ / max(n_u, 1) * np.eye(d)
-        reg[:d, :d] += self.gravity * self.n_ratings_ / max(n_u * n_i, 1) * (v[1:].T @ v[1:])
-        if self.biases:
-            reg[d, d] += self.table_l2 * self.n_ratings_ / max(n_u, 1)
-        out = np.zeros((len(hist), d + 1))
+        v, reg = self._fold_in_tables()
+        a_all = np.empty((len(hist), d + 1, d + 1))
+        b_all = np.empty((len(hist), d + 1))
         for b in range(len(hist)):
             s, e = hist.offsets[b], hist.offsets[b + 1]
-            rows, r = hist.values[s:e], ratings[s:e]
+            rows, r = hist.values[s:e], np.asarray(ratings[s:e], dtype=np.float64)
             x = np.concatenate([v[rows], np.ones((rows.size, 1))], axis=1)  # (n, d+1)
             target = r - self.mean_ - self.item_bias_[rows]  # (n,)
             a = x.T @ x + reg + self.l2 * rows.size * np.eye(d + 1)
             if not self.biases:
                 a[d, :], a[:, d], a[d, d] = 0.0, 0.0, 1.0
                 target = r
-            out[b] = np.linalg.solve(a, x.T @ target)
-        return out.astype(np.float32)
+            a_all[b], b_all[b] = a, x.T @ target
+        if not len(hist):
+            return np.zeros((0, d + 1), dtype=np.float32)
+        return np.linalg.solve(a_all, b_all[:, :, None])[:, :, 0].astype(np.float32)
+
+    def _fold_in_tables(self) -> tuple[np.ndarray, np.ndarray]:
+        """(float64 item factors, the (d+1)² regulariser shared by every user), built once per model."""
+        cached = self.__dict__.get("_fold_in_ctx")
+        if cached is None:
+            d = self.factors
+            v = self.item_factors_.astype(np.float64)
+            n_u, n_i = self.users_.n_ids, self.items_.n_ids
+            reg = np.zeros((d + 1, d + 1))
+            reg[:d, :d] += self.table_l2 * self.n_ratings_ / max(n_u, 1) * np.eye(d)
+            reg[:d, :d] += self.gravity * self.n_ratings_ / max(n_u * n_i, 1) * (v[1:].T @ v[1:])
+            if self.biases:
+                reg[d, d] += self.table_l2 * self.n_ratings_ / max(n_u, 1)
+            cached = self._fold_in_ctx = (v, reg)
+        return cached
 
     # embeddings -----------------------------------------------------------------------------
     def _user_vectors(self, user_rows: np.ndarray, histories: Ragged) -> np.ndarray:
@@ -348,6 +362,7 @@ class ExplicitMF(EmbeddingModel):
         self.mean_ = float(extra["mean"])
         self.rating_range_ = tuple(extra["rating_range"])
         self.n_ratings_ = int(extra["n_ratings"])
+        self.__dict__.pop("_fold_in_ctx", None)
 
 
 def check_rows(name: str, rows: Any, size: int) -> np.ndarray:

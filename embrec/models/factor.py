@@ -7,11 +7,18 @@ Score of user u for item i::
 Retrieval uses ``query = [p_u, 1]`` and ``candidate = [q_i, b_i]``, so an index's dot product equals
 the model's ranking score exactly. A user never seen in training (row 0) is folded in: with the item
 factors and biases fixed, the user's own part of the training objective (the expectation over the
-negative sampler, so no sampling noise) is minimised over ``p_u`` (and ``b_u``) by full-batch L-BFGS
-from zero, a deterministic handful of gradient steps.
+negative sampler, so no sampling noise) is minimised over ``p_u`` (and ``b_u``): a closed-form start
+(the minimiser of a quadratic expansion of that objective, a weighted ridge regression on the item
+factors) and a few damped Newton steps on the user's own convex objective (``embrec.models.foldin``).
+The objective adds a Gaussian prior fitted to the trained users' vectors (their mean and covariance),
+at a weight chosen once per model by self-consistency on training users (``calibrate_fold_in``):
+without it the exact optimum of a weakly regularised loss overfits a short history (measured on a
+3,000-item shop: BPR top-10 overlap with the stored users 0.59, implicit MF 0.28, against 0.69 / 0.52
+for the old, accidentally early-stopped L-BFGS; with it 0.71 / 0.81). Users are solved independently,
+so a user's vector never depends on who else is in the call.
 
 Subclasses give the per-batch loss (``_batch_loss``), the epoch's batches (``_epoch_batches``) and the
-fold-in objective (``_fold_in_objective``); this file holds the rest.
+fold-in's start and objective (``_fold_in_start``, ``_fold_in_eval``); this file holds the rest.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from embrec.data.interactions import Interactions
 from embrec.data.ragged import Ragged
 from embrec.errors import DataError
 from embrec.models.base import EmbeddingModel, top_k_rows
+from embrec.models.foldin import distinct_items, newton
 from embrec.models.training import (
     Batches,
     TrainConfig,
@@ -40,8 +48,8 @@ from embrec.nn.sampling import ItemSampler
 
 logger = logging.getLogger(__name__)
 
-#: fold-in works on chunks of users whose (history pairs x items) stays below this many scores
-_FOLD_IN_CELLS = 2**23
+#: candidate weights of the fold-in's Gaussian user prior (``SampledFactorization.calibrate_fold_in``)
+PRIOR_WEIGHTS = (0.0, 0.01, 0.03, 0.1, 0.3, 1.0)
 
 
 class BiasedDot(torch.nn.Module):
@@ -93,6 +101,8 @@ class SampledFactorization(EmbeddingModel):
         self.user_bias_[idle] = 0.0
         for name in ("pos_users_", "pos_items_", "seen_pairs_"):
             self.__dict__.pop(name, None)
+        self.fold_in_prior_ = None
+        self.calibrate_fold_in()
 
     def _prepare(self, rng: np.random.Generator) -> None:
         """Hook run once before training (e.g. the seen-pair keys of BPR's negative check)."""
@@ -118,6 +128,7 @@ class SampledFactorization(EmbeddingModel):
         self.global_bias_ = float(module.global_bias.detach().cpu())
         self.__dict__.pop("_indexes", None)
         self.__dict__.pop("_candidate_cov", None)
+        self.__dict__.pop("_fold_in_ctx", None)
 
     def _validator(self, module: BiasedDot, valid: Interactions):
         """precision@valid_k on the validation events of known users (training items excluded when
@@ -231,54 +242,93 @@ class SampledFactorization(EmbeddingModel):
     # fold-in ----------------------------------------------------------------------------------
     def fold_in(self, histories: Ragged) -> tuple[np.ndarray, np.ndarray]:
         """(B, d) user factors and (B,) user biases fitted to each history (item rows) with the item
-        side fixed. Deterministic: full-batch L-BFGS from zero on the expected training objective."""
+        side fixed: each user's own expected training objective (``_fold_in_eval``) minimised by
+        damped Newton from its closed-form start (``_fold_in_start``), users solved independently.
+        Deterministic, and a batch gives exactly what one-at-a-time calls give."""
         b = len(histories)
-        factors = np.zeros((b, self.item_factors_.shape[1]), dtype=np.float32)
-        biases = np.zeros(b, dtype=np.float32)
+        d = self.item_factors_.shape[1]
         if b == 0:
-            return factors, biases
-        q = torch.from_numpy(self.item_factors_)  # (I, d)
-        bi = torch.from_numpy(self.item_bias_) + self.global_bias_  # (I,)
-        probs = torch.from_numpy(self.sampler_probabilities().astype(np.float32))  # (I,)
-        n_items = q.shape[0]
-        start = 0
-        while start < b:
-            stop, cells = start, 0
-            while stop < b and (stop == start or cells + len(np.unique(histories[stop])) * n_items <= _FOLD_IN_CELLS):
-                cells += len(np.unique(histories[stop])) * n_items
-                stop += 1
-            part = histories.select(np.arange(start, stop))
-            f, c = self._fold_in_chunk(part, q, bi, probs)
-            factors[start:stop], biases[start:stop] = f, c
-            start = stop
+            return np.zeros((0, d), dtype=np.float32), np.zeros(0, dtype=np.float32)
+        ctx = self._fold_in_context()
+        users = [(items, self._fold_in_weights(counts).astype(np.float64))
+                 for items, counts in distinct_items(histories)]
+        prec, mean = self._prior_weight() * ctx["prior_precision"], ctx["prior_mean"]
+        start = []
+        for items, w in users:  # the minimiser of the quadratic model at 0, prior included
+            g0, h0 = self._fold_in_start(ctx, items, w)
+            start.append(np.linalg.solve(h0 + prec, prec @ mean - g0))
+        scale = np.array([w.sum() for _, w in users])  # the objectives grow with the history's weight
+
+        def objective(u: int, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            g, h = self._fold_in_eval(ctx, users[u][0], users[u][1], x)
+            return g + prec @ (x - mean), h + prec
+
+        z = newton(objective, np.stack(start), scale, steps=self.fold_in_steps)
+        factors = z[:, :d].astype(np.float32)
+        biases = (z[:, d] if z.shape[1] > d else np.zeros(b)).astype(np.float32)
         return factors, biases
 
-    def _fold_in_chunk(self, hist: Ragged, q: torch.Tensor, bi: torch.Tensor, probs: torch.Tensor):
-        # unique (row, item) pairs with their multiplicities: a repeated purchase weighs as in training
-        keys = hist.row_ids * q.shape[0] + hist.values
-        uniq, counts = np.unique(keys, return_counts=True)
-        rows = torch.from_numpy(uniq // q.shape[0])  # (P,)
-        items = torch.from_numpy(uniq % q.shape[0])  # (P,)
-        weights = torch.from_numpy(self._fold_in_weights(counts))  # (P,)
-        b = len(hist)
-        p = torch.zeros(b, q.shape[1], requires_grad=True)  # (B, d)
-        c = torch.zeros(b, requires_grad=True)  # (B,)
-        params = [p, c] if self._fold_in_user_bias else [p]
-        opt = torch.optim.LBFGS(params, lr=1.0, max_iter=self.fold_in_steps, history_size=20,
-                                tolerance_grad=1e-6, tolerance_change=1e-9, line_search_fn="strong_wolfe")
+    def _fold_in_context(self) -> dict[str, Any]:
+        """Item-side arrays every fold-in reads, built once per model (dropped when factors change)."""
+        ctx = self.__dict__.get("_fold_in_ctx")
+        if ctx is None:
+            q = np.ascontiguousarray(self.item_factors_, dtype=np.float32)  # (I, d)
+            ctx = {"q": q, "q64": q.astype(np.float64),
+                   "bias": (self.item_bias_ + self.global_bias_).astype(np.float32),  # (I,)
+                   "probs": self.sampler_probabilities().astype(np.float32)}  # (I,)
+            ctx.update(self._fold_in_moments(ctx))
+            ctx["prior_mean"], ctx["prior_precision"] = self._user_prior()
+            self._fold_in_ctx = ctx
+        return ctx
 
-        def closure() -> torch.Tensor:
-            opt.zero_grad()
-            loss = self._fold_in_objective(p, c, q, bi, probs, rows, items, weights)
-            loss.backward()
-            return loss
+    def _prior_weight(self) -> float:
+        """The weight of the user prior, calibrated once per model (``calibrate_fold_in``)."""
+        if getattr(self, "fold_in_prior_", None) is None:
+            self.calibrate_fold_in()
+        return self.fold_in_prior_
 
-        with torch.enable_grad():
-            opt.step(closure)
-        return p.detach().numpy(), c.detach().numpy()
+    def calibrate_fold_in(self, n_users: int = 50, k: int = 10) -> float:
+        """Choose the weight of the Gaussian user prior in the fold-in objective from PRIOR_WEIGHTS by
+        self-consistency on training data only: the weight whose fold-in of ``n_users`` training users'
+        own histories (seeded sample) best reproduces their stored top-``k`` (unseen items). A sampled
+        training loss is a likelihood only up to a scale (BPR's expected pairwise loss counts one
+        negative per positive), so the prior's weight cannot be read off the loss; this procedure fixes
+        it on the model's own users. Stored with the model (``fold_in_prior_``)."""
+        users = np.flatnonzero(self.seen_.lengths > 0)
+        users = users[users > 0]
+        rng = np.random.default_rng(self.seed)
+        users = np.sort(rng.choice(users, min(n_users, users.size), replace=False))
+        hist = self.seen_.select(users)
+        stored, _ = self.top_k(users, hist, k, exclude=hist)
+        best, best_overlap = PRIOR_WEIGHTS[0], -1.0
+        for weight in PRIOR_WEIGHTS:
+            self.fold_in_prior_ = weight
+            folded, _ = self.top_k(np.zeros_like(users), hist, k, exclude=hist)
+            overlap = float(np.mean([np.intersect1d(a[a > 0], b[b > 0]).size for a, b in zip(stored, folded)]))
+            if overlap > best_overlap:
+                best, best_overlap = weight, overlap
+        self.fold_in_prior_ = best
+        logger.info("fold-in prior weight %s (top-%d overlap %.2f on %d training users)", best, k,
+                    best_overlap / k, users.size)
+        return best
+
+    def _user_prior(self) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and precision of the trained users' [p_u (, b_u)]: the Gaussian prior of the fold-in."""
+        z = self.user_factors_
+        if self._fold_in_user_bias:
+            z = np.hstack([z, self.user_bias_[:, None]])
+        z = z[np.abs(z).sum(1) > 0].astype(np.float64)  # users with training events
+        if len(z) < 2:
+            return np.zeros(z.shape[1]), np.zeros((z.shape[1], z.shape[1]))
+        cov = np.cov(z, rowvar=False) + 1e-6 * np.eye(z.shape[1])
+        return z.mean(0), np.linalg.inv(cov)
+
+    def _fold_in_moments(self, ctx: dict[str, Any]) -> dict[str, Any]:
+        """Model-level sums over the catalogue the closed-form start needs (per model, not per call)."""
+        return {}
 
     def _fold_in_weights(self, counts: np.ndarray) -> np.ndarray:
-        """(P,) float32 weight of each distinct history pair in the fold-in objective (its count)."""
+        """(P,) float32 weight of each distinct history item in the fold-in objective (its count)."""
         return counts.astype(np.float32)
 
     def sampler_probabilities(self) -> np.ndarray:
@@ -288,11 +338,13 @@ class SampledFactorization(EmbeddingModel):
         return self.sampler_.probabilities()
 
     @abstractmethod
-    def _fold_in_objective(self, p: torch.Tensor, c: torch.Tensor, q: torch.Tensor, bi: torch.Tensor,
-                           probs: torch.Tensor, rows: torch.Tensor, items: torch.Tensor,
-                           weights: torch.Tensor) -> torch.Tensor:
-        """The summed training objective of B new users (factors p (B, d), biases c (B,)) whose
-        history pairs are (rows, items) with multiplicities ``weights``, items fixed."""
+    def _fold_in_start(self, ctx: dict[str, Any], items: np.ndarray, w: np.ndarray) -> np.ndarray:
+        """The closed-form starting point (float64) for one user with distinct ``items`` weighted ``w``."""
+
+    @abstractmethod
+    def _fold_in_eval(self, ctx: dict[str, Any], items: np.ndarray, w: np.ndarray, z: np.ndarray
+                      ) -> tuple[np.ndarray, np.ndarray]:
+        """Gradient and Hessian (float64) at z of ONE user's expected training objective."""
 
     # persistence ------------------------------------------------------------------------------
     def _get_state(self) -> dict[str, np.ndarray]:
@@ -300,7 +352,11 @@ class SampledFactorization(EmbeddingModel):
                 "user_bias": self.user_bias_, "item_bias": self.item_bias_,
                 "global_bias": np.array([self.global_bias_], dtype=np.float32)}
 
+    def _get_extra(self) -> dict[str, Any]:
+        return {"fold_in_prior": self.fold_in_prior_}
+
     def _set_state(self, state: dict[str, np.ndarray], extra: dict[str, Any]) -> None:
+        self.fold_in_prior_ = extra.get("fold_in_prior")  # None (an older save): calibrated on first use
         shapes = {"user_factors": (self.users_.size, self.factors), "item_factors": (self.items_.size, self.factors),
                   "user_bias": (self.users_.size,), "item_bias": (self.items_.size,), "global_bias": (1,)}
         for name, shape in shapes.items():
@@ -312,6 +368,7 @@ class SampledFactorization(EmbeddingModel):
         self.item_bias_ = state["item_bias"].astype(np.float32)
         self.global_bias_ = float(state["global_bias"][0])
         self.__dict__.pop("_candidate_cov", None)
+        self.__dict__.pop("_fold_in_ctx", None)
 
 
 def _positions(r: Ragged) -> np.ndarray:

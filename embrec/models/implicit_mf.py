@@ -6,7 +6,10 @@
 Every epoch visits each training event once (shuffled), in batches of ``batch_size`` positives, each
 with ``n_negatives`` items drawn from the negative sampler (uniform, or popularity ** ``neg_alpha``);
 Adam through ``train_loop``. Repeat purchases are repeated events, so they weigh more. A new user is
-folded in by minimising the expected objective over the sampler (see ``embrec.models.factor``).
+folded in by minimising that user's part of the training objective with the negatives replaced by
+their expectation over the sampler (``_fold_in_eval``), plus the Gaussian prior of the trained
+users (see ``embrec.models.factor``): the closed-form start is one exact Newton
+step from zero, then at most ``fold_in_steps`` damped Newton steps (see ``embrec.models.factor``).
 
 ``history_weight`` w > 0 blends in the user's own history for shop logs where repeat purchases are the
 point: rank by ``s(u, i) / std_j s(u, j) + w log(1 + times i is in the history)`` (exact retrieval;
@@ -20,10 +23,10 @@ from typing import ClassVar
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from embrec.errors import check_float, check_positive_int
 from embrec.models.factor import BiasedDot, SampledFactorization
+from embrec.models.foldin import sigmoid
 from embrec.models.search import FloatRange, IntRange, Param
 from embrec.nn.pairwise import sampled_log_loss
 
@@ -45,7 +48,7 @@ class ImplicitMF(SampledFactorization):
 
     def __init__(self, *, factors: int = 64, n_negatives: int = 5, epochs: int = 10, batch_size: int = 5000,
                  lr: float = 0.005, reg: float = 1e-3, neg_alpha: float = 0.0, init_std: float = 0.1, history_weight: float = 0.0,
-                 fold_in_steps: int = 50, valid_k: int = 5, valid_exclude_seen: bool = False,
+                 fold_in_steps: int = 10, valid_k: int = 5, valid_exclude_seen: bool = False,
                  patience: int | None = None, device: str | None = None, seed: int = 0,
                  progress: bool | None = None) -> None:
         self.factors = check_positive_int("factors", factors)
@@ -89,11 +92,40 @@ class ImplicitMF(SampledFactorization):
             loss = loss + self.reg * (k1 * torch.dot(pf, pf) + torch.dot(qf, qf)) / (b * k1)
         return loss
 
-    def _fold_in_objective(self, p, c, q, bi, probs, rows, items, weights) -> torch.Tensor:
-        scores = p @ q.T + bi + c[:, None]  # (B, I)
-        pos = scores[rows, items]  # (P,)
-        per_user = torch.zeros(p.shape[0]).index_add_(0, rows, weights)  # (B,) events per user
-        neg = (F.softplus(scores) * probs).sum(dim=1)  # (B,) expected negative term
-        k = self.n_negatives
-        return ((weights * F.softplus(-pos)).sum() + k * (per_user * neg).sum()
-                + self.reg * (1 + k) * (per_user * p.pow(2).sum(dim=1)).sum())
+    # fold-in: one user's expected training objective, z = [p, b_u], s_j = q_j · p + b_u + b_j + b,
+    #   f(z) = Σ_i w_i softplus(-s_i) + k W Σ_j π_j softplus(s_j) + reg (1 + k) W |p|²
+    # (w_i the count of history item i, W = Σ w_i, π the negative sampler): what a user's events
+    # contribute to the training loss with the sampled negatives replaced by their expectation.
+    # Convex (a sum of softplus of affine functions plus a ridge), solved by Newton.
+    def _fold_in_moments(self, ctx):
+        qt = np.hstack([ctx["q64"], np.ones((ctx["q64"].shape[0], 1))])  # (I, d + 1): [q_j, 1]
+        sig = 1.0 / (1.0 + np.exp(-ctx["bias"].astype(np.float64)))  # σ(s_j) at z = 0
+        pi = ctx["probs"].astype(np.float64)
+        return {"qt": qt.astype(np.float32), "neg_grad0": qt.T @ (pi * sig),  # Σ π σ q̃
+                "neg_hess0": (qt.T * (pi * sig * (1 - sig))) @ qt}  # Σ π σ' q̃ q̃ᵀ
+
+    def _fold_in_start(self, ctx, items, w):
+        """One exact Newton step from z = 0: the minimiser of f's second-order expansion there (a
+        weighted ridge regression of the history on [q, 1]; the catalogue's part is model-level)."""
+        d, k, big_w = ctx["q64"].shape[1], self.n_negatives, float(w.sum())
+        qh = np.hstack([ctx["q64"][items], np.ones((items.size, 1))])  # (P, d + 1)
+        sig = 1.0 / (1.0 + np.exp(-ctx["bias"][items].astype(np.float64)))
+        grad = -qh.T @ (w * (1 - sig)) + k * big_w * ctx["neg_grad0"]
+        hess = (qh.T * (w * sig * (1 - sig))) @ qh + k * big_w * ctx["neg_hess0"]
+        hess[:d, :d] += 2 * self.reg * (1 + k) * big_w * np.eye(d)
+        return grad, hess
+
+    def _fold_in_eval(self, ctx, items, w, z):
+        qt, d, k, big_w = ctx["qt"], ctx["q64"].shape[1], self.n_negatives, float(w.sum())
+        rho = 2 * self.reg * (1 + k) * big_w
+        s = qt @ z.astype(np.float32) + ctx["bias"]  # (I,)
+        pi = ctx["probs"]
+        sig = sigmoid(s)  # σ(s_j)
+        qh = qt[items].astype(np.float64)  # (P, d + 1)
+        sh = sig[items].astype(np.float64)
+        grad = -qh.T @ (w * (1 - sh)) + k * big_w * (qt.T @ (pi * sig)).astype(np.float64)
+        grad[:d] += rho * z[:d]
+        curv = np.float32(k * big_w) * pi * sig * (1 - sig)  # (I,)
+        hess = (qt.T @ (curv[:, None] * qt)).astype(np.float64) + (qh.T * (w * sh * (1 - sh))) @ qh
+        hess[:d, :d] += rho * np.eye(d)
+        return grad, hess

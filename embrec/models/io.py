@@ -11,7 +11,7 @@
         extra.json           learned JSON state (feature vocabularies, texts...)
         metrics.json         evaluation results;  history.json  per-epoch training history
         index.json           (optional) the retrieval index choice; built FAISS indexes are uint8 arrays
-                             "_index.*" in weights.safetensors (``embrec.index.auto``)
+                             "_index.*" in weights.safetensors (``embrec.models.index_store``)
 
 A directory of the first layout (format_version 1: the files directly in DIR/, no manifest) still loads,
 and saving over it turns it into the layout above. What is guaranteed: docs/model-directory.md.
@@ -47,7 +47,7 @@ FORMAT_VERSION = 2
 _BASE_KEYS = ("_base.seen.values", "_base.seen.offsets", "_base.item_counts")
 #: a load re-resolves the pointer this many times when the version it read was replaced and removed under it
 _LOAD_ATTEMPTS = 50
-_INDEX_PREFIX = "_index."  # arrays of built FAISS indexes (embrec.index.auto)
+_INDEX_PREFIX = "_index."  # arrays of built FAISS indexes (embrec.models.index_store)
 _FEATURE_ARRAY = re.compile(r"(^|\.)(item|user)_features\.")
 
 
@@ -80,7 +80,7 @@ def save_model(model: Any, path: str | Path) -> Path:
         f"{size}; the fit diverged (try a lower learning rate or more regularisation)."))
     index_meta = None
     if isinstance(model, EmbeddingModel):  # (other models need no index, nor faiss imported)
-        from embrec.index.auto import index_state
+        from embrec.models.index_store import index_state
 
         index_arrays, index_meta = index_state(model)  # the index choice and built FAISS indexes
         arrays.update(index_arrays)
@@ -217,7 +217,7 @@ def _load_version(folder: Path) -> Any:
         raise ModelFileError(f"{str(weights)!r}: the stored weights do not fit {cls.__name__} ({exc}).") from None
     index_meta = _read_json(folder, "index.json", default=False)
     if index_meta is not False:
-        from embrec.index.auto import restore_indexes
+        from embrec.models.index_store import restore_indexes
 
         try:
             restore_indexes(model, index_meta, index_arrays)
@@ -255,8 +255,16 @@ def _version_tuple(text: Any) -> tuple[int, ...]:
     return tuple(parts)
 
 
+#: hyper-parameters an older embrec saved that this one no longer has (they changed nothing learned)
+RETIRED_PARAMS = {"fold_in_lr"}  # rating-dnn's fold-in was Adam steps; it is Gauss-Newton now
+
+
 def _portable_params(params: dict[str, Any]) -> dict[str, Any]:
-    """A model trained with device="cuda" loads on a machine without CUDA: it runs on the CPU there."""
+    """A model trained with device="cuda" loads on a machine without CUDA: it runs on the CPU there.
+    Retired hyper-parameters of older versions are dropped."""
+    if not isinstance(params, dict):
+        return params
+    params = {k: v for k, v in params.items() if k not in RETIRED_PARAMS}
     device = params.get("device")
     if isinstance(device, str) and device.startswith("cuda"):
         import torch

@@ -52,10 +52,14 @@ Its ``item_embeddings()`` are the rows of Q, so ``similar_items`` is a cosine (o
 The score of a (user, item) pair is not a dot product, so ``recommend`` evaluates the network on all
 items (in chunks) rather than going through an index. ``user_embedding`` is the user's row of P.
 
-A new user (fold-in): the network, Q and the item biases stay fixed; a fresh user vector starting at
-the mean trained user vector (and b_u at the mean user bias) takes ``fold_in_steps`` full-batch Adam
-steps on the user's own loss Σ (r − r̂)² / n + l2 · (‖p‖² + b_u²). No randomness is involved, so the
-same history always gives the same vector. A history without ratings is read as items the user liked:
+A new user (fold-in): the network, Q and the item biases stay fixed; the user's own loss
+Σ (r − r̂)² / n + l2 · (‖p‖² + b_u²) — the training MSE of that user's ratings with the row L2 of
+training — is minimised over [p, b_u] by at most ``fold_in_steps`` damped Gauss-Newton steps (the
+Jacobian of the ReLU network is exact; a step is halved while the slope along it stays steep), starting at the
+mean trained user vector and bias. The loss is not convex through the MLP, so this finds the
+minimum nearest that start; with ``hidden=()`` it is a ridge regression and one step solves it.
+Users are solved independently and without randomness: the same history always gives the same
+vector, alone or in a batch. A history without ratings is read as items the user liked:
 every item is assumed rated ``history_rating`` (default: the highest training rating).
 """
 
@@ -79,6 +83,7 @@ from embrec.errors import (
 )
 from embrec.models.base import EmbeddingModel, Recommendations, Recommender, top_k_rows
 from embrec.models.explicit_mf import RatingSplit, check_rows, flat_ratings
+from embrec.models.foldin import newton
 from embrec.models.search import Choice, FloatRange, IntRange, Param
 from embrec.models.training import TrainConfig, make_optimizer, resolve_device, seeded, train_loop
 from embrec.nn.regression import gravity as gravity_term
@@ -185,7 +190,7 @@ class RatingDNN(EmbeddingModel):
                  weight_decay: float = 1e-4, epochs: int = 100, batch_size: int = 256, lr: float = 1e-3,
                  optimizer: str = "adam", embedding_lr: float | None = 0.5, init_std: float = 0.01,
                  patience: int | None = 5, valid_fraction: float = 0.05, clip: bool = True,
-                 history_rating: float | None = None, fold_in_steps: int = 100, fold_in_lr: float = 0.05,
+                 history_rating: float | None = None, fold_in_steps: int = 20,
                  seed: int = 0, device: str | None = None, progress: bool | None = None) -> None:
         self.factors = check_positive_int("factors", factors)
         if isinstance(hidden, (str, bytes)) or not all(isinstance(h, (int, np.integer)) and h > 0 for h in hidden):
@@ -224,7 +229,6 @@ class RatingDNN(EmbeddingModel):
         self.clip = bool(clip)
         self.history_rating = None if history_rating is None else check_float("history_rating", history_rating)
         self.fold_in_steps = check_positive_int("fold_in_steps", fold_in_steps)
-        self.fold_in_lr = check_float("fold_in_lr", fold_in_lr, low=0.0, low_open=True)
         self.seed = check_positive_int("seed", seed, minimum=0)
         self.device = device
         self.progress = progress
@@ -276,6 +280,7 @@ class RatingDNN(EmbeddingModel):
                                        optimizer=self._optimizer(net, config))
         self.net_ = net.cpu().eval()
         self.__dict__.pop("_indexes", None)
+        self.__dict__.pop("_fold_in_ctx", None)
         if data.has_valid:
             self.metrics_["valid_rmse"] = min(h["valid"] for h in self.history_)
 
@@ -351,27 +356,64 @@ class RatingDNN(EmbeddingModel):
         return np.full(hist.values.size, value, dtype=np.float32)
 
     def _fold_in(self, hist: Ragged, ratings: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        """Deterministic full-batch Adam on fresh user vectors with the network fixed (docstring)."""
-        net = self.net_
-        rows = torch.as_tensor(hist.values)
-        owner = torch.as_tensor(hist.row_ids)  # (nnz,) which history each rating belongs to
-        counts = torch.as_tensor(np.maximum(hist.lengths, 1), dtype=torch.float32)  # (B,)
-        target = torch.as_tensor(np.asarray(ratings, dtype=np.float32))  # (nnz,)
-        with torch.no_grad():
-            start_p = net.user.weight[1:].mean(0)  # (d,)
-            start_b = net.user_bias.weight[1:].mean()
-            q, bi = net.item(rows), net.item_bias(rows).squeeze(-1)  # (nnz, d), (nnz,)
-        p = start_p.repeat(len(hist), 1).requires_grad_(True)  # (B, d)
-        bu = start_b.repeat(len(hist)).requires_grad_(True)  # (B,)
-        opt = torch.optim.Adam([p, bu], lr=self.fold_in_lr)
-        for _ in range(self.fold_in_steps):
-            opt.zero_grad(set_to_none=True)
-            pred = net.head(p[owner], q, bu[owner], bi, self.biases)  # (nnz,)
-            per_user = torch.zeros(len(hist)).index_add_(0, owner, (pred - target) ** 2) / counts  # (B,)
-            loss = per_user.sum() + self.l2 * (p.pow(2).sum() + bu.pow(2).sum())
-            loss.backward()
-            opt.step()
-        return p.detach(), bu.detach()
+        """(B, d) user vectors and (B,) biases: damped Gauss-Newton on each user's own loss (docstring),
+        users solved independently (a batch gives what one-at-a-time calls give)."""
+        net, d = self._fold_in_net(), self.factors
+        ratings = np.asarray(ratings, dtype=np.float64)
+        users = [(hist.values[hist.offsets[b]:hist.offsets[b + 1]], ratings[hist.offsets[b]:hist.offsets[b + 1]])
+                 for b in range(len(hist))]
+        start = np.tile(np.append(net["start_p"], net["start_b"]), (len(hist), 1))  # (B, d + 1)
+        z = newton(lambda u, x: self._fold_in_eval(net, users[u][0], users[u][1], x), start,
+                   np.ones(len(hist)), steps=self.fold_in_steps)
+        return torch.as_tensor(z[:, :d], dtype=torch.float32), torch.as_tensor(z[:, d], dtype=torch.float32)
+
+    def _fold_in_net(self) -> dict[str, Any]:
+        """The fixed network as float64 numpy arrays (built once per model): layers, item tables, start."""
+        net = self.__dict__.get("_fold_in_ctx")
+        if net is None:
+            layers = []
+            for module in self.net_.mlp:
+                if isinstance(module, torch.nn.Linear):
+                    layers.append((module.weight.detach().double().numpy(), module.bias.detach().double().numpy()))
+                elif isinstance(module, torch.nn.ReLU):
+                    layers.append("relu")
+                elif not isinstance(module, torch.nn.Dropout):  # dropout is the identity at inference
+                    raise TypeError(f"rating-dnn fold-in cannot differentiate a {type(module).__name__} layer")
+            n = self.net_
+            net = self._fold_in_ctx = {
+                "layers": layers, "out_w": n.out.weight.detach().double().numpy()[0],
+                "out_b": float(n.out.bias.detach()[0]), "mean": float(n.mean),
+                "q": n.item.weight.detach().double().numpy(), "bi": n.item_bias.weight.detach().double().numpy()[:, 0],
+                "start_p": n.user.weight.detach()[1:].double().mean(0).numpy(),
+                "start_b": float(n.user_bias.weight.detach()[1:].double().mean())}
+        return net
+
+    def _fold_in_eval(self, net: dict[str, Any], items: np.ndarray, r: np.ndarray, z: np.ndarray
+                      ) -> tuple[np.ndarray, np.ndarray]:
+        """Gradient and Gauss-Newton matrix of Σ (r̂ − r)² / n + l2 (|p|² + b_u²) at z = [p, b_u]."""
+        d, n = self.factors, items.size
+        p, bu = z[:d], z[d]
+        q = net["q"][items]  # (n, d)
+        h = np.concatenate([np.broadcast_to(p, (n, d)), q], axis=1)  # (n, 2d)
+        jac = np.concatenate([np.eye(d), np.zeros((d, d))])[None]  # (1, 2d, d): d h / d p
+        for layer in net["layers"]:
+            if layer == "relu":
+                on = h > 0
+                h, jac = h * on, jac * on[:, :, None]
+            else:
+                w, bias = layer
+                h, jac = h @ w.T + bias, np.einsum("oi,nid->nod", w, jac)
+        pred = h @ net["out_w"] + net["out_b"]  # (n,)
+        jp = np.broadcast_to(np.einsum("o,nod->nd", net["out_w"], jac), (n, d))  # (n, d)
+        if self.product:
+            pred, jp = pred + q @ p, jp + q
+        if self.biases:
+            pred = pred + net["mean"] + bu + net["bi"][items]
+        j = np.concatenate([jp, np.full((n, 1), 1.0 if self.biases else 0.0)], axis=1)  # (n, d + 1)
+        e = pred - r
+        grad = 2.0 / n * (j.T @ e) + 2 * self.l2 * z
+        gn = 2.0 / n * (j.T @ j) + (2 * self.l2 + 1e-9) * np.eye(d + 1)  # Gauss-Newton: PSD + ridge
+        return grad, gn
 
     def _scores(self, user_rows: np.ndarray, histories: Ragged) -> np.ndarray:
         p, bu = self._user_params(user_rows, histories)
@@ -438,3 +480,4 @@ class RatingDNN(EmbeddingModel):
         net.load_state_dict({k: torch.as_tensor(v) for k, v in state.items()})
         self.net_ = net.eval()
         self.rating_range_ = tuple(extra["rating_range"])
+        self.__dict__.pop("_fold_in_ctx", None)

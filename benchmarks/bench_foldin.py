@@ -1,0 +1,185 @@
+"""Fold-in speed and quality: recommendations for a user known only by a history, every model.
+
+    OMP_NUM_THREADS=1 python benchmarks/bench_foldin.py [--items 3000] [--runs 3] [--cache DIR]
+
+For each model (trained once on a seeded synthetic shop of ``--items`` items, d = 64, and kept in
+``--cache`` so that two checkouts can time the very same models) it times one
+``model.recommend(histories=[h], k=10)`` call for histories of 5, 50 and 500 random items, beside two
+peers measured in the same process and the same run:
+
+* the numpy floor: ridge least squares of the history against ALS's item table, then an argpartition
+  top-10 — the least work any fold-in + retrieval can do;
+* implicit's own ``AlternatingLeastSquares.recalculate_user`` on the same ALS model (fold-in only).
+
+Each figure is the median over ``--reps`` calls; the whole table is measured ``--runs`` times and the
+spread (min–max of the run medians) is printed. The quality column is the mean top-10 overlap (unseen
+items) between a training user's stored vector and that user's own history folded in, over 200 users.
+One thread (``torch.set_num_threads(1)``, ``OMP_NUM_THREADS=1``); prints ``uptime`` before and after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+MODELS = {
+    "als": ("ALS", dict(factors=64, iterations=10, regularization=0.05, num_threads=1)),
+    "bpr": ("BPR", dict(factors=64, epochs=10)),
+    "implicit-mf": ("ImplicitMF", dict(factors=64, epochs=5)),
+    "explicit-mf": ("ExplicitMF", dict(factors=64, epochs=8, batch_size=1024, valid_fraction=0.0)),
+    "rating-dnn": ("RatingDNN", dict(factors=64, epochs=5, batch_size=1024, valid_fraction=0.0)),
+    "two-tower": ("TwoTower", dict(dim=64, epochs=2)),
+    "softmax-dnn": ("SoftmaxDNN", dict(dim=64, epochs=2)),
+    "sasrec": ("SASRec", dict(dim=64, epochs=2)),
+}
+SIZES = (5, 50, 500)
+
+
+def trained(name: str, cache: Path, n_items: int):
+    import embrec
+    from embrec.datasets import synthetic
+    from embrec.models.registry import create
+
+    path = cache / f"{name}-{n_items}"
+    if (path / "config.json").exists():
+        return embrec.load(path)
+    log = synthetic(n_users=3000, n_items=n_items, n_interactions=60_000, seed=0)
+    model = (
+        create(name, **{**MODELS[name][1], "seed": 0})
+        if name != "als"
+        else create(name, **MODELS[name][1])
+    )
+    if hasattr(model, "progress"):
+        model.progress = False
+    model.fit(log)
+    model.save(path)
+    return model
+
+
+def median_ms(fn, reps: int) -> float:
+    fn()
+    times = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return float(np.median(times) * 1e3)
+
+
+def floor_call(y: np.ndarray, rows: np.ndarray, reg: float = 0.05) -> np.ndarray:
+    yh = y[rows]
+    x = np.linalg.solve(yh.T @ yh + reg * np.eye(y.shape[1], dtype=y.dtype), yh.sum(0))
+    s = y @ x
+    s[0] = -np.inf
+    return np.argpartition(-s, 9)[:10]
+
+
+def overlap(model, n_users: int = 200) -> float | None:
+    if not hasattr(model, "users_") or not hasattr(model, "seen_"):
+        return None
+    if type(model).__name__ in ("SASRec", "SoftmaxDNN", "TwoTower"):
+        return None  # no stored user vector: the user IS their history
+    users = [u for u in range(1, model.users_.size) if model.seen_[u].size][:n_users]
+    raw = model.users_.decode(users).tolist()
+    hist = [model.items_.decode(model.seen_[u]).tolist() for u in users]
+    a = model.recommend(raw, k=10, exclude_seen=True).ids
+    b = model.recommend(histories=hist, k=10, exclude_seen=True).ids
+    return float(np.mean([len(set(x) & set(y)) / 10 for x, y in zip(a, b)]))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--items", type=int, default=3000)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--reps", type=int, default=30)
+    ap.add_argument("--models", default=",".join(MODELS))
+    ap.add_argument("--cache", type=Path, default=Path("/tmp/embrec-bench-foldin"))
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    load_before = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    names = args.models.split(",")
+    models = {n: trained(n, args.cache, args.items) for n in names}
+    als = models.get("als") or trained("als", args.cache, args.items)
+    y = als.item_factors_.astype(np.float32)
+    rng = np.random.default_rng(0)
+    lib = als._library_model()
+    lib.user_factors, lib.item_factors = als.user_factors_, als.item_factors_
+    import scipy.sparse as sp
+
+    runs: list[dict] = []
+    for _ in range(args.runs):
+        res: dict = {}
+        for n in SIZES:
+            rows = rng.choice(np.arange(1, als.items_.size), n, replace=False)
+            raw = als.items_.decode(rows).tolist()
+            reps = args.reps if n < 500 else max(5, args.reps // 3)
+            res[("floor", n)] = median_ms(lambda rows=rows: floor_call(y, rows), reps)
+            csr = sp.csr_matrix(
+                (np.ones(n, dtype=np.float32), (np.zeros(n, dtype=np.int64), rows)),
+                shape=(1, als.items_.size),
+            )
+            res[("implicit", n)] = median_ms(lambda csr=csr: lib.recalculate_user(0, csr), reps)
+            for name, model in models.items():
+                res[(name, n)] = median_ms(
+                    lambda m=model, h=raw: m.recommend(histories=[h], k=10), reps
+                )
+        runs.append(res)
+    quality = {name: overlap(model) for name, model in models.items()}
+    load_after = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+
+    def cell(key) -> tuple[float, float, float]:
+        vals = [r[key] for r in runs]
+        return float(np.median(vals)), min(vals), max(vals)
+
+    print(
+        f"fold-in + top-10, ms per call (median of {args.runs} runs; min-max), {args.items} items, d=64"
+    )
+    print(f"load before: {load_before}\nload after:  {load_after}")
+    print(
+        "| model | 5 items | 50 items | 500 items | ratio to floor at 50 (min-max) | top-10 overlap |"
+    )
+    print("|---|---|---|---|---|---|")
+    table = {}
+    for name in ["floor", "implicit", *names]:
+        cells = [cell((name, n)) for n in SIZES]
+        ratios = [r[(name, 50)] / r[("floor", 50)] for r in runs]
+        q = quality.get(name)
+        label = {
+            "floor": "numpy floor",
+            "implicit": "implicit recalculate_user (fold-in only)",
+        }.get(name, name)
+        print(
+            f"| {label} | "
+            + " | ".join(f"{m:.2f} ({lo:.2f}-{hi:.2f})" for m, lo, hi in cells)
+            + f" | {np.median(ratios):.1f}x ({min(ratios):.1f}-{max(ratios):.1f}) | "
+            + ("" if q is None else f"{q:.3f}")
+            + " |"
+        )
+        table[name] = {
+            "ms": {n: c[0] for n, c in zip(SIZES, cells)},
+            "ratio50": float(np.median(ratios)),
+            "overlap": q,
+        }
+    if args.json:
+        args.json.write_text(
+            json.dumps(
+                {
+                    "table": table,
+                    "load": [load_before, load_after],
+                    "threads": os.environ.get("OMP_NUM_THREADS"),
+                },
+                indent=1,
+            )
+        )
+
+
+if __name__ == "__main__":
+    main()
