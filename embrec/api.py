@@ -33,6 +33,7 @@ import numpy as np
 
 from embrec.errors import InvalidParameterError, check_choice, check_positive_int
 from embrec.errors import describe as _show
+from embrec.models.base import label_of
 from embrec.models.io import to_plain
 
 if TYPE_CHECKING:
@@ -85,7 +86,8 @@ def recommend(model: Any, *, user: Any = None, history: Sequence[Any] | None = N
 
     ``exclude_seen`` (default on, as users expect of a recommendation) leaves out the user's training
     items, or the items of ``history``; ``exclude_seen=False`` keeps them (repeat purchases). The
-    evaluation protocols do not go through here: each keeps its own documented setting."""
+    evaluation protocols do not go through here: each keeps its own documented setting. Each item has
+    its ``"label"`` (title / description) when the model carries labels, else None."""
     if (user is None) == (history is None):
         raise InvalidParameterError("give exactly one of user or history; received "
                                     f"{'both' if user is not None else 'neither'}.")
@@ -102,7 +104,7 @@ def recommend(model: Any, *, user: Any = None, history: Sequence[Any] | None = N
         "history": history,
         "k": k,
         "exclude_seen": bool(exclude_seen),
-        "items": recs.to_records()[0],
+        "items": recs.to_records(_labels(model))[0],
     }
 
 
@@ -117,9 +119,19 @@ def similar(model: Any, *, item: Any, k: int = 10, measure: str = "cosine") -> d
     if item is None or isinstance(item, (list, tuple, dict)):
         raise InvalidParameterError(f"item must be one raw item id; received {_show(item)}.")
     recs = model.similar_items([item], k=k, measure=measure)
-    item = model.items_.decode(model.items_.encode([item]))[0]
-    return {"model": model_name(model), "item": to_plain(item), "k": k, "measure": measure,
-            "items": recs.to_records()[0]}
+    row = model.items_.encode([item])
+    item = model.items_.decode(row)[0]
+    return {"model": model_name(model), "item": to_plain(item), "label": label_of(_labels(model), int(row[0])),
+            "k": k, "measure": measure, "items": recs.to_records(_labels(model))[0]}
+
+
+_NO_LABELS = np.zeros(0, dtype=object)
+
+
+def _labels(model: Any) -> np.ndarray:
+    """The model's item labels by row (none: an empty array, so every "label" is None)."""
+    labels = getattr(model, "item_labels_", None)
+    return _NO_LABELS if labels is None else labels
 
 
 def embed(model: Any, *, history: Sequence[Any]) -> dict[str, Any]:
@@ -155,6 +167,13 @@ class FileSource:
     group_col: str | None = None
     rating_kind: str = "auto"
     sep: str | None = None
+    item_features: str | Path | None = None
+    item_features_key: str | None = None
+    user_features: str | Path | None = None
+    user_features_key: str | None = None
+    feature_types: tuple[str, ...] | Mapping[str, str] | None = None
+    multi_sep: str = "|"
+    item_label_col: str | None = None
 
     @property
     def name(self) -> str:
@@ -165,7 +184,10 @@ class FileSource:
 
         return from_file(self.path, user_col=self.user_col, item_col=self.item_col, rating_col=self.rating_col,
                          time_col=self.time_col, group_col=self.group_col, rating_kind=self.rating_kind,
-                         sep=self.sep)
+                         sep=self.sep, item_features=self.item_features, item_features_key=self.item_features_key,
+                         user_features=self.user_features, user_features_key=self.user_features_key,
+                         feature_types=self.feature_types, multi_sep=self.multi_sep,
+                         item_label_col=self.item_label_col)
 
 
 Data = Union[FileSource, "Interactions"]

@@ -22,6 +22,20 @@ GROUP_COL = typer.Option(None, "--group-col", help="Transaction / basket id colu
 RATING_KIND = typer.Option("auto", "--rating-kind", help="What --rating-col holds: rating, quantity (rating "
                            "models are then skipped), or auto (guessed from its name and values; see "
                            "docs/protocols.md).")
+ITEM_FEATURES = typer.Option(None, "--item-features", help="Item attribute file (CSV/TSV/Parquet), one row per "
+                             "item; its columns become features (typed automatically, see --feature-type). "
+                             "Items with features but no event join the catalogue.")
+ITEM_FEATURES_KEY = typer.Option(None, "--item-features-key", help="Id column of --item-features (default: "
+                                 "the --item-col name).")
+USER_FEATURES = typer.Option(None, "--user-features", help="User attribute file, one row per user (like "
+                             "--item-features).")
+USER_FEATURES_KEY = typer.Option(None, "--user-features-key", help="Id column of --user-features (default: "
+                                 "the --user-col name).")
+FEATURE_TYPE = typer.Option(None, "--feature-type", help="A feature column's type instead of the guessed one: "
+                            "COL=categorical|multi|numeric|text|ignore (repeat).")
+MULTI_SEP = typer.Option("|", "--multi-sep", help="Separator of multi-valued feature cells (A|B|C).")
+ITEM_LABEL_COL = typer.Option(None, "--item-label-col", help="Column holding each item's title / description "
+                              "(in --item-features, else in --data): shown beside ids, saved with the model.")
 SEP = typer.Option(None, "--sep", help="Column separator of --data (e.g. ';' or tab); default: sniffed from the "
                    "header line among tab, ';', ',' and '|'.")
 OPTION = typer.Option(None, "--option", "-o", help="A protocol option key=value, e.g. part=test (repeat).")
@@ -43,6 +57,13 @@ def train(
     time_col: str | None = TIME_COL,
     group_col: str | None = GROUP_COL,
     sep: str | None = SEP,
+    item_features: Path | None = ITEM_FEATURES,
+    item_features_key: str | None = ITEM_FEATURES_KEY,
+    user_features: Path | None = USER_FEATURES,
+    user_features_key: str | None = USER_FEATURES_KEY,
+    feature_type: list[str] | None = FEATURE_TYPE,
+    multi_sep: str = MULTI_SEP,
+    item_label_col: str | None = ITEM_LABEL_COL,
     protocol: str | None = PROTOCOL,
     param: list[str] | None = typer.Option(None, "--param", "-p", help="Hyper-parameter key=value (repeat)."),
     option: list[str] | None = OPTION,
@@ -52,7 +73,9 @@ def train(
     """Fit a model (on all the data, or on a protocol's training split) and save its directory."""
     def compute() -> dict[str, Any]:
         name, source = data_source(dataset, data, user_col, item_col, rating_col, time_col, group_col,
-                                   required=protocol is None, sep=sep)
+                                   required=protocol is None, sep=sep,
+                                **feature_options(item_features, item_features_key, user_features, user_features_key,
+                                                  feature_type, multi_sep, item_label_col))
         note(f"training {model} on {name or protocol} ...")
         return api.train(model, dataset=dataset, data=source, protocol=protocol, out=out, params=param or [],
                          data_dir=data_dir, options=option or [])
@@ -78,6 +101,13 @@ def evaluate(
     time_col: str | None = TIME_COL,
     group_col: str | None = GROUP_COL,
     sep: str | None = SEP,
+    item_features: Path | None = ITEM_FEATURES,
+    item_features_key: str | None = ITEM_FEATURES_KEY,
+    user_features: Path | None = USER_FEATURES,
+    user_features_key: str | None = USER_FEATURES_KEY,
+    feature_type: list[str] | None = FEATURE_TYPE,
+    multi_sep: str = MULTI_SEP,
+    item_label_col: str | None = ITEM_LABEL_COL,
     option: list[str] | None = OPTION,
     data_dir: Path | None = DATA_DIR,
     as_json: bool = JSON,
@@ -85,7 +115,9 @@ def evaluate(
     """Re-fit a saved model's configuration on a protocol's training split and report its metrics."""
     def compute() -> dict[str, Any]:
         _, source = data_source(dataset, data, user_col, item_col, rating_col, time_col, group_col,
-                                required=False, sep=sep)
+                                required=False, sep=sep,
+                                **feature_options(item_features, item_features_key, user_features, user_features_key,
+                                                  feature_type, multi_sep, item_label_col))
         note(f"evaluating {model_dir} on {protocol} ...")
         return api.evaluate(model_dir, protocol=protocol, dataset=dataset, data=source, data_dir=data_dir,
                             options=option or [])
@@ -112,6 +144,13 @@ def benchmark(
     group_col: str | None = GROUP_COL,
     rating_kind: str = RATING_KIND,
     sep: str | None = SEP,
+    item_features: Path | None = ITEM_FEATURES,
+    item_features_key: str | None = ITEM_FEATURES_KEY,
+    user_features: Path | None = USER_FEATURES,
+    user_features_key: str | None = USER_FEATURES_KEY,
+    feature_type: list[str] | None = FEATURE_TYPE,
+    multi_sep: str = MULTI_SEP,
+    item_label_col: str | None = ITEM_LABEL_COL,
     param: list[str] | None = typer.Option(None, "--param", "-p", help="MODEL.key=value for one model "
                                            "(repeat)."),
     option: list[str] | None = OPTION,
@@ -132,7 +171,9 @@ def benchmark(
     are listed as skipped (with the reason) or failed (with the error)."""
     def compute() -> dict[str, Any]:
         _, source = data_source(dataset, data, user_col, item_col, rating_col, time_col, group_col,
-                                required=False, rating_kind=rating_kind, sep=sep)
+                                required=False, rating_kind=rating_kind, sep=sep,
+                                **feature_options(item_features, item_features_key, user_features, user_features_key,
+                                                  feature_type, multi_sep, item_label_col))
         names = [m.strip() for m in models.split(",") if m.strip()] if models is not None else None
         if names is not None and not names:
             raise InvalidParameterError(f"--models must name at least one model; received {models!r}.")
@@ -157,11 +198,13 @@ def benchmark(
 # helpers --------------------------------------------------------------------------------------
 def data_source(dataset: str | None, data: Path | None, user_col: str | None, item_col: str | None,
                 rating_col: str | None, time_col: str | None, group_col: str | None, *,
-                required: bool, rating_kind: str = "auto",
-                sep: str | None = None) -> tuple[str | None, api.FileSource | None]:
-    """(label, FileSource or None) from the data options; checks they make sense together."""
+                required: bool, rating_kind: str = "auto", sep: str | None = None,
+                **features: Any) -> tuple[str | None, api.FileSource | None]:
+    """(label, FileSource or None) from the data options; checks they make sense together. ``features``
+    are the attribute-file options (``feature_options``)."""
     cols = {"--user-col": user_col, "--item-col": item_col, "--rating-col": rating_col,
-            "--time-col": time_col, "--group-col": group_col, "--sep": sep}
+            "--time-col": time_col, "--group-col": group_col, "--sep": sep,
+            **{FEATURE_FLAGS[k]: v for k, v in features.items() if k in FEATURE_FLAGS}}
     if dataset is not None and data is not None:
         raise InvalidParameterError("give one of --dataset or --data; received both.")
     check_choice("--rating-kind", rating_kind, ("auto", "rating", "quantity"))
@@ -179,9 +222,34 @@ def data_source(dataset: str | None, data: Path | None, user_col: str | None, it
     missing = [k for k in ("--user-col", "--item-col") if cols[k] is None]
     if missing:
         raise InvalidParameterError(f"--data needs {' and '.join(missing)} to name its id columns.")
+    if features.get("feature_types") and not (features.get("item_features") or features.get("user_features")):
+        raise InvalidParameterError("--feature-type describes a column of --item-features or --user-features, "
+                                    "which were not given.")
     return Path(data).name, api.FileSource(data, user_col=str(user_col), item_col=str(item_col),
                                            rating_col=rating_col, time_col=time_col, group_col=group_col,
-                                           rating_kind=rating_kind, sep=sep)
+                                           rating_kind=rating_kind, sep=sep, **features)
+
+
+FEATURE_FLAGS = {"item_features": "--item-features", "item_features_key": "--item-features-key",
+                 "user_features": "--user-features", "user_features_key": "--user-features-key",
+                 "feature_types": "--feature-type", "multi_sep": "--multi-sep",
+                 "item_label_col": "--item-label-col"}
+
+
+def feature_options(item_features: Path | None = None, item_features_key: str | None = None,
+                    user_features: Path | None = None, user_features_key: str | None = None,
+                    feature_type: list[str] | None = None, multi_sep: str = "|",
+                    item_label_col: str | None = None) -> dict[str, Any]:
+    """The attribute-file options as FileSource fields; only those given (``multi_sep`` when not "|")."""
+    given = {"item_features": item_features, "item_features_key": item_features_key,
+             "user_features": user_features, "user_features_key": user_features_key,
+             "feature_types": tuple(feature_type) if feature_type else None,
+             "multi_sep": multi_sep if multi_sep != "|" else None, "item_label_col": item_label_col}
+    if item_features_key is not None and item_features is None:
+        raise InvalidParameterError("--item-features-key names the id column of --item-features, which was not given.")
+    if user_features_key is not None and user_features is None:
+        raise InvalidParameterError("--user-features-key names the id column of --user-features, which was not given.")
+    return {k: v for k, v in given.items() if v is not None}
 
 
 def per_model_params(pairs: list[str]) -> dict[str, dict[str, str]]:

@@ -13,15 +13,23 @@ from embrec.cli.data_cmds import DATA_DIR, JSON
 from embrec.cli.train_cmds import (
     DATA,
     DATASET,
+    FEATURE_TYPE,
     GROUP_COL,
     ITEM_COL,
+    ITEM_FEATURES,
+    ITEM_FEATURES_KEY,
+    ITEM_LABEL_COL,
+    MULTI_SEP,
     OPTION,
     RATING_COL,
     RATING_KIND,
     SEP,
     TIME_COL,
     USER_COL,
+    USER_FEATURES,
+    USER_FEATURES_KEY,
     data_source,
+    feature_options,
     protocol_table,
 )
 from embrec.models.search import label_of
@@ -66,6 +74,13 @@ def tune(
     group_col: str | None = GROUP_COL,
     rating_kind: str = RATING_KIND,
     sep: str | None = SEP,
+    item_features: Path | None = ITEM_FEATURES,
+    item_features_key: str | None = ITEM_FEATURES_KEY,
+    user_features: Path | None = USER_FEATURES,
+    user_features_key: str | None = USER_FEATURES_KEY,
+    feature_type: list[str] | None = FEATURE_TYPE,
+    multi_sep: str = MULTI_SEP,
+    item_label_col: str | None = ITEM_LABEL_COL,
     param: list[str] | None = typer.Option(
         None, "--param", "-p", help="Fix a hyper-parameter key=value (not searched; repeat)."
     ),
@@ -87,6 +102,8 @@ def tune(
             required=False,
             rating_kind=rating_kind,
             sep=sep,
+            **feature_options(item_features, item_features_key, user_features, user_features_key,
+                              feature_type, multi_sep, item_label_col),
         )
         note(f"tuning {model} on {protocol} ...")
         return api.tune(

@@ -49,11 +49,18 @@ class Interactions:
     user_features: FeatureTable | None = None
     name: str = ""
     rating_kind: str | None = None
+    #: (items.size,) display label of every item row (a title or description; "" when unknown, row 0 "")
+    item_labels: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.user = np.ascontiguousarray(self.user, dtype=np.int64)
         self.item = np.ascontiguousarray(self.item, dtype=np.int64)
         n = self.user.size
+        if self.item_labels is not None:
+            self.item_labels = np.asarray(self.item_labels, dtype=object)
+            if self.item_labels.shape != (self.items.size,):
+                raise DataError(f"item_labels must hold one label per item row ({self.items.size}, row 0 "
+                                f"included); received {self.item_labels.shape}.")
         for col in ("item", "rating", "timestamp", "group"):
             arr = getattr(self, col)
             if arr is not None and len(arr) != n:
@@ -185,9 +192,14 @@ class Interactions:
             old = np.nonzero(mapping)[0]
             src[mapping[old]] = old
             return ft.take(src)
+        labels = None
+        if self.item_labels is not None:
+            labels = np.full(items.size, "", dtype=object)
+            old = np.nonzero(i_map)[0]
+            labels[i_map[old]] = self.item_labels[old]
         return replace(self, user=u_map[self.user], item=i_map[self.item], users=users, items=items,
                        item_features=remap(self.item_features, i_map, items.size),
-                       user_features=remap(self.user_features, u_map, users.size))
+                       user_features=remap(self.user_features, u_map, users.size), item_labels=labels)
 
     def sort_by_time(self) -> Interactions:
         """Rows ordered by timestamp (stable: ties keep log order)."""

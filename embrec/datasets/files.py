@@ -16,6 +16,7 @@ import difflib
 import gzip
 import logging
 import zipfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -23,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from embrec.data import Interactions
+from embrec.datasets.feature_files import Attributes
 from embrec.errors import (
     DataError,
     DatasetNotFoundError,
@@ -51,6 +53,13 @@ def from_file(
     name: str | None = None,
     rating_kind: str = "auto",
     sep: str | None = None,
+    item_features: str | Path | None = None,
+    item_features_key: str | None = None,
+    user_features: str | Path | None = None,
+    user_features_key: str | None = None,
+    feature_types: Mapping[str, str] | Sequence[str] | None = None,
+    multi_sep: str = "|",
+    item_label_col: str | None = None,
 ) -> Interactions:
     """Read an interaction log from ``path`` (see the module docstring).
 
@@ -60,6 +69,14 @@ def from_file(
     Row order is kept; ``name`` defaults to the file name. ``rating_kind`` says what ``rating_col`` holds:
     "rating" (explicit scores), "quantity" (counts bought: rating models skip it) or "auto" (the default:
     ``guess_rating_kind``, logged).
+
+    ``item_features`` / ``user_features`` are attribute files (one row per id, keyed by the column named
+    like ``item_col`` / ``user_col`` unless ``*_features_key`` says otherwise); every other column becomes
+    a feature, typed by ``embrec.datasets.feature_files.infer_types`` (``feature_types`` overrides it:
+    ``{"genres": "multi"}`` or ``["genres=multi"]``; ``multi_sep`` splits multi-valued cells). Items that
+    have features but no event join the catalogue (content models can recommend them: cold start); users
+    without an event are left out. ``item_label_col`` names the items' display label (a title or
+    description): a column of the item features file, else of the log (each item's most frequent value).
     """
     check_choice("rating_kind", rating_kind, ("auto", "rating", "quantity"))
     check_choice("duplicates", duplicates, ("error", "drop", "keep"))
@@ -70,6 +87,10 @@ def from_file(
             "time_col": time_col, "group_col": group_col}
     frame = read_table(path, id_cols=[c for c in (user_col, item_col, group_col) if c], sep=sep)
     _check_columns(frame, cols, path)
+    attrs = Attributes.read(item_features=item_features, item_key=item_features_key or item_col,
+                            user_features=user_features, user_key=user_features_key or user_col,
+                            feature_types=feature_types, multi_sep=multi_sep)
+    labels = attrs.label_source(item_label_col, frame, item_col, path.name)
     used = [c for c in cols.values() if c is not None]
     frame = frame[list(dict.fromkeys(used))]
     if duplicates != "keep":
@@ -95,7 +116,8 @@ def from_file(
                         "otherwise)", path.name, rating_col, kind, why)
     log = Interactions.from_frame(frame, user_col=user_col, item_col=item_col, rating_col=rating_col,
                                   time_col=time_col, group_col=group_col, missing_users=missing_users,
-                                  name=name, rating_kind=kind)
+                                  name=name, rating_kind=kind, items=attrs.item_vocab(frame[item_col]))
+    attrs.attach(log, labels)
     logger.info("loaded %r from %s", log, path)
     return log
 

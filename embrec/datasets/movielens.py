@@ -11,6 +11,7 @@ Files read from the dataset folder (the archive's ``ml-100k/``):
 
 Features: items get multi-hot ``genres`` (labels in u.genre order), numeric ``year`` (release year, NaN
 when unknown) and text ``title``; users get numeric ``age`` and categorical ``gender`` and ``occupation``.
+Item labels (``item_labels``, shown beside ids and saved with models) are the titles.
 Raw user and item ids are ints.
 """
 
@@ -87,6 +88,7 @@ def load_ml100k(folder: Path) -> Interactions:
         items, id_col="item", vocab=log.items, multi_hot={"genres": "|"}, numeric=["year"],
         text=["title"], vocabularies={"genres": genre_labels},
     )
+    log.item_labels = log.item_features.text["title"].copy()  # the label shown beside a movie's id
     users = read_users(folder)
     log.user_features = FeatureTable.from_frame(
         users, id_col="user", vocab=log.users, categorical=["gender", "occupation"], numeric=["age"],
@@ -115,5 +117,6 @@ def load_ml100k_fold(folder: Path, fold: str, full: Interactions) -> tuple[Inter
                 f"{path.name} must only hold users and items of u.data; received {unknown} rows with "
                 "other ids (the folder mixes files of different MovieLens releases)."
             )
-        parts.append(replace(log, item_features=full.item_features, user_features=full.user_features))
+        parts.append(replace(log, item_features=full.item_features, user_features=full.user_features,
+                             item_labels=full.item_labels))
     return parts[0], parts[1]

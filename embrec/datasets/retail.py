@@ -19,6 +19,7 @@ the original never holds that word, so it is turned back into a missing descript
 
 Item features: text ``description`` (an item's most frequent description), numeric ``unitprice``
 (median per item) and categorical ``price_bucket`` (the median price's quintile, "q1" cheapest .. "q5").
+Item labels (``item_labels``) are the descriptions.
 
 Reading the xlsx takes about a minute (openpyxl); the first read is stored as Parquet in the cache
 (``$EMBREC_CACHE/online-retail/.converted/``) and later loads read that.
@@ -94,6 +95,7 @@ def load_online_retail(folder: Path) -> Interactions:
         item_table(frame), id_col="stockcode", vocab=log.items, categorical=["price_bucket"],
         numeric=["unitprice"], text=["description"],
     )
+    log.item_labels = log.item_features.text["description"].copy()  # shown beside stock codes
     logger.info("loaded %r from %s", log, path)
     return log
 

@@ -204,7 +204,8 @@ def synthetic(*, n_users: int = 1000, n_items: int = 500, n_interactions: int = 
                                  vocabularies={"segment": list(labels)})
     log = Interactions(user=user + 1, item=item + 1, users=users, items=items, rating=quantity, rating_kind="quantity",
                        timestamp=t0 + seconds[basket].astype("timedelta64[s]"), group=basket,
-                       item_features=item_features, user_features=user_features, name=name)
+                       item_features=item_features, user_features=user_features, name=name,
+                       item_labels=np.asarray(truth.description, dtype=object))  # labels: the short texts
     logger.info("generated %r (seed %s, %d baskets)", log, seed, n_baskets)
     return log
 

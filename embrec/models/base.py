@@ -51,11 +51,17 @@ class Recommendations:
     def __len__(self) -> int:
         return len(self.ids)
 
-    def to_records(self) -> list[list[dict[str, Any]]]:
-        """One list per query of {"item": raw id, "score": float}, best first, JSON-ready."""
+    def to_records(self, labels: np.ndarray | None = None) -> list[list[dict[str, Any]]]:
+        """One list per query of {"item": raw id, "score": float}, best first, JSON-ready; given
+        ``labels`` (a model's ``item_labels_``, by item row) each record also has "label" (None when the
+        item has none)."""
         out = []
-        for ids, scores in zip(self.ids, self.scores):
-            out.append([{"item": _plain(i), "score": float(s)} for i, s in zip(ids, scores) if i is not None])
+        for ids, scores, rows in zip(self.ids, self.scores, self.rows):
+            recs = [{"item": _plain(i), "score": float(s)} for i, s in zip(ids, scores) if i is not None]
+            if labels is not None:
+                for rec, row in zip(recs, rows):
+                    rec["label"] = label_of(labels, int(row))
+            out.append(recs)
         return out
 
 
@@ -95,6 +101,8 @@ class Recommender(ABC):
         self.fingerprint_: str = train.fingerprint()
         self.history_: list[dict[str, float]] = []
         self.metrics_: dict[str, Any] = {}
+        #: (items.size,) display labels by item row (titles, descriptions) when the data has them
+        self.item_labels_: np.ndarray | None = None if train.item_labels is None else train.item_labels.copy()
         self.__dict__.pop("_indexes", None)  # indexes built on the previous fit's vectors
         self._fit(train, valid)
         return self
@@ -218,6 +226,29 @@ class Recommender(ABC):
         """Learned JSON-able state (besides arrays), e.g. feature vocabularies."""
         return {}
 
+    # what the model directory's extra.json holds: the subclass's extra state and the base class's own
+    # (the item labels), so a subclass overriding _get_extra / _set_state need not know about labels
+    def _extra_state(self) -> dict[str, Any]:
+        extra = dict(self._get_extra())
+        labels = getattr(self, "item_labels_", None)
+        if labels is not None:
+            extra[LABELS_KEY] = [str(x) for x in np.asarray(labels, dtype=object)[1:]]
+        return extra
+
+    def _restore_state(self, state: dict[str, np.ndarray], extra: dict[str, Any]) -> None:
+        extra = dict(extra)
+        labels = extra.pop(LABELS_KEY, None)
+        self.item_labels_ = None if labels is None else np.asarray(["", *labels], dtype=object)
+        if self.item_labels_ is not None and self.item_labels_.shape != (self.items_.size,):
+            raise ValueError(f"{len(labels)} item labels for {self.items_.n_ids} items")
+        self._set_state(state, extra)
+
+    def item_label(self, item: Any) -> str | None:
+        """The display label (title, description) of raw ``item``; None when the model has none for it."""
+        self._check_fitted()
+        row = int(self.items_.encode([item])[0])
+        return label_of(getattr(self, "item_labels_", None), row)
+
 
 class EmbeddingModel(Recommender):
     """A model that scores by ``query_vector · candidate_vector``: retrieval goes through an index."""
@@ -320,6 +351,16 @@ def unmet_need(model_cls: type, data: Interactions) -> str | None:
         if need == "groups" and data.group is None:
             return "needs transactions (the data has no group column)"
     return None
+
+
+LABELS_KEY = "_base.item_labels"
+
+
+def label_of(labels: np.ndarray | None, row: int) -> str | None:
+    """labels[row], or None for no labels, row 0, an empty label or a row past them (an added item)."""
+    if labels is None or row <= 0 or row >= len(labels):
+        return None
+    return str(labels[row]) or None
 
 
 def top_k_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

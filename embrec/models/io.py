@@ -8,7 +8,8 @@
         manifest.json        size and sha256 of every other file (checked by every load)
         users.json items.json  the IdVocabs (raw id of every row)
         weights.safetensors  learned arrays (the model's, plus seen_ histories and item_counts_)
-        extra.json           learned JSON state (feature vocabularies, texts...)
+        extra.json           learned JSON state (feature vocabularies, texts...) and the item labels
+                             ("_base.item_labels": one display label per item, in items.json order)
         metrics.json         evaluation results;  history.json  per-epoch training history
         index.json           (optional) the retrieval index choice; built FAISS indexes are uint8 arrays
                              "_index.*" in weights.safetensors (``embrec.models.index_store``)
@@ -85,7 +86,7 @@ def save_model(model: Any, path: str | Path) -> Path:
         index_arrays, index_meta = index_state(model)  # the index choice and built FAISS indexes
         arrays.update(index_arrays)
     documents = {"config.json": config, "users.json": model.users_.to_dict(), "items.json": model.items_.to_dict(),
-                 "extra.json": to_plain(model._get_extra()), "metrics.json": to_plain(model.metrics_),
+                 "extra.json": to_plain(model._extra_state()), "metrics.json": to_plain(model.metrics_),
                  "history.json": to_plain(model.history_)}
     if index_meta is not None:
         documents["index.json"] = index_meta
@@ -212,7 +213,7 @@ def _load_version(folder: Path) -> Any:
         raise ModelFileError(f"{str(folder)!r}: vocabulary sizes do not match the stored arrays; the directory "
                              "is damaged.")
     try:
-        model._set_state(arrays, _read_json(folder, "extra.json", default={}))
+        model._restore_state(arrays, _read_json(folder, "extra.json", default={}))
     except (KeyError, ValueError, RuntimeError, TypeError) as exc:
         raise ModelFileError(f"{str(weights)!r}: the stored weights do not fit {cls.__name__} ({exc}).") from None
     index_meta = _read_json(folder, "index.json", default=False)

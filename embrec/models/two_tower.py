@@ -12,7 +12,9 @@ Loss (one choice, made in ``_loss``): ``"full"`` softmax over the whole catalogu
 ``"sampled"`` in-batch negatives (+ ``num_negatives`` uniform ones) with logQ correction and
 accidental-hit masking (large catalogues), ``"auto"``: full up to ``full_softmax_max_items`` items.
 
-Cold start: an item with features and no interactions gets its vector from the features alone::
+Cold start: an item with features and no interactions gets its vector from the features alone. Items of
+the training catalogue without an event (``from_file(..., item_features=...)`` adds every item of the
+file) are left out of the training softmax and get no id part; items can also be added after training::
 
     model.add_items(new_items_frame, id_col="item")       # then similar_items / recommend include them
     model.embed_items(frame, id_col="item")               # (n, d) vectors without adding anything
@@ -147,6 +149,10 @@ class TwoTower(EmbeddingModel):
         self.mode_ = maker.mode
         counts = train.item_counts().astype(np.float64)
         self._logp = torch.as_tensor(np.log(np.maximum(counts, 1.0) / max(counts.sum(), 1.0)), dtype=torch.float32)
+        # catalogue items without a training event (e.g. from an item features file): never a softmax
+        # candidate while training, and no id part afterwards, so their vectors come from their features
+        cold = np.flatnonzero(counts[1:] == 0) + 1
+        self._cold = torch.as_tensor(cold) if cold.size else None
         full = self.loss == "full" or (self.loss == "auto" and self.items_.n_ids <= self.full_softmax_max_items)
         self.loss_ = "full" if full else "sampled"
         device = resolve_device(self.device)
@@ -175,6 +181,11 @@ class TwoTower(EmbeddingModel):
             self.history_ = train_loop(self.net_, batches=batches, loss=loss, config=config, rng=rng,
                                        validate=validate, desc="two-tower")
         self._build(torch.device("cpu"), weights=self.net_.state_dict())
+        if self._cold is not None and self.net_.items.ids is not None:
+            with torch.no_grad():
+                self.net_.items.ids.weight[self._cold] = 0.0
+            logger.info("two-tower: %d catalogue items have no training event; their vectors come from their "
+                        "features alone", self._cold.numel())
 
     def _user(self, vecs: torch.Tensor, inverse: torch.Tensor, b: HistoryBatch) -> torch.Tensor:
         """(B, d) user vectors from item vectors ``vecs`` and the batch's history rows mapped by ``inverse``
@@ -191,6 +202,8 @@ class TwoTower(EmbeddingModel):
             user = self._user(vecs, rows, b)  # (B, d)
             logits = user @ vecs.T  # (B, N)
             logits[:, 0] = _MASKED
+            if self._cold is not None:
+                logits[:, self._cold.to(logits.device)] = _MASKED
             if self.mode_ == "holdout":  # the softmax runs over the items not in X
                 lengths = b.offsets[1:] - b.offsets[:-1]  # (B,)
                 rows = torch.repeat_interleave(torch.arange(lengths.numel(), device=lengths.device), lengths)

@@ -238,8 +238,13 @@ def item_features(model: Any, given: FeatureTable | None = None) -> FeatureTable
 
 
 def item_labels(model: Any, given: FeatureTable | None = None) -> np.ndarray:
-    """(n_items,) display names: the raw id, with a title/description when the model has one."""
+    """(n_items,) display names: the raw id, with its label (the model's ``item_labels_``, else a
+    title/description feature) when there is one."""
     raw = model.items_.raw_ids
+    labels = getattr(model, "item_labels_", None)
+    if labels is not None and given is None:
+        text = [str(labels[r]) if r < len(labels) else "" for r in range(1, len(raw) + 1)]
+        return np.array([f"{r} · {t}" if t else str(r) for r, t in zip(raw, text)], dtype=object)
     feats = item_features(model, given)
     if feats is None or not feats.text:
         return np.array([str(r) for r in raw], dtype=object)

@@ -68,6 +68,7 @@ class EmbedRequest(_Request):
 class ItemScore(BaseModel):
     item: OutId
     score: float
+    label: str | None = Field(None, description="The item's title / description, when the model carries labels.")
 
 
 class Health(BaseModel):
@@ -97,6 +98,7 @@ class RecommendResponse(BaseModel):
 class SimilarResponse(BaseModel):
     model: str
     item: OutId
+    label: str | None = None
     k: int
     measure: str
     items: list[ItemScore]
