@@ -231,8 +231,9 @@ class Recommender(ABC):
     def _extra_state(self) -> dict[str, Any]:
         extra = dict(self._get_extra())
         labels = getattr(self, "item_labels_", None)
-        if labels is not None:
-            extra[LABELS_KEY] = [str(x) for x in np.asarray(labels, dtype=object)[1:]]
+        if labels is not None:  # items added after fitting (two-tower add_items) have no label: ""
+            names = [str(x) for x in np.asarray(labels, dtype=object)[1 : self.items_.size]]
+            extra[LABELS_KEY] = names + [""] * (self.items_.n_ids - len(names))
         return extra
 
     def _restore_state(self, state: dict[str, np.ndarray], extra: dict[str, Any]) -> None:
