@@ -16,6 +16,7 @@ from embrec.datasets import from_file
 from embrec.datasets.feature_files import infer_types
 from embrec.errors import DataError, InvalidParameterError
 from embrec.models.registry import create
+from embrec.models.store import resolve
 
 runner = CliRunner()
 
@@ -174,7 +175,7 @@ def test_labels_travel_with_the_model(planted, tmp_path):
     model = api.open_model(path)
     assert model.item_label("t03") == "toy number 3 deluxe edition"
     assert (
-        json.loads((path / "extra.json").read_text())["_base.item_labels"][0]
+        json.loads((resolve(path) / "extra.json").read_text())["_base.item_labels"][0]
         == model.item_labels_[1]
     )
     res = api.recommend(model, history=["t01"], k=3)
