@@ -359,3 +359,34 @@ def test_report_refuses_a_folder_that_is_not_a_report(tmp_path):
         write_report(str(d), d)
     first = write_report(str(d), tmp_path / "rep")
     assert write_report(str(d), tmp_path / "rep") == first  # a report folder is rewritten
+
+
+def test_a_save_that_fails_midway_leaves_the_old_model_and_no_trace(tmp_path, monkeypatch):
+    import errno
+
+    from embrec.models import io
+
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    pop(1).save(tmp_path / "m")
+    monkeypatch.setattr(io, "save_file", full_disk)
+    for d in (tmp_path / "m", tmp_path / "new"):
+        with pytest.raises(
+            ModelFileError, match=r"cannot write the model directory .*No space left on device"
+        ):
+            pop(2).save(d)
+    assert not (tmp_path / "new").exists()
+    assert embrec.load(tmp_path / "m").metrics_ == {"marker": 1}
+    assert len(os.listdir(tmp_path / "m" / ".versions")) == 1
+
+
+def test_an_unknown_class_in_config_json_names_the_file_and_is_cut_short(tmp_path):
+    d = pop().save(tmp_path / "m")
+    config = json.loads((model_files(d) / "config.json").read_text())
+    rewrite_model_file(d, "config.json", json.dumps({**config, "class": "X" * 10_000}).encode())
+    with pytest.raises(
+        ModelFileError, match="config.json': config.json names model class 'XXX"
+    ) as err:
+        embrec.load(d)
+    assert len(str(err.value)) < 600

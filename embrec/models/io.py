@@ -184,7 +184,10 @@ def _load_version(folder: Path) -> Any:
     if version >= 2 and not has_manifest:
         raise ModelFileError(f"{str(folder / store.MANIFEST)!r} is missing; the model directory is damaged.")
     _warn_if_newer(folder, config.get("embrec_version"))
-    cls = class_of(config.get("class"))
+    try:
+        cls = class_of(config.get("class"))
+    except ModelFileError as exc:
+        raise ModelFileError(f"{str(folder / 'config.json')!r}: {exc}") from None
     try:
         model = cls(**_portable_params(config.get("params", {})))
     except (TypeError, ValueError) as exc:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from embrec.errors import InvalidParameterError, ModelFileError
+from embrec.errors import InvalidParameterError, ModelFileError, describe
 
 
 def _models() -> dict[str, type]:
@@ -73,7 +73,7 @@ def name_of(cls: type) -> str:
 
 def class_of(name: Any) -> type:
     models = _models()
-    if name not in models:
-        raise ModelFileError(f"config.json names model class {name!r}, which this embrec does not know "
+    if not isinstance(name, str) or name not in models:
+        raise ModelFileError(f"config.json names model class {describe(name)}, which this embrec does not know "
                              f"(known: {', '.join(models)}).")
     return models[name]

@@ -220,9 +220,9 @@ class VersionWriter:
         self.name = f"{stamp}-{HOST}-{os.getpid()}-{secrets.token_hex(3)}"
         self.tmp = path / VERSIONS / f"{self.name}.tmp"
         self.files: dict[str, dict[str, Any]] = {}
-        created = not path.exists()
+        self.created = not path.exists()
         path.mkdir(parents=True, exist_ok=True)
-        if created:
+        if self.created:
             fsync_dir(path.parent)
         (path / VERSIONS).mkdir(exist_ok=True)
         self.tmp.mkdir()
@@ -265,7 +265,12 @@ class VersionWriter:
         return final
 
     def abort(self) -> None:
+        """Remove this save's temporary version (and the directory, if this save created it and it is empty)."""
         shutil.rmtree(self.tmp, ignore_errors=True)
+        if self.created:
+            for folder in (self.path / VERSIONS, self.path):
+                with contextlib.suppress(OSError):
+                    folder.rmdir()  # only when empty
 
 
 def _switch_pointer(path: Path, target: str) -> None:
