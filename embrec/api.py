@@ -428,7 +428,8 @@ def benchmark(protocol: str, *, models: Sequence[str] | None = None, dataset: st
     from embrec.evaluation.per_user import PerUserWriter
     from embrec.models.registry import create, model_class, model_names
 
-    names = fitting(protocol, model_names()) if not models else with_baselines(list(models), protocol)
+    names = (with_baselines(fitting(protocol, model_names()), protocol) if not models
+             else with_baselines(list(models), protocol))  # baselines first: the paired tests stream out
     params = dict(params or {})
     for name in params:
         if name not in names:

@@ -200,9 +200,9 @@ def run_protocol(name: str, factories: Mapping[str, Callable[[], Any]], *,
         if on_row is not None:
             status = {"results": "ok", "skipped": "skipped", "errors": "error"}[key]
             on_row({"status": status, **row, "_units": list(zip([f.name for f in folds], units.get(label, [])))})
-    if out["best_baseline"] and n_boot:
+    if out["best_baseline"] and n_boot:  # the baselines, and any model that finished before them
         for row in out["results"]:
-            if row["model"] in baselines and row["model"] != out["best_baseline"]:
+            if row["model"] != out["best_baseline"] and "vs_best_baseline" not in row:
                 row["vs_best_baseline"] = compare(protocol, units, row["model"], out["best_baseline"],
                                                   n_boot=n_boot, seed=boot_seed)
     return out
