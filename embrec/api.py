@@ -10,8 +10,10 @@
     api.train("bpr", dataset="online-retail", out="runs/bpr", params=["factors=64"])
     api.evaluate("runs/bpr", protocol="retail-precision")
     api.benchmark("leave-last-out", models=["bpr", "als"], data=api.FileSource("log.csv", user_col="u", item_col="i"))
-    api.quickstart()                                      # the main job (see embrec.quickstart)
     api.list_datasets()
+
+``embrec.quickstart`` (the main job) and ``embrec.report`` sit above this module and import it; nothing
+here imports them.
 
 Every problem with the input raises an ``embrec.errors.EmbrecError`` subclass with one sentence; the CLI
 prints it and exits 1, the service answers 4xx.
@@ -191,18 +193,6 @@ class FileSource:
 
 
 Data = Union[FileSource, "Interactions"]
-
-
-def quickstart(*, dataset: str | None = None, out: str | Path = "runs/quickstart",
-               data_dir: str | Path | None = None, models: list[str] | None = None,
-               synthetic_params: dict[str, Any] | None = None,
-               progress: Any = None) -> dict[str, Any]:
-    """Train the model zoo, compare it with the baselines, show recommendations, save the best model and
-    write the report (see ``embrec.quickstart``)."""
-    from embrec.quickstart import quickstart as run
-
-    return run(dataset=dataset, out=out, data_dir=data_dir, models=models, synthetic_params=synthetic_params,
-               progress=progress)
 
 
 def list_datasets(data_dir: str | Path | None = None) -> list[dict[str, Any]]:

@@ -1,18 +1,25 @@
 """The main job: train the model zoo, compare it with the baselines, show recommendations, save, report.
 
-    result = embrec.api.quickstart()                          # offline: the seeded synthetic shop
-    result = embrec.api.quickstart(dataset="ml-100k")         # ml100k-top10 instead
+    from embrec.quickstart import quickstart
+    result = quickstart()                                     # offline: the seeded synthetic shop
+    result = quickstart(dataset="ml-100k")                    # ml100k-top10 instead
 
 Every model in the registry is trained with the small hyper-parameters of ``ZOO`` (models not listed there
-use their defaults) and evaluated side by side on the protocol that fits the data. The best model is then
-fitted on the whole log and saved; recommendations for one user and similar items for one item are shown
-with raw ids; the HTML report is written when ``embrec.report`` is installed.
+use their defaults) and evaluated side by side on the protocol that fits the data. The overall winner is
+reported; the best **embedding** model (one with item and user embeddings, so that it answers
+``recommend``, ``similar`` and ``/embed``) is fitted on the whole log and saved as ``OUT/model`` -- the
+one servable model of the run. Recommendations for one user and similar items for one item come from it,
+with raw ids and labels, and the HTML report describes it (``OUT/report``).
+
+Import order: this module sits above ``embrec.api`` and ``embrec.report`` and imports them; neither
+imports it back.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,10 +27,20 @@ from typing import Any
 
 import numpy as np
 
-from embrec.data import FeatureTable, Interactions
+from embrec import api, datasets
+from embrec.data import Interactions
 from embrec.errors import InvalidParameterError
+from embrec.evaluation import run_protocol
+from embrec.evaluation.primary import PRIMARY, primary
+from embrec.models.base import EmbeddingModel
+from embrec.models.outpath import check_out_path, is_run_dir
+from embrec.models.registry import create, model_class, model_names
+from embrec.models.store import is_model_dir
+from embrec.report import write_report
 
 logger = logging.getLogger(__name__)
+
+__all__ = ["PRIMARY", "PROTOCOL_OF", "SYNTHETIC", "ZOO", "best_model", "example_item", "example_user", "quickstart"]
 
 #: The synthetic shop of the offline quickstart: small enough for a minute or two on 2 CPU cores.
 SYNTHETIC = {"n_users": 1000, "n_items": 500, "n_interactions": 20_000, "n_categories": 10, "seed": 0}
@@ -50,17 +67,8 @@ ZOO: dict[str, dict[str, Any]] = {
 #: Datasets whose rating column holds ratings; elsewhere (quantities) the rating models are skipped.
 RATED = ("ml-100k",)
 
-#: Which protocol each dataset is evaluated on, and the metric that picks the best model (higher is better
-#: unless marked "min").
+#: Which protocol each dataset is evaluated on (its metric that picks the best model: ``PRIMARY``).
 PROTOCOL_OF = {"synthetic": "leave-last-out", "ml-100k": "ml100k-top10", "online-retail": "retail-precision"}
-PRIMARY = {
-    "leave-last-out": ("ndcg@10", "max"),
-    "random-holdout": ("ndcg@10", "max"),
-    "ml100k-top10": ("precision@10", "max"),
-    "ml100k-rmse": ("rmse", "min"),
-    "retail-precision": ("precision@5", "max"),
-    "retail-next": ("top5_accuracy", "max"),
-}
 
 
 def quickstart(*, dataset: str | None = None, out: str | Path = "runs/quickstart",
@@ -71,13 +79,9 @@ def quickstart(*, dataset: str | None = None, out: str | Path = "runs/quickstart
 
     ``dataset`` None = the synthetic shop (``SYNTHETIC``, overridable with ``synthetic_params``);
     ``models`` restricts the zoo (the baselines always run). Returns ``{"dataset", "protocol", "results",
-    "best", "skipped", "model_dir", "similar_model_dir", "recommendations", "similar", "report", "seconds"}``.
+    "best" (the overall winner), "servable" (the best embedding model, saved at ``model_dir``), "skipped",
+    "model_dir", "recommendations", "similar", "report", "seconds"}``.
     """
-    from embrec import api
-    from embrec.evaluation import run_protocol
-    from embrec.models.outpath import check_out_path, is_run_dir
-    from embrec.models.registry import create, model_class, model_names
-
     say = progress or logger.info
     start = time.perf_counter()
     name = dataset or "synthetic"
@@ -86,7 +90,7 @@ def quickstart(*, dataset: str | None = None, out: str | Path = "runs/quickstart
                                     f"received {name!r}.")
     inputs = api.input_paths(dataset, None, data_dir) if dataset is not None else []
     out = check_out_path(out, inputs=inputs, name="out", accept=is_run_dir,  # before any fitting
-                         what="a quickstart run directory (model/, embedding-model/, report/)")
+                         what="a quickstart run directory (model/, report/)")
     protocol = PROTOCOL_OF[name]
     log = _load(name, data_dir, synthetic_params)
     say(f"data: {log}")
@@ -104,11 +108,18 @@ def quickstart(*, dataset: str | None = None, out: str | Path = "runs/quickstart
     results = api.to_plain(run_protocol(protocol, factories, data_dir=data_dir, progress=say, **protocol_data))
 
     best = best_model(results)
-    say(f"best on {protocol}: {best['model']} ({best['metric']} = {best['value']:.4f}); fitting it on all "
-        f"{len(log)} events ...")
-    model = create(best["model"], **params[best["model"]]).fit(log)
-    model.metrics_ = {protocol: _metrics_of(results, best["model"])}
+    served = best_model(results, embedding_only=True)
+    if served is None:  # a zoo without embedding models (models= restricted to baselines)
+        say(f"no embedding model ran; the winner {best['model']} is saved (it answers recommend only)")
+        served = best
+    elif served["model"] != best["model"]:
+        say(f"best on {protocol}: {best['model']} ({best['metric']} = {best['value']:.4f}); it has no embeddings, "
+            f"so the servable model is the best embedding model, {served['model']} ({served['value']:.4f})")
+    say(f"fitting {served['model']} on all {len(log)} events; saving it to {out / 'model'} ...")
+    model = create(served["model"], **params[served["model"]]).fit(log)
+    model.metrics_ = {protocol: _metrics_of(results, served["model"])}
     model_dir = Path(model.save(out / "model"))
+    _drop_stale(out / "embedding-model", say)
 
     user = example_user(log)
     recs = api.recommend(model, user=user, k=10, exclude_seen=True)
@@ -117,30 +128,32 @@ def quickstart(*, dataset: str | None = None, out: str | Path = "runs/quickstart
     recs["recent_history"] = [{"item": i, "label": _label(log, i)} for i in history]
     _add_labels(log, recs["items"])
 
-    similar_model, similar_dir = _embedding_model(model, model_dir, results, params, log, out, say)
     similar = None
-    if similar_model is not None:
-        item = example_item(log)
-        similar = api.similar(similar_model, item=item, k=10, measure="cosine")
+    if hasattr(model, "similar_items"):
+        similar = api.similar(model, item=example_item(log), k=10, measure="cosine")
         similar["label"] = _label(log, similar["item"])
         _add_labels(log, similar["items"])
 
-    shown = similar_model if similar_model is not None else model
-    features = log.reencode(shown.users_, shown.items_).item_features if log.item_features is not None else None
-    report = _report(similar_dir or model_dir, out / "report", results, say, features)
+    features = log.reencode(model.users_, model.items_).item_features if log.item_features is not None else None
+    say(f"writing the report to {out / 'report'} ...")
+    report = Path(write_report(str(model_dir), str(out / "report"), protocol_results=results,
+                               item_features=features))
     return api.to_plain({
-        "dataset": name, "protocol": protocol, "results": results["results"], "best": best,
-        "skipped": skipped, "model_dir": str(model_dir), "similar_model_dir": str(similar_dir) if similar_dir else None,
-        "recommendations": recs, "similar": similar, "report": str(report) if report else None,
-        "seconds": round(time.perf_counter() - start, 1),
+        "dataset": name, "protocol": protocol, "results": results["results"], "best": best, "servable": served,
+        "skipped": skipped, "model_dir": str(model_dir), "recommendations": recs, "similar": similar,
+        "report": str(report), "seconds": round(time.perf_counter() - start, 1),
     })
 
 
-def best_model(results: dict[str, Any]) -> dict[str, Any]:
-    """{"model", "metric", "value"} of the best result by the protocol's primary metric."""
-    metric, sense = PRIMARY.get(results["protocol"], ("ndcg@10", "max"))
+def best_model(results: dict[str, Any], *, embedding_only: bool = False) -> dict[str, Any] | None:
+    """{"model", "metric", "value"} of the best result by the protocol's primary metric; with
+    ``embedding_only`` among the embedding models only (None when none ran)."""
+    metric, sense = primary(results["protocol"])
     scored = [(r["metrics"][metric], r["model"]) for r in results["results"]
-              if isinstance(r.get("metrics", {}).get(metric), (int, float))]
+              if isinstance(r.get("metrics", {}).get(metric), (int, float))
+              and (not embedding_only or _is_embedding(r["model"]))]
+    if not scored and embedding_only:
+        return None
     if not scored:
         raise InvalidParameterError(f"no model reported {metric!r} on {results['protocol']}; nothing to compare.")
     value, model = (min if sense == "min" else max)(scored, key=lambda s: s[0])
@@ -166,45 +179,23 @@ def example_item(log: Interactions) -> Any:
 
 # helpers --------------------------------------------------------------------------------------
 def _load(name: str, data_dir: str | Path | None, synthetic_params: dict[str, Any] | None) -> Interactions:
-    from embrec import datasets
-
     if name == "synthetic":
         return datasets.synthetic(**{**SYNTHETIC, **(synthetic_params or {})})
     return datasets.load(name, data_dir=data_dir)
 
 
-def _embedding_model(model: Any, model_dir: Path, results: dict[str, Any], params: dict[str, dict[str, Any]],
-                     log: Interactions, out: Path, say: Callable[[str], None]) -> tuple[Any, Path | None]:
-    """The model to show similar items with: the best model when it has item embeddings, else the best
-    embedding model of the run (fitted on all events and saved too); (None, None) when there is none."""
-    from embrec.models.registry import create, model_class
-
-    if hasattr(model, "item_embeddings"):
-        return model, model_dir
-    metric, sense = PRIMARY.get(results["protocol"], ("ndcg@10", "max"))
-    ranked = sorted((r for r in results["results"] if isinstance(r.get("metrics", {}).get(metric), (int, float))),
-                    key=lambda r: r["metrics"][metric], reverse=sense == "max")
-    for r in ranked:
-        if hasattr(model_class(r["model"]), "item_embeddings"):
-            say(f"similar items come from the best embedding model, {r['model']}; fitting it on all events ...")
-            emb = create(r["model"], **params[r["model"]]).fit(log)
-            emb.metrics_ = {results["protocol"]: r["metrics"]}
-            return emb, Path(emb.save(out / "embedding-model"))
-    say("no embedding model in the registry yet: similar items skipped")
-    return None, None
-
-
-def _report(model_dir: Path, out: Path, results: dict[str, Any], say: Callable[[str], None],
-            item_features: FeatureTable | None = None) -> Path | None:
+def _is_embedding(name: str) -> bool:
     try:
-        from embrec.report import write_report
-    except ImportError as exc:
-        if exc.name and (exc.name == "embrec.report" or "embrec.report".startswith(exc.name)):
-            say("embrec.report is not installed: report skipped")
-            return None
-        raise
-    say(f"writing the report to {out} ...")
-    return Path(write_report(str(model_dir), str(out), protocol_results=results, item_features=item_features))
+        return issubclass(model_class(name), EmbeddingModel)
+    except InvalidParameterError:  # a label that is not a registry name
+        return False
+
+
+def _drop_stale(path: Path, say: Callable[[str], None]) -> None:
+    """Earlier quickstarts saved a second model in embedding-model/; remove it so one model is documented."""
+    if path.is_dir() and is_model_dir(path):
+        shutil.rmtree(path)
+        say(f"removed {path} (left by an earlier quickstart; the servable model is model/)")
 
 
 def _metrics_of(results: dict[str, Any], name: str) -> dict[str, Any]:

@@ -242,14 +242,19 @@ def test_best_model_by_the_primary_metric():
 
 
 def test_quickstart_small_synthetic_end_to_end(tmp_path):
-    res = api.quickstart(out=tmp_path, models=["als"], progress=lambda _: None,
-                         synthetic_params={"n_users": 150, "n_items": 60, "n_interactions": 2500})
+    from embrec.quickstart import quickstart
+
+    res = quickstart(out=tmp_path, models=["als"], progress=lambda _: None,
+                     synthetic_params={"n_users": 150, "n_items": 60, "n_interactions": 2500})
     assert res["protocol"] == "leave-last-out" and res["dataset"] == "synthetic"
     names = [r["model"] for r in res["results"]]
     assert names == ["popularity", "repeat-frequency", "item-transition", "ease", "item-knn", "als"]
     best = max(res["results"], key=lambda r: r["metrics"]["ndcg@10"])
     assert res["best"]["model"] == best["model"]
-    assert api.open_model(res["model_dir"]).metrics_ == {"leave-last-out": best["metrics"]}
+    assert res["servable"]["model"] == "als" and res["model_dir"] == str(tmp_path / "model")  # the embedding model
+    als = next(r for r in res["results"] if r["model"] == "als")
+    assert api.open_model(res["model_dir"]).metrics_ == {"leave-last-out": als["metrics"]}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model", "report"]
     recs = res["recommendations"]
     assert len(recs["items"]) == 10 and recs["items"][0]["label"]  # synthetic items carry descriptions
     seen = {it["item"] for it in recs["recent_history"]}

@@ -7,7 +7,6 @@ from typing import Any
 
 import typer
 
-from embrec import api
 from embrec.cli._output import note, run, table
 from embrec.cli.data_cmds import DATA_DIR, JSON
 from embrec.cli.train_cmds import protocol_table
@@ -24,7 +23,10 @@ def quickstart(
     """Train the model zoo, compare it with the baselines, show recommendations, save the best model and
     write the report."""
     def compute() -> dict[str, Any]:
-        return api.quickstart(dataset=dataset, out=out, data_dir=data_dir, progress=note)
+        # the model zoo loads when the command runs, not with every `embrec` start
+        from embrec.quickstart import quickstart as run_quickstart
+
+        return run_quickstart(dataset=dataset, out=out, data_dir=data_dir, progress=note)
 
     run(as_json, compute, render)
 
@@ -35,9 +37,12 @@ def render(res: dict[str, Any]) -> None:
     echo(protocol_table({"protocol": res["protocol"], "dataset": res["dataset"], "results": res["results"]}))
     if res["skipped"]:
         echo(f"not run here: {', '.join(res['skipped'])} (rating models; this data's rating column is a quantity)")
-    best = res["best"]
-    echo(f"\nbest: {best['model']} ({best['metric']} = {best['value']:.4f}), fitted on all events and saved "
-         f"to {res['model_dir']}")
+    best, served = res["best"], res["servable"]
+    echo(f"\nbest: {best['model']} ({best['metric']} = {best['value']:.4f})")
+    if served["model"] != best["model"]:
+        echo(f"servable: {served['model']} ({served['metric']} = {served['value']:.4f}), the best model with "
+             "embeddings (recommend, similar and /embed all work on it)")
+    echo(f"saved: {served['model']}, fitted on all events, in {res['model_dir']}")
 
     recs = res["recommendations"]
     echo(f"\nuser {recs['user']!r} recently bought:")
@@ -53,10 +58,9 @@ def render(res: dict[str, Any]) -> None:
     echo("\ntry:")
     echo(f"  embrec recommend {res['model_dir']} --user {recs['user']} -k 5")
     if sim is not None:
-        echo(f"  embrec similar {res['similar_model_dir']} --item {sim['item']} -k 5")
-    echo(f"  embrec serve {res['model_dir']}")
-    if res["report"]:
-        echo(f"\nreport: {res['report']}")
+        echo(f"  embrec similar {res['model_dir']} --item {sim['item']} -k 5")
+    echo(f"  embrec serve {res['model_dir']}        # POST /recommend /similar /embed, docs at /docs")
+    echo(f"\nreport: {res['report']}")
     echo(f"done in {res['seconds']:.0f} s")
 
 

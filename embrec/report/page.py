@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from embrec import api
 from embrec.data.features import FeatureTable
 from embrec.errors import InvalidParameterError, check_positive_int
 from embrec.models.io import write_json_atomic
@@ -53,8 +54,6 @@ def write_report(model_dir_or_model: Any, out_dir: str | Path, *, protocol_resul
 
     ``max_points`` items (a seeded sample) go into the t-SNE map; ``n_popular`` popular items get their
     ``k`` nearest neighbours listed."""
-    from embrec import api
-
     n_popular = check_positive_int("n_popular", n_popular)
     k = check_positive_int("k", k)
     max_points = check_positive_int("max_points", max_points, minimum=10)

@@ -67,9 +67,9 @@ def decode(space: Mapping[str, Param], params: Mapping[str, Any]) -> dict[str, A
 
 def primary_metric(protocol: str) -> tuple[str, str]:
     """(metric, "maximize" | "minimize") the protocol is tuned on."""
-    from embrec.quickstart import PRIMARY
+    from embrec.evaluation.primary import primary
 
-    metric, sense = PRIMARY.get(protocol, ("ndcg@10", "max"))
+    metric, sense = primary(protocol)
     return metric, "maximize" if sense == "max" else "minimize"
 
 
