@@ -147,6 +147,44 @@ def embed(model: Any, *, history: Sequence[Any]) -> dict[str, Any]:
             "vector": [float(x) for x in vec]}
 
 
+EXPORT_SUFFIXES = (".parquet", ".jsonl")
+
+
+def export(model: Any, *, out: str | Path, users: bool = True) -> dict[str, Any]:
+    """Write every item's (and, with ``users``, every known user's) embedding to ``out`` (``.parquet`` or
+    ``.jsonl``): one row per id with ``id`` (the raw id), ``kind`` ("item" / "user"), ``label`` (the
+    item's label, else None) and ``vector`` (a list of floats). Ids are integers when both vocabularies
+    hold integers, else text. Returns ``{"out", "n_items", "n_users", "dim"}``."""
+    import pandas as pd
+
+    if not hasattr(model, "item_embeddings_frame"):
+        raise InvalidParameterError(f"export needs a model with embeddings; received a {model_name(model)!r} "
+                                    "model, which has none.")
+    out = Path(out).expanduser()
+    if out.suffix.lower() not in EXPORT_SUFFIXES:
+        raise InvalidParameterError(f"out must end with {' or '.join(EXPORT_SUFFIXES)}; received "
+                                    f"{_show(out.name, 80)}.")
+    items = model.item_embeddings_frame()
+    frames = [("item", items, [label_of(_labels(model), r) for r in range(1, len(items) + 1)])]
+    if users:
+        known = model.user_embeddings_frame()
+        frames.append(("user", known, [None] * len(known)))
+    as_int = all(v.kind == "int" for v in (model.items_, model.users_ if users else model.items_))
+    rows = pd.concat([pd.DataFrame({"id": [to_plain(x) if as_int else str(x) for x in f.index], "kind": kind,
+                                    "label": labels, "vector": list(f.to_numpy(dtype=np.float32))})
+                      for kind, f, labels in frames], ignore_index=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.part")
+    if out.suffix.lower() == ".parquet":
+        rows.to_parquet(tmp, index=False)
+    else:
+        rows.assign(vector=[v.tolist() for v in rows["vector"]]).to_json(tmp, orient="records", lines=True,
+                                                                         force_ascii=False)
+    tmp.replace(out)
+    return {"out": str(out), "n_items": len(items), "n_users": len(frames[1][1]) if users else 0,
+            "dim": int(items.shape[1])}
+
+
 def _id_list(name: str, ids: Any) -> list[Any]:
     if isinstance(ids, (str, bytes, dict)) or not isinstance(ids, (Sequence, np.ndarray)):
         raise InvalidParameterError(f"{name} must be a list of raw item ids; received {_show(ids)}.")

@@ -111,6 +111,7 @@ app.command("similar", cls=EmbrecCommand)(model_cmds.similar)
 app.command("info", cls=EmbrecCommand)(model_cmds.info)
 app.command("inspect", cls=EmbrecCommand)(model_cmds.inspect)
 app.command("serve", cls=EmbrecCommand)(model_cmds.serve)
+app.command("export", cls=EmbrecCommand)(model_cmds.export)
 
 
 def main() -> None:

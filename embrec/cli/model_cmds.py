@@ -100,6 +100,21 @@ def inspect(
     typer.echo(str(path))
 
 
+def export(
+    model_dir: Path = MODEL_DIR,
+    out: Path = typer.Option(..., "--out", help="embeddings.parquet or embeddings.jsonl: one row per item and "
+                             "known user (id, kind, label, vector).", show_default=False),
+    users: bool = typer.Option(True, "--users/--items-only", help="Also write the known users' embeddings."),
+    as_json: bool = JSON,
+) -> None:
+    """Write the item (and known user) embeddings, keyed by raw id, for vector databases and notebooks."""
+    def render(res: dict[str, Any]) -> None:
+        typer.echo(f"wrote {res['n_items']} items and {res['n_users']} users ({res['dim']} dimensions) to "
+                   f"{res['out']}")
+
+    run(as_json, lambda: api.export(api.open_model(model_dir), out=out, users=users), render)
+
+
 def serve(
     model_dir: Path = MODEL_DIR,
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on."),
@@ -161,4 +176,4 @@ def backend(module: str, attr: str, what: str) -> Any:
     return getattr(mod, attr)
 
 
-__all__ = ["info", "inspect", "recommend", "serve", "similar"]
+__all__ = ["export", "info", "inspect", "recommend", "serve", "similar"]

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+import pandas as pd
 
 from embrec.data.interactions import Interactions
 from embrec.data.ragged import Ragged
@@ -329,10 +330,34 @@ class EmbeddingModel(Recommender):
         rows, hist = self.queries(users, histories)
         return np.asarray(self._user_vectors(rows, hist))
 
-    def item_embeddings(self) -> np.ndarray:
-        """(n_items, d) item embeddings in the order of ``items_.raw_ids``."""
+    def item_embeddings(self, items: Sequence[Any] | None = None) -> np.ndarray:
+        """(len(items), d) embeddings of the raw item ids ``items``, in that order; without ``items``,
+        (n_items, d) of every item in the order of ``items_.raw_ids``: row i is raw id
+        ``items_.raw_ids[i]`` (the internal padding row 0 is dropped, so ``items_.decode(np.arange(n))``
+        is NOT the matching id list -- use ``item_embeddings_frame()`` or ``items_.raw_ids``)."""
         self._check_fitted()
-        return np.asarray(self._item_vectors())[1:]
+        vecs = np.asarray(self._item_vectors())
+        if items is None:
+            return vecs[1:]
+        if isinstance(items, (str, bytes)) or np.ndim(items) == 0:
+            raise InvalidParameterError(f"items must be a list of raw item ids; received {items!r:.60}.")
+        return vecs[self.items_.encode(list(items), unknown="error")]
+
+    def item_embeddings_frame(self) -> pd.DataFrame:
+        """Every item's embedding as a DataFrame indexed by raw item id (index "item"), columns 0..d-1:
+        ``frame.loc[X]`` is item X's vector, whatever the internal row order."""
+        self._check_fitted()
+        return pd.DataFrame(self.item_embeddings(), index=pd.Index(self.items_.raw_ids, name="item"))
+
+    def user_embeddings_frame(self) -> pd.DataFrame:
+        """Every known user's embedding (from their training history) indexed by raw user id (index "user")."""
+        self._check_fitted()
+        rows = np.arange(1, self.users_.size, dtype=np.int64)
+        parts = [np.asarray(self._user_vectors(rows[s : s + 4096], self.seen_.select(rows[s : s + 4096])))
+                 for s in range(0, rows.size, 4096)]  # in blocks: bounded memory on large user bases
+        dim = self.item_embeddings(items=[self.items_.raw_ids[0]]).shape[1]
+        vecs = np.concatenate(parts) if parts else np.zeros((0, dim), dtype=np.float32)
+        return pd.DataFrame(vecs, index=pd.Index(self.users_.raw_ids, name="user"))
 
 
 NEEDS = ("ratings", "item_features", "timestamps", "groups")
