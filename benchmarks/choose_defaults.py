@@ -38,6 +38,7 @@ from embrec import api, datasets  # noqa: E402
 from embrec.evaluation import get_protocol, load_folds  # noqa: E402
 from embrec.models.registry import create  # noqa: E402
 from embrec.tuning import search, validation_fold  # noqa: E402
+from embrec.tuning.study import protocol_metrics  # noqa: E402
 
 PROTOCOLS = {
     "ml-llo": ("leave-last-out", {"dataset": "ml-100k"}, "hit@10"),
@@ -60,7 +61,7 @@ def score(
     start = time.perf_counter()
     model = create(name, **params).fit(fold.train, valid=fold.valid)
     seconds = time.perf_counter() - start
-    return float(get_protocol(protocol).evaluate(model, fold)[metric]), seconds
+    return float(protocol_metrics(get_protocol(protocol))(model, fold)[metric]), seconds
 
 
 def parse_candidate(text: str, model: str) -> tuple[str, dict[str, Any]]:
