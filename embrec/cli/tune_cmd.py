@@ -134,13 +134,13 @@ def tune(
                 "trial": t["trial"],
                 "state": t["state"],
                 res["metric"]: t["value"],
-                "epochs": t["epochs"],
+                "epochs run": t["epochs"],
                 "s": t["seconds"],
                 **{k: _short(t["params"].get(k)) for k in names},
             }
             for t in res["trials"]
         ]
-        typer.echo(table(rows, ["trial", "state", res["metric"], "epochs", "s", *names]))
+        typer.echo(table(rows, ["trial", "state", res["metric"], "epochs run", "s", *names]))
         best = res["best"]
         typer.echo(
             f"best: trial {best['trial']}, {res['metric']} {best['value']:.4f} on validation: "
