@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
@@ -321,3 +322,49 @@ def test_evaluate_carries_intervals_and_k(tmp_path):
     assert row["coverage"] == pytest.approx(2 / 3)
     res = api.evaluate(tmp_path / "m", protocol="leave-last-out", data=log, options=["k=1"])
     assert res["results"][0]["metrics"] == {"hit@1": 0.5, "ndcg@1": 0.5}
+
+
+def test_cli_option_k_for_a_top_k_protocol(shop_csv):
+    args = [
+        "benchmark",
+        "--protocol",
+        "leave-last-out",
+        "--data",
+        str(shop_csv),
+        "--user-col",
+        "client_ref",
+        "--item-col",
+        "product_code",
+        "--time-col",
+        "ts",
+        "--models",
+        "popularity",
+        "-o",
+        "k=3",
+        "--bootstrap",
+        "50",
+        "--json",
+    ]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, r.stderr
+    rows = json.loads(r.stdout)["results"]
+    assert all(set(row["metrics"]) == {"hit@3", "ndcg@3"} for row in rows)
+    assert all(set(row["intervals"]) == {"hit@3", "ndcg@3"} for row in rows)
+
+
+def test_lower_is_better_metrics_pick_and_judge_the_lowest():
+    from embrec.evaluation.bootstrap import unit_scores
+    from embrec.evaluation.runner import _best, compare, get_protocol
+
+    # RMSE per user from squared errors: model "good" errs 0.5 on every rating, "bad" 1.0 (200 users)
+    keys = np.array([f"u{i}" for i in range(200)])
+    ones = np.ones(200)
+
+    def scores(err):
+        return [unit_scores(keys, {"rmse": np.full(200, err**2)}, {"rmse": ones}, root=("rmse",))]
+
+    protocol = get_protocol("ml100k-rmse")
+    res = compare(protocol, {"good": scores(0.5), "bad": scores(1.0)}, "good", "bad", n_boot=100)
+    assert res["diff"] == pytest.approx(-0.5) and res["significant"] and res["better"]
+    rows = [{"model": "a", "metrics": {"rmse": 1.0}}, {"model": "b", "metrics": {"rmse": 0.9}}]
+    assert _best(protocol, rows, ("a", "b")) == "b"
