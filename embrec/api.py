@@ -110,6 +110,27 @@ def recommend(model: Any, *, user: Any = None, history: Sequence[Any] | None = N
     }
 
 
+def recommend_batch(model: Any, *, users: Sequence[Any] | None = None,
+                    histories: Sequence[Sequence[Any]] | None = None, k: int = 10,
+                    exclude_seen: bool = True) -> dict[str, Any]:
+    """``recommend`` for many known ``users`` or many ``histories`` in one vectorised call."""
+    if (users is None) == (histories is None):
+        raise InvalidParameterError("give exactly one of users or histories; received "
+                                    f"{'both' if users is not None else 'neither'}.")
+    k = check_positive_int("k", k)
+    if histories is not None:
+        histories = [_id_list("each history", h) for h in _id_list("histories", histories, "history")]
+        recs = model.recommend(histories=histories, k=k, exclude_seen=bool(exclude_seen))
+        heads = [{"history": h} for h in histories]
+    else:
+        users = _id_list("users", users, "user id")
+        recs = model.recommend(users, k=k, exclude_seen=bool(exclude_seen))
+        stored = model.users_.decode(model.users_.encode(users))  # the raw ids as stored ("12" -> 12)
+        heads = [{"user": to_plain(u)} for u in stored]
+    results = [{**head, "items": items} for head, items in zip(heads, recs.to_records())]
+    return {"model": model_name(model), "k": k, "exclude_seen": bool(exclude_seen), "results": results}
+
+
 def similar(model: Any, *, item: Any, k: int = 10, measure: str = "cosine") -> dict[str, Any]:
     """The ``k`` items nearest to raw ``item`` in the model's item embedding space (itself excluded)."""
     if not hasattr(model, "similar_items"):
@@ -185,12 +206,12 @@ def export(model: Any, *, out: str | Path, users: bool = True) -> dict[str, Any]
             "dim": int(items.shape[1])}
 
 
-def _id_list(name: str, ids: Any) -> list[Any]:
+def _id_list(name: str, ids: Any, what: str = "item id") -> list[Any]:
     if isinstance(ids, (str, bytes, dict)) or not isinstance(ids, (Sequence, np.ndarray)):
-        raise InvalidParameterError(f"{name} must be a list of raw item ids; received {_show(ids)}.")
+        raise InvalidParameterError(f"{name} must be a list of raw {what}s; received {_show(ids)}.")
     ids = [to_plain(x) for x in ids]
     if not ids:
-        raise InvalidParameterError(f"{name} must hold at least one item id; received an empty list.")
+        raise InvalidParameterError(f"{name} must hold at least one {what}; received an empty list.")
     return ids
 
 

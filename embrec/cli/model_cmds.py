@@ -119,12 +119,17 @@ def serve(
     model_dir: Path = MODEL_DIR,
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on."),
     port: int = typer.Option(8000, "--port", help="TCP port."),
+    workers: int = typer.Option(1, "--workers", help="Worker processes, each loading the model once."),
+    access_log: bool = typer.Option(False, "--access-log", help="Log one line per request (off: faster)."),
 ) -> None:
-    """Serve the model over HTTP (GET /healthz, POST /recommend, /similar, /embed; docs at /docs)."""
+    """Serve the model over HTTP (GET /healthz, POST /recommend, /recommend/batch, /similar, /embed; docs at
+    /docs)."""
     if not 0 < port < 65536:
         raise InvalidParameterError(f"--port must be between 1 and 65535; received {port}.")
+    if workers < 1:
+        raise InvalidParameterError(f"--workers must be at least 1; received {workers}.")
     serve_fn = backend("embrec.serve", "serve", "the HTTP service")
-    serve_fn(str(model_dir), host=host, port=port)
+    serve_fn(str(model_dir), host=host, port=port, workers=workers, access_log=access_log)
 
 
 # helpers --------------------------------------------------------------------------------------

@@ -54,6 +54,30 @@ class RecommendRequest(_Request):
         return self
 
 
+MAX_BATCH = 1000
+
+
+class RecommendBatchRequest(_Request):
+    """Exactly one of ``users`` (known users) or ``histories`` (anyone), answered in one pass."""
+
+    users: list[RawId] | None = Field(None, min_length=1, max_length=MAX_BATCH,
+                                      description="Raw user ids known to the model.", examples=[["12346"]])
+    histories: list[list[RawId]] | None = Field(None, min_length=1, max_length=MAX_BATCH,
+                                                description="One list of raw item ids per user.")
+    k: Count = Field(10, ge=1, le=MAX_K, description="How many items to return per user.")
+    exclude_seen: StrictBool = Field(True, description="Leave out the items of each user's history.")
+
+    @model_validator(mode="after")
+    def _one_of_users_or_histories(self) -> RecommendBatchRequest:
+        if (self.users is None) == (self.histories is None):
+            given = "both" if self.users is not None else "neither"
+            raise ValueError(f"give exactly one of users or histories; received {given}")
+        for h in self.histories or ():
+            if not 1 <= len(h) <= MAX_HISTORY:
+                raise ValueError(f"each history must hold 1 to {MAX_HISTORY} item ids; received {len(h)}")
+        return self
+
+
 class SimilarRequest(_Request):
     item: RawId = Field(..., description="A raw item id known to the model.", examples=["85123A"])
     k: Count = Field(10, ge=1, le=MAX_K, description="How many neighbours to return.")
@@ -114,3 +138,16 @@ class EmbedResponse(BaseModel):
 class ErrorResponse(BaseModel):
     error: str = Field(..., description="Kind of problem: invalid_request, unknown_id, invalid_parameter...")
     detail: str = Field(..., description="One sentence naming the problem.")
+
+
+class RecommendBatchItem(BaseModel):
+    user: OutId | None = None
+    history: list[OutId] | None = None
+    items: list[ItemScore]
+
+
+class RecommendBatchResponse(BaseModel):
+    model: str
+    k: int
+    exclude_seen: bool
+    results: list[RecommendBatchItem]
