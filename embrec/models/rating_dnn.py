@@ -190,7 +190,7 @@ class RatingDNN(EmbeddingModel):
                  weight_decay: float = 1e-4, epochs: int = 100, batch_size: int = 256, lr: float = 1e-3,
                  optimizer: str = "adam", embedding_lr: float | None = 0.5, init_std: float = 0.01,
                  patience: int | None = 5, valid_fraction: float = 0.05, clip: bool = True,
-                 history_rating: float | None = None, fold_in_steps: int = 20,
+                 history_rating: float | None = None, fold_in_steps: int = 4,
                  seed: int = 0, device: str | None = None, progress: bool | None = None) -> None:
         self.factors = check_positive_int("factors", factors)
         if isinstance(hidden, (str, bytes)) or not all(isinstance(h, (int, np.integer)) and h > 0 for h in hidden):
