@@ -44,7 +44,15 @@ def topk_lowest_first(s: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tens
     values by the lower position first (embrec's tie rule; ``torch.topk`` alone leaves ties unordered)."""
     if torch.isnan(s).any():
         s = torch.nan_to_num(s, nan=-torch.inf)
-    kth = torch.topk(s, k, dim=1).values[:, -1:]  # (B, 1) the k-th best value
+    n = s.shape[1]
+    top, top_pos = torch.topk(s, min(k + 1, n), dim=1)  # (B, k+1) best values, ties unordered
+    if k == n or bool((top[:, k - 1] > top[:, k]).all()):
+        # fast path: no tie straddles the k-th place, so the k best are fixed; order ties among them
+        pos, _ = torch.sort(top_pos[:, :k], dim=1)  # (B, k) ascending positions
+        vals = torch.gather(s, 1, pos)
+        vals, order = torch.sort(vals, dim=1, descending=True, stable=True)
+        return vals, torch.gather(pos, 1, order)
+    kth = top[:, k - 1 : k]  # (B, 1) the k-th best value
     take = s >= kth  # (B, n): exactly k per row unless ties straddle the k-th place
     fix = torch.nonzero(take.sum(dim=1) > k)[:, 0]
     if fix.numel():  # those rows only: keep the lowest tied positions
