@@ -235,6 +235,7 @@ class FileSource:
     feature_types: tuple[str, ...] | Mapping[str, str] | None = None
     multi_sep: str = "|"
     item_label_col: str | None = None
+    time_format: str | None = None
 
     @property
     def name(self) -> str:
@@ -248,7 +249,7 @@ class FileSource:
                          sep=self.sep, item_features=self.item_features, item_features_key=self.item_features_key,
                          user_features=self.user_features, user_features_key=self.user_features_key,
                          feature_types=self.feature_types, multi_sep=self.multi_sep,
-                         item_label_col=self.item_label_col)
+                         item_label_col=self.item_label_col, time_format=self.time_format)
 
 
 Data = Union[FileSource, "Interactions"]
@@ -294,14 +295,16 @@ def data_label(dataset: str | None, data: Data | None) -> str:
 def model_params(model: str, params: Mapping[str, Any] | Sequence[str] | None = None) -> dict[str, Any]:
     """Hyper-parameters for registry model ``model``, checked against its constructor's signature.
 
-    ``params`` is a mapping or ``["key=value", ...]`` strings (from ``--param``); strings are read as
-    JSON-ish values (``64``, ``0.01``, ``true``, ``none``, ``128,64`` for a tuple default) and floats
-    given as ints become floats. Unknown keys are an error naming the valid ones; values are checked by
-    the model itself when it is built.
+    ``params`` is a mapping or ``["key=value", ...]`` strings (from ``--param``); each value is converted
+    to and checked against the constructor's annotation (``embrec.params``: ``64``, ``0.01``, ``true``,
+    ``none``, ``256,128`` or ``[256,128]`` for a list). Unknown keys are an error naming the valid ones;
+    ranges are checked by the model itself when it is built.
     """
     from embrec.models.registry import model_class
+    from embrec.params import coerce, constructor_hints
 
     cls = model_class(model)
+    hints = constructor_hints(cls)
     sig = inspect.signature(cls.__init__)
     known = {n: p for n, p in sig.parameters.items()
              if n != "self" and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
@@ -312,7 +315,7 @@ def model_params(model: str, params: Mapping[str, Any] | Sequence[str] | None = 
             valid = ", ".join(known) or "none (it takes no hyper-parameters)"
             raise InvalidParameterError(f"model {model!r} has no hyper-parameter {key!r}; valid ones: {valid}.")
         default = known[key].default
-        out[key] = _coerce(key, value, None if default is inspect.Parameter.empty else default)
+        out[key] = coerce(key, value, hints.get(key), None if default is inspect.Parameter.empty else default)
     return out
 
 
@@ -330,29 +333,10 @@ def _pairs(params: Mapping[str, Any] | Sequence[str] | None) -> dict[str, Any]:
     return out
 
 
-def _coerce(key: str, value: Any, default: Any) -> Any:
-    if isinstance(value, str):
-        if isinstance(default, (tuple, list)):
-            parts = [p for p in value.replace("(", "").replace(")", "").split(",") if p.strip()]
-            return type(default)(_literal(p.strip()) for p in parts)
-        value = _literal(value)
-        if isinstance(default, bool) and not isinstance(value, bool):
-            raise InvalidParameterError(f"{key} must be true or false; received {value!r}.")
-    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    return value
-
-
 def _literal(text: str) -> Any:
-    low = text.lower()
-    if low in ("true", "false"):
-        return low == "true"
-    if low in ("none", "null"):
-        return None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
+    from embrec.params import literal
+
+    return literal(text)
 
 
 # training and evaluation -----------------------------------------------------------------------

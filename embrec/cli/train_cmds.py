@@ -10,7 +10,7 @@ import typer
 from embrec import api
 from embrec.cli._output import fmt, note, run, table
 from embrec.cli.data_cmds import DATA_DIR, JSON
-from embrec.errors import InvalidParameterError, check_choice
+from embrec.errors import InvalidParameterError, check_choice, describe
 
 DATASET = typer.Option(None, "--dataset", help="A named dataset (see `embrec datasets`).")
 DATA = typer.Option(None, "--data", help="An interaction log file: CSV, TSV, Parquet or xlsx.")
@@ -19,6 +19,8 @@ ITEM_COL = typer.Option(None, "--item-col", help="Item id column of --data.")
 RATING_COL = typer.Option(None, "--rating-col", help="Rating / quantity column of --data.")
 TIME_COL = typer.Option(None, "--time-col", help="Timestamp column of --data (dates or unix seconds).")
 GROUP_COL = typer.Option(None, "--group-col", help="Transaction / basket id column of --data.")
+TIME_FORMAT = typer.Option(None, "--time-format", help="strptime format of --time-col, e.g. '%d/%m/%Y %H:%M' "
+                           "(needed when dates could read day-first or month-first).")
 RATING_KIND = typer.Option("auto", "--rating-kind", help="What --rating-col holds: rating, quantity (rating "
                            "models are then skipped), or auto (guessed from its name and values; see "
                            "docs/protocols.md).")
@@ -64,6 +66,7 @@ def train(
     feature_type: list[str] | None = FEATURE_TYPE,
     multi_sep: str = MULTI_SEP,
     item_label_col: str | None = ITEM_LABEL_COL,
+    time_format: str | None = TIME_FORMAT,
     protocol: str | None = PROTOCOL,
     param: list[str] | None = typer.Option(None, "--param", "-p", help="Hyper-parameter key=value (repeat)."),
     option: list[str] | None = OPTION,
@@ -73,7 +76,7 @@ def train(
     """Fit a model (on all the data, or on a protocol's training split) and save its directory."""
     def compute() -> dict[str, Any]:
         name, source = data_source(dataset, data, user_col, item_col, rating_col, time_col, group_col,
-                                   required=protocol is None, sep=sep,
+                                   required=protocol is None, sep=sep, time_format=time_format,
                                 **feature_options(item_features, item_features_key, user_features, user_features_key,
                                                   feature_type, multi_sep, item_label_col))
         note(f"training {model} on {name or protocol} ...")
@@ -108,6 +111,7 @@ def evaluate(
     feature_type: list[str] | None = FEATURE_TYPE,
     multi_sep: str = MULTI_SEP,
     item_label_col: str | None = ITEM_LABEL_COL,
+    time_format: str | None = TIME_FORMAT,
     option: list[str] | None = OPTION,
     data_dir: Path | None = DATA_DIR,
     as_json: bool = JSON,
@@ -115,7 +119,7 @@ def evaluate(
     """Re-fit a saved model's configuration on a protocol's training split and report its metrics."""
     def compute() -> dict[str, Any]:
         _, source = data_source(dataset, data, user_col, item_col, rating_col, time_col, group_col,
-                                required=False, sep=sep,
+                                required=False, sep=sep, time_format=time_format,
                                 **feature_options(item_features, item_features_key, user_features, user_features_key,
                                                   feature_type, multi_sep, item_label_col))
         note(f"evaluating {model_dir} on {protocol} ...")
@@ -142,6 +146,7 @@ def benchmark(
     rating_col: str | None = RATING_COL,
     time_col: str | None = TIME_COL,
     group_col: str | None = GROUP_COL,
+    time_format: str | None = TIME_FORMAT,
     rating_kind: str = RATING_KIND,
     sep: str | None = SEP,
     item_features: Path | None = ITEM_FEATURES,
@@ -171,7 +176,7 @@ def benchmark(
     are listed as skipped (with the reason) or failed (with the error)."""
     def compute() -> dict[str, Any]:
         _, source = data_source(dataset, data, user_col, item_col, rating_col, time_col, group_col,
-                                required=False, rating_kind=rating_kind, sep=sep,
+                                required=False, rating_kind=rating_kind, sep=sep, time_format=time_format,
                                 **feature_options(item_features, item_features_key, user_features, user_features_key,
                                                   feature_type, multi_sep, item_label_col))
         names = [m.strip() for m in models.split(",") if m.strip()] if models is not None else None
@@ -199,11 +204,11 @@ def benchmark(
 def data_source(dataset: str | None, data: Path | None, user_col: str | None, item_col: str | None,
                 rating_col: str | None, time_col: str | None, group_col: str | None, *,
                 required: bool, rating_kind: str = "auto", sep: str | None = None,
-                **features: Any) -> tuple[str | None, api.FileSource | None]:
+                time_format: str | None = None, **features: Any) -> tuple[str | None, api.FileSource | None]:
     """(label, FileSource or None) from the data options; checks they make sense together. ``features``
     are the attribute-file options (``feature_options``)."""
     cols = {"--user-col": user_col, "--item-col": item_col, "--rating-col": rating_col,
-            "--time-col": time_col, "--group-col": group_col, "--sep": sep,
+            "--time-col": time_col, "--group-col": group_col, "--sep": sep, "--time-format": time_format,
             **{FEATURE_FLAGS[k]: v for k, v in features.items() if k in FEATURE_FLAGS}}
     if dataset is not None and data is not None:
         raise InvalidParameterError("give one of --dataset or --data; received both.")
@@ -222,12 +227,21 @@ def data_source(dataset: str | None, data: Path | None, user_col: str | None, it
     missing = [k for k in ("--user-col", "--item-col") if cols[k] is None]
     if missing:
         raise InvalidParameterError(f"--data needs {' and '.join(missing)} to name its id columns.")
+    if time_format is not None and time_col is None:
+        raise InvalidParameterError("--time-format describes --time-col, which was not given.")
+    named = [(k, v) for k, v in cols.items() if v is not None and k.endswith("-col") and k != "--item-label-col"]
+    for j, (option, col) in enumerate(named):
+        first = next((k for k, v in named[:j] if v == col), None)
+        if first is not None:
+            raise InvalidParameterError(f"{first} and {option} must name different columns; received "
+                                        f"{describe(col)} for both.")
     if features.get("feature_types") and not (features.get("item_features") or features.get("user_features")):
         raise InvalidParameterError("--feature-type describes a column of --item-features or --user-features, "
                                     "which were not given.")
     return Path(data).name, api.FileSource(data, user_col=str(user_col), item_col=str(item_col),
                                            rating_col=rating_col, time_col=time_col, group_col=group_col,
-                                           rating_kind=rating_kind, sep=sep, **features)
+                                           rating_kind=rating_kind, sep=sep, time_format=time_format,
+                                           **features)
 
 
 FEATURE_FLAGS = {"item_features": "--item-features", "item_features_key": "--item-features-key",

@@ -101,6 +101,11 @@ class Interactions:
             raise DataError(f"the interaction table{_named(name)} is empty; expected at least one row.")
         cols = {"user_col": user_col, "item_col": item_col, "rating_col": rating_col,
                 "time_col": time_col, "group_col": group_col}
+        named = [(p, c) for p, c in cols.items() if c is not None]
+        for j, (param, col) in enumerate(named):
+            first = next((p for p, c in named[:j] if c == col), None)
+            if first is not None:
+                raise DataError(f"{first} and {param} must name different columns; received {describe(col)} for both.")
         for param, col in cols.items():
             if col is not None and col not in frame.columns:
                 raise DataError(
@@ -270,12 +275,15 @@ def parse_timestamps(column: pd.Series, name: str) -> np.ndarray:
     elif pd.api.types.is_numeric_dtype(column):
         ts = pd.to_datetime(column, unit="s", errors="coerce")
     else:
-        ts = pd.to_datetime(column, errors="coerce", format="mixed")
+        from embrec.data.timeparse import parse_times
+
+        ts = parse_times(column, name)
     bad = ts.isna().to_numpy() & ~column.isna().to_numpy()
     if bad.any() or column.isna().any():
         example = column[bad].iloc[0] if bad.any() else None
+        example = example.item() if isinstance(example, np.generic) else example
         raise DataError(
-            f"time column {name!r} must hold dates or unix seconds; received unparseable value {example!r} "
+            f"time column {name!r} must hold dates or unix seconds; received unparseable value {describe(example)} "
             f"({int(bad.sum() + column.isna().sum())} bad rows)."
         )
     if getattr(ts.dt, "tz", None) is not None:

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from embrec.data import Interactions
+from embrec.data.timeparse import parse_times
 from embrec.datasets.feature_files import Attributes
 from embrec.errors import (
     DataError,
@@ -48,6 +49,7 @@ def from_file(
     rating_col: str | None = None,
     time_col: str | None = None,
     group_col: str | None = None,
+    time_format: str | None = None,
     duplicates: Duplicates = "keep",
     missing_users: Literal["error", "unknown"] = "error",
     name: str | None = None,
@@ -68,7 +70,10 @@ def from_file(
     "error". ``missing_users="unknown"`` maps rows without a user id to the unknown user (row 0).
     Row order is kept; ``name`` defaults to the file name. ``rating_kind`` says what ``rating_col`` holds:
     "rating" (explicit scores), "quantity" (counts bought: rating models skip it) or "auto" (the default:
-    ``guess_rating_kind``, logged).
+    ``guess_rating_kind``, logged). ``time_format`` (``strptime`` codes, e.g. ``"%d/%m/%Y %H:%M"``) reads
+    every time with that format; without it text times are read by the rules of ``embrec.data.timeparse``
+    (dates that could be day-first or month-first are refused, naming two). The column parameters must
+    name distinct columns.
 
     ``item_features`` / ``user_features`` are attribute files (one row per id, keyed by the column named
     like ``item_col`` / ``user_col`` unless ``*_features_key`` says otherwise); every other column becomes
@@ -85,6 +90,9 @@ def from_file(
     name = name or path.name
     cols = {"user_col": user_col, "item_col": item_col, "rating_col": rating_col,
             "time_col": time_col, "group_col": group_col}
+    check_distinct_columns(cols)
+    if time_format is not None and time_col is None:
+        raise DataError(f"time_format={describe(time_format)} was given without time_col; name the time column.")
     frame = read_table(path, id_cols=[c for c in (user_col, item_col, group_col) if c], sep=sep)
     _check_columns(frame, cols, path)
     attrs = Attributes.read(item_features=item_features, item_key=item_features_key or item_col,
@@ -106,7 +114,7 @@ def from_file(
             logger.info("%s: dropped %d duplicate rows", path.name, int(dup.sum()))
             frame = frame.loc[~dup].reset_index(drop=True)
     if time_col is not None:
-        frame[time_col] = _maybe_dates(frame[time_col])
+        frame[time_col] = _maybe_dates(frame[time_col], time_col, time_format)
     kind = None
     if rating_col is not None:
         kind = rating_kind
@@ -252,11 +260,29 @@ def _text_ids(col: pd.Series) -> pd.Series:
     return text.astype(object).where(text.notna(), np.nan)
 
 
-def _maybe_dates(col: pd.Series) -> pd.Series:
-    """Parse text dates with one inferred format (fast); mixed or bad values are left to the checker."""
-    if pd.api.types.is_datetime64_any_dtype(col) or pd.api.types.is_numeric_dtype(col):
+def check_distinct_columns(cols: dict[str, str | None]) -> None:
+    """The user/item/rating/time/group column parameters name distinct columns."""
+    seen: dict[str, str] = {}
+    for param, col in cols.items():
+        if col is None:
+            continue
+        if col in seen:
+            raise DataError(f"{seen[col]} and {param} must name different columns; received {describe(col)} "
+                            "for both.")
+        seen[col] = param
+
+
+def _maybe_dates(col: pd.Series, name: str, time_format: str | None) -> pd.Series:
+    """Text times as datetimes, one format for the whole column (embrec.data.timeparse); datetimes and
+    numbers (unix seconds) as they are."""
+    if pd.api.types.is_datetime64_any_dtype(col):
         return col
-    try:
-        return pd.to_datetime(col)
-    except (ValueError, TypeError):
+    if pd.api.types.is_numeric_dtype(col):
+        if time_format is not None:
+            return parse_times(col.astype("Int64").astype("string"), name, time_format=time_format)
         return col
+    if time_format is None:
+        text = col.dropna().astype(str).str.strip()
+        if len(text) and text.str.fullmatch(r"-?\d+(?:\.\d+)?").all():  # unix seconds too big for int64
+            return pd.to_numeric(col, errors="coerce").astype("float64").where(col.notna())
+    return parse_times(col, name, time_format=time_format)
