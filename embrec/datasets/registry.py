@@ -45,6 +45,7 @@ _ML100K_SHA256 = {
 # The workbook inside UCI's online+retail.zip (23,715,344 bytes). The zip itself (23,715,478 bytes) has
 # sha256 f5385cbb54bbebf7196389109c6b0621faab0c304e3702548165e71c84aede8b; the workbook's sum is checked
 # because it survives a re-zipped mirror.
+_RETAIL_ZIP_SHA256 = "f5385cbb54bbebf7196389109c6b0621faab0c304e3702548165e71c84aede8b"
 _RETAIL_SHA256 = {
     "Online Retail.xlsx": "43465a06f2ccf7c8b5bd2892bc7defb52f97487934fe93b16ae4c3936424676d",
 }
@@ -74,6 +75,7 @@ DATASETS: dict[str, DatasetSpec] = {
         homepage="https://archive.ics.uci.edu/dataset/352/online+retail",
         any_of=retail.FILES,
         checksums=_RETAIL_SHA256,
+        archive_sha256=_RETAIL_ZIP_SHA256,
         manual_hint="download {url} yourself and put its 'Online Retail.xlsx' (or a CSV/Parquet copy named "
                     "online_retail.csv / online_retail.parquet) in {folder} (or in online-retail/ under $EMBREC_DATA)",
     ),

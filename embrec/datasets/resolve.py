@@ -13,13 +13,21 @@ streamed to a temporary file, unpacked into a temporary folder inside the cache,
 against the sha256 sums in the spec, and only then renamed into place. Any failure removes the temporary
 files: the cache never holds a half-written dataset.
 
-Checksums are checked on the *extracted* files rather than on the archive: GroupLens publishes only an
-MD5 of ``ml-100k.zip``, and per-file sums survive a re-zipped mirror. The archive's own sha256 is logged.
+Nothing unverified is installed. Checksums are checked on the *extracted* files (GroupLens publishes only
+an MD5 of ``ml-100k.zip``, and per-file sums survive a re-zipped mirror), unless the archive itself has the
+spec's ``archive_sha256``, which covers every file in it. An extracted file that neither covers is not
+installed (it is named in a warning), so an archive whose dataset files are all unverified (a fake
+``online_retail.csv``) is refused. The installed folder gets a manifest, ``.embrec-download.json``, with
+the sha256 of every file: such a folder counts only the files of its manifest (a file added to it later is
+ignored with a warning, so a loader's preference among formats cannot pick an unverified one), and they
+are re-verified when the folder is first used in a process. A folder without a manifest -- one you put in
+``--data-dir``, ``$EMBREC_DATA`` or the cache yourself -- holds your own files and is read as it is.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -43,6 +51,7 @@ ENV_DATA = "EMBREC_DATA"
 ENV_CACHE = "EMBREC_CACHE"
 ENV_DOWNLOAD_BASE = "EMBREC_DOWNLOAD_BASE"
 _CHUNK = 1 << 20
+MANIFEST = ".embrec-download.json"
 
 
 class ChecksumMismatchError(DataError):
@@ -57,6 +66,7 @@ class DatasetSpec:
     non-empty at least one of those must be present too (e.g. the xlsx, a CSV or a Parquet).
     ``checksums`` maps extracted file names to their sha256, verified after a download.
     ``archive_prefix`` is the folder inside the archive that becomes the dataset folder ("" = top level).
+    ``archive_sha256`` is the official archive's sha256: when the download has it, every file is covered.
     ``loader`` reads a dataset folder (None: generated, nothing to find).
     """
 
@@ -71,17 +81,61 @@ class DatasetSpec:
     checksums: Mapping[str, str] = field(default_factory=dict)
     archive_prefix: str = ""
     manual_hint: str = ""
+    archive_sha256: str | None = None
 
     @property
     def archive_name(self) -> str:
         return self.url.rsplit("/", 1)[-1] if self.url else ""
 
     def is_present(self, folder: Path) -> bool:
+        """The folder holds the dataset's files (only those of its manifest, in a downloaded folder)."""
         if not folder.is_dir():
             return False
-        if not all((folder / f).is_file() for f in self.required):
+        verified = verified_files(folder)
+
+        def has(name: str) -> bool:
+            return (folder / name).is_file() and (verified is None or name in verified)
+
+        if not all(has(f) for f in self.required):
             return False
-        return not self.any_of or any((folder / f).is_file() for f in self.any_of)
+        return not self.any_of or any(has(f) for f in self.any_of)
+
+
+def verified_files(folder: Path) -> dict[str, str] | None:
+    """{file: sha256} of a folder embrec downloaded (its manifest), None for a folder of one's own."""
+    path = Path(folder) / MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+        files = data["files"]
+        if not isinstance(files, dict):
+            raise TypeError
+        return {str(k): str(v) for k, v in files.items()}
+    except (OSError, ValueError, KeyError, TypeError):
+        raise DataError(f"the download manifest {path} is damaged; delete the folder {folder} to download the "
+                        "dataset again.") from None
+
+
+_CHECKED: set[tuple[str, int]] = set()
+
+
+def check_installed(folder: Path) -> None:
+    """Re-verify a downloaded folder's files against its manifest (once per process and manifest)."""
+    verified = verified_files(folder)
+    if verified is None:
+        return
+    key = (str(Path(folder).resolve()), (Path(folder) / MANIFEST).stat().st_mtime_ns)
+    if key in _CHECKED:
+        return
+    for rel, want in verified.items():
+        path = Path(folder) / rel
+        got = sha256_file(path) if path.is_file() else "missing"
+        if got != want:
+            raise ChecksumMismatchError(
+                f"{rel} in the downloaded dataset folder {folder} changed after it was verified (sha256 must be "
+                f"{want}; received {got}); delete the folder to download the dataset again.")
+    _CHECKED.add(key)
 
 
 # roots -----------------------------------------------------------------------------------------
@@ -115,6 +169,7 @@ def locate(spec: DatasetSpec, *, data_dir: str | Path | None = None, download: b
     found = find(spec, data_dir)
     if found is not None:
         logger.info("dataset %s found in %s", spec.name, found)
+        check_installed(found)
         return found
     if not download or not spec.url:
         searched = ", ".join(str(r / spec.name) for r in search_roots(data_dir))
@@ -160,7 +215,8 @@ def fetch(spec: DatasetSpec, *, timeout: float = 60.0) -> Path:
         logger.info("downloaded %s (%d bytes, sha256 %s)", spec.archive_name, part.stat().st_size, digest)
         staging = Path(tempfile.mkdtemp(prefix=f".{spec.name}-", dir=root))
         _unpack(part, staging, spec, url)
-        _verify(staging, spec, url)
+        _verify(staging, spec, url, covered=spec.archive_sha256 is not None and digest == spec.archive_sha256,
+                archive_sha256=digest)
         _install(staging, target)
         staging = None
     finally:
@@ -213,23 +269,42 @@ def _unpack(archive: Path, dest: Path, spec: DatasetSpec, url: str) -> None:
         ) from None
 
 
-def _verify(folder: Path, spec: DatasetSpec, url: str) -> None:
+def _verify(folder: Path, spec: DatasetSpec, url: str, *, covered: bool, archive_sha256: str) -> None:
+    """Check every extracted file, drop the ones nothing vouches for, write the manifest."""
     if not spec.is_present(folder):
-        expected = list(spec.required) + ([f"one of {list(spec.any_of)}"] if spec.any_of else [])
-        raise DataError(
-            f"the archive downloaded from {url} does not hold the files of dataset {spec.name!r}; "
-            f"expected {expected}, received {sorted(p.name for p in folder.iterdir())}."
-        )
-    for rel, expected_sum in spec.checksums.items():
-        path = folder / rel
-        if not path.is_file():
-            continue  # optional file (e.g. one of several formats); required ones were checked above
+        _not_the_dataset(folder, spec, url, sorted(p.name for p in folder.iterdir()), [])
+    files: dict[str, str] = {}
+    unverified: list[str] = []
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        rel = path.relative_to(folder).as_posix()
         got = sha256_file(path)
-        if got != expected_sum:
+        expected_sum = spec.checksums.get(rel)
+        if expected_sum is not None and got != expected_sum:
             raise ChecksumMismatchError(
                 f"sha256 of {spec.name}/{rel} downloaded from {url} must be {expected_sum}; "
                 f"received {got}, so the download was discarded and nothing was written to {cache_root()}."
             )
+        if expected_sum is None and not covered:
+            unverified.append(rel)
+            path.unlink()
+            continue
+        files[rel] = got
+    if unverified:
+        logger.warning("not installing %s from %s: no checksum covers %s", ", ".join(unverified[:5]) +
+                       (", ..." if len(unverified) > 5 else ""), url, "them" if len(unverified) > 1 else "it")
+    if not spec.is_present(folder):
+        _not_the_dataset(folder, spec, url, sorted(files), unverified)
+    manifest = {"dataset": spec.name, "url": url, "archive_sha256": archive_sha256, "files": files}
+    (folder / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
+
+
+def _not_the_dataset(folder: Path, spec: DatasetSpec, url: str, received: list[str], unverified: list[str]) -> None:
+    expected = list(spec.required) + ([f"one of {list(spec.any_of)}"] if spec.any_of else [])
+    dropped = f" (files no checksum covers are not installed: {', '.join(unverified[:3])})" if unverified else ""
+    raise DataError(
+        f"the archive downloaded from {url} does not hold the files of dataset {spec.name!r}; "
+        f"expected {expected}, received {received}{dropped}."
+    )
 
 
 def _install(staging: Path, target: Path) -> None:

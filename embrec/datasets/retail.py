@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from embrec.data import FeatureTable, Interactions
-from embrec.datasets.resolve import cache_root
+from embrec.datasets.resolve import cache_root, verified_files
 from embrec.errors import DataError, DatasetNotFoundError
 
 logger = logging.getLogger(__name__)
@@ -52,9 +52,15 @@ N_PRICE_BUCKETS = 5
 
 
 def find_file(folder: Path) -> Path:
-    """The first accepted Online Retail file in ``folder``."""
+    """The first accepted Online Retail file in ``folder``; in a folder embrec downloaded, the first of its
+    verified files (a file added there later is ignored, with a warning)."""
+    verified = verified_files(Path(folder))
     for name in FILES:
         if (Path(folder) / name).is_file():
+            if verified is not None and name not in verified:
+                logger.warning("ignoring %s in %s: it is not part of the verified download (put your own copy in "
+                               "--data-dir or $EMBREC_DATA instead)", name, folder)
+                continue
             return Path(folder) / name
     raise DatasetNotFoundError(
         f"no Online Retail file in {folder}; expected one of {list(FILES)} (e.g. the official 'Online Retail.xlsx')."

@@ -23,6 +23,7 @@ from threadpoolctl import threadpool_limits
 from embrec.data.interactions import Interactions
 from embrec.data.ragged import Ragged
 from embrec.errors import check_choice, check_float, check_positive_int
+from embrec.memory import check_tables
 from embrec.models.base import EmbeddingModel
 from embrec.models.foldin import distinct_items, weighted_ridge
 from embrec.models.search import Choice, FloatRange, IntRange, Param
@@ -61,6 +62,7 @@ class ALS(EmbeddingModel):
         known[0] = 0.0  # unknown users (row 0) are nobody's history
         matrix = (sp.diags(known) @ self._confidences(train.to_csr("count"))).tocsr()
         matrix.eliminate_zeros()
+        check_tables("factors", self.factors, {"user": train.users.size, "item": train.items.size})
         als = self._library_model()
         with threadpool_limits(1, "blas"):  # implicit's advice: BLAS threads fight its own
             als.fit(matrix, show_progress=False)

@@ -41,6 +41,7 @@ import torch
 from embrec.data.interactions import Interactions
 from embrec.data.ragged import Ragged
 from embrec.errors import DataError, InvalidParameterError, check_float, check_positive_int
+from embrec.memory import check_tables
 from embrec.models.base import EmbeddingModel, Recommendations
 from embrec.models.search import FloatRange, IntRange, Param
 from embrec.models.training import (
@@ -62,6 +63,7 @@ class _MFNet(torch.nn.Module):
 
     def __init__(self, n_users: int, n_items: int, factors: int, init_std: float, mean: float) -> None:
         super().__init__()
+        check_tables("factors", factors, {"user": n_users, "item": n_items})
         self.user = torch.nn.Parameter(torch.randn(n_users, factors) * init_std)  # (N+1, d)
         self.item = torch.nn.Parameter(torch.randn(n_items, factors) * init_std)  # (M+1, d)
         self.user_bias = torch.nn.Parameter(torch.zeros(n_users))  # (N+1,)

@@ -34,6 +34,7 @@ import torch
 from embrec.data.interactions import Interactions
 from embrec.data.ragged import Ragged
 from embrec.errors import DataError
+from embrec.memory import check_tables
 from embrec.models.base import EmbeddingModel, top_k_rows
 from embrec.models.foldin import distinct_items, newton
 from embrec.models.training import (
@@ -57,6 +58,7 @@ class BiasedDot(torch.nn.Module):
 
     def __init__(self, n_users: int, n_items: int, factors: int, init_std: float) -> None:
         super().__init__()
+        check_tables("factors", factors, {"user": n_users, "item": n_items})
         self.user_factors = torch.nn.Parameter(torch.randn(n_users, factors) * init_std)  # (U, d)
         self.item_factors = torch.nn.Parameter(torch.randn(n_items, factors) * init_std)  # (I, d)
         self.user_bias = torch.nn.Parameter(torch.zeros(n_users))  # (U,)

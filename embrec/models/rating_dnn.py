@@ -81,6 +81,7 @@ from embrec.errors import (
     check_float,
     check_positive_int,
 )
+from embrec.memory import check_tables
 from embrec.models.base import EmbeddingModel, Recommendations, Recommender, top_k_rows
 from embrec.models.explicit_mf import RatingSplit, check_rows, flat_ratings
 from embrec.models.foldin import newton
@@ -99,6 +100,7 @@ class _RatingNet(torch.nn.Module):
     def __init__(self, n_users: int, n_items: int, factors: int, hidden: tuple[int, ...], dropout: float,
                  mean: float, init_std: float, product: bool, embedding_dropout: float) -> None:
         super().__init__()
+        check_tables("factors", factors, {"user": n_users, "item": n_items})
         self.user = torch.nn.Embedding(n_users, factors)  # (N+1, d)
         self.item = torch.nn.Embedding(n_items, factors)  # (M+1, d)
         self.user_bias = torch.nn.Embedding(n_users, 1)  # (N+1, 1)

@@ -38,6 +38,7 @@ from torch import nn
 from embrec.data.interactions import Interactions
 from embrec.data.ragged import Ragged
 from embrec.errors import DataError, ModelFileError, check_choice, check_float, check_positive_int
+from embrec.memory import check_tables
 from embrec.models.base import EmbeddingModel, Recommender
 from embrec.models.history_batches import (
     TARGETS,
@@ -72,6 +73,7 @@ class SoftmaxNet(nn.Module):
     def __init__(self, n_rows: int, *, dim: int, feature_dim: int, hidden: list[int], dropout: float,
                  encoder: FeatureEncoder | None) -> None:
         super().__init__()
+        check_tables("dim", dim, {"item": n_rows})
         self.items = nn.Embedding(n_rows, dim, padding_idx=0)  # V, tied input/output
         nn.init.normal_(self.items.weight, std=dim ** -0.5)
         with torch.no_grad():

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from embrec.data.ragged import Ragged
+from embrec.memory import check_tables
 
 RecurrentState = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 
@@ -122,8 +123,13 @@ class RecurrentEncoder(nn.Module):
     def __init__(self, n_items: int, n_users: int, *, cell: str, embedding_dim: int, user_dim: int,
                  hidden_dim: int, num_layers: int, dropout: float) -> None:
         super().__init__()
+        check_tables("embedding_dim", embedding_dim, {"item": n_items})
         self.item_embedding = nn.Embedding(n_items, embedding_dim)  # row 0 = "nothing bought yet"
+        check_tables("user_dim", user_dim, {"user": n_users})
         self.user_embedding = nn.Embedding(n_users, user_dim) if user_dim > 0 else None  # row 0 = unknown
+        gates = 3 if cell == "gru" else 4
+        check_tables("hidden_dim", hidden_dim, {"recurrent": gates * num_layers * (embedding_dim + user_dim + hidden_dim)},
+                     kind="weight matrix")
         rnn = nn.GRU if cell == "gru" else nn.LSTM
         self.rnn = rnn(embedding_dim + user_dim, hidden_dim, num_layers=num_layers, batch_first=True,
                        dropout=dropout if num_layers > 1 else 0.0)
@@ -149,6 +155,7 @@ class CausalSelfAttentionEncoder(nn.Module):
     def __init__(self, n_items: int, n_users: int, *, max_len: int, dim: int, num_heads: int,
                  num_layers: int, dropout: float, use_user: bool) -> None:
         super().__init__()
+        check_tables("dim", dim, {"item": n_items, "position": max_len, "user": n_users if use_user else 0})
         self.item_embedding = nn.Embedding(n_items, dim)  # row 0 = "nothing bought yet"
         self.position = nn.Embedding(max_len, dim)
         self.user_embedding = nn.Embedding(n_users, dim) if use_user else None  # row 0 = unknown

@@ -36,6 +36,7 @@ from embrec.data.features import FeatureTable
 from embrec.data.ragged import Ragged
 from embrec.data.vocab import IdVocab
 from embrec.errors import DataError, InvalidParameterError
+from embrec.memory import check_tables
 
 _TOKEN = re.compile(r"[a-z0-9]+")
 
@@ -72,6 +73,7 @@ class BagPool(nn.Module):
 
     def __init__(self, num_embeddings: int, dim: int, *, init_std: float | None = None) -> None:
         super().__init__()
+        check_tables("dim", dim, {"item": num_embeddings})
         self.bag = nn.EmbeddingBag(num_embeddings, dim, mode="mean", include_last_offset=True, padding_idx=0)
         nn.init.normal_(self.bag.weight, std=init_std if init_std is not None else dim ** -0.5)
         with torch.no_grad():
@@ -85,6 +87,7 @@ def mlp(sizes: list[int], *, dropout: float = 0.0, final_activation: bool = Fals
     """Linear layers ``sizes[0] -> sizes[1] -> ...`` with ReLU (and dropout) between them."""
     layers: list[nn.Module] = []
     for i in range(len(sizes) - 1):
+        check_tables("hidden/dim", sizes[i + 1], {"layer": sizes[i]}, kind="weight matrix")
         layers.append(nn.Linear(sizes[i], sizes[i + 1]))
         if i < len(sizes) - 2 or final_activation:
             layers.append(nn.ReLU())
@@ -337,6 +340,7 @@ class ContentTower(nn.Module):
         super().__init__()
         self.embed = FeatureEmbedder(encoder, dim=feature_dim)
         self.mlp = mlp([self.embed.out_dim, *hidden, out_dim], dropout=dropout)
+        check_tables("dim", out_dim, {"item id": n_id_rows})
         self.ids = nn.Embedding(n_id_rows, out_dim, padding_idx=0) if n_id_rows else None
         if self.ids is not None:
             nn.init.normal_(self.ids.weight, std=0.01)
