@@ -24,6 +24,7 @@ def work(tmp_path_factory) -> Path:
         "empty.csv": "",
         "header.csv": "user,item,ts,r\n",
         "nan.csv": "user,item,r\n1,10,\n2,11,nan\n1,11,4\n",
+        "inf.csv": "user,item,r\n1,10,inf\n2,11,1e39\n1,11,4\n",
         "ambiguous.csv": "user,item,ts\n1,10,01/02/2021\n2,11,13/02/2021\n",
         "only-ambiguous.csv": "user,item,ts\n1,10,01/02/2021\n2,11,02/03/2021\n",
         "mixed-formats.csv": "user,item,ts\n1,10,2021-01-02\n2,11,Jan 5 2021\n",

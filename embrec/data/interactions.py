@@ -136,6 +136,9 @@ class Interactions:
             rating = pd.to_numeric(frame[rating_col], errors="coerce").to_numpy(dtype=np.float32)
             if np.isnan(rating).any():
                 raise DataError(f"rating column {rating_col!r} has {int(np.isnan(rating).sum())} missing or non-numeric values.")
+            if np.isinf(rating).any():  # inf, or a number beyond float32 (1e39)
+                raise DataError(f"rating column {rating_col!r} must hold finite numbers; received "
+                                f"{int(np.isinf(rating).sum())} infinite (or beyond float32) values.")
         timestamp = None
         if time_col is not None:
             timestamp = parse_timestamps(frame[time_col], time_col)
