@@ -29,7 +29,9 @@ def available_bytes() -> int | None:
         return None
 
 
-def check_tables(param: str, width: int, rows: dict[str, int], *, itemsize: int = 4, kind: str = "table") -> None:
+def check_tables(
+    param: str, width: int, rows: dict[str, int], *, itemsize: int = 4, kind: str = "table"
+) -> None:
     """Refuse ``param=width`` when the ``rows[name] x width`` tables (or weight matrices) alone exceed the
     free memory."""
     need = sum(int(n) for n in rows.values()) * int(width) * itemsize
@@ -39,7 +41,8 @@ def check_tables(param: str, width: int, rows: dict[str, int], *, itemsize: int 
     shapes = " and ".join(f"{int(n):,} x {int(width):,} {name}" for name, n in rows.items())
     raise InvalidParameterError(
         f"{param}={int(width)} asks for {shapes} {kind}{'s' if len(rows) > 1 else ''} ({_size(need)}), more than "
-        f"the {_size(free)} of memory free on this machine; choose a smaller {param}.")
+        f"the {_size(free)} of memory free on this machine; choose a smaller {param}."
+    )
 
 
 def _size(n: float) -> str:
