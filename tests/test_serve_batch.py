@@ -70,6 +70,23 @@ def test_batch_equals_one_request_per_user(shop, model_dir):
             assert set(r.json()) == {"error", "detail"}
 
 
+def test_batch_body_is_guarded_like_the_other_endpoints(shop, model_dir):
+    with (
+        registered(),
+        running(create_app(model_dir, max_body_bytes=2048)) as url,
+        httpx.Client(base_url=url, timeout=30) as c,
+    ):
+        users = list(shop.users.raw_ids[:3])
+        plain = c.post(
+            "/recommend/batch", content=str(users).encode(), headers={"content-type": "text/plain"}
+        )
+        assert plain.status_code == 415 and plain.json()["error"] == "unsupported_media_type"
+        big = c.post("/recommend/batch", json={"users": ["u" * 100] * 40, "k": 2})
+        assert big.status_code == 413 and big.json()["error"] == "body_too_large"
+        boolean = c.post("/recommend/batch", json={"users": [True], "k": 2})
+        assert boolean.status_code == 422 and "detail" in boolean.json()
+
+
 def _same(a: list[dict], b: list[dict]) -> bool:
     """The same items in the same order, scores equal up to float32 rounding (a batch is one matrix product)."""
     return [x["item"] for x in a] == [x["item"] for x in b] and all(

@@ -75,7 +75,7 @@ def create_app(model_dir: str | Path, *, max_body_bytes: int = MAX_BODY_BYTES) -
     app = FastAPI(title="embrec", version=__version__, docs_url=None, redoc_url=None,
                   description=f"Recommendations from the {health.model!r} model in {str(model_dir)!r}.")
     app.state.model = model
-    app.add_middleware(BodyGuard, paths=frozenset({"/recommend", "/similar", "/embed"}),
+    app.add_middleware(BodyGuard, paths=frozenset({"/recommend", "/recommend/batch", "/similar", "/embed"}),
                        max_body_bytes=max_body_bytes)
     _offline_docs(app)
 
