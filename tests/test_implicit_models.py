@@ -221,7 +221,40 @@ def test_fused_bpr_loss_equals_autograd_reference(k, reg, bias_reg):
     ref.backward()
     assert fused.item() == pytest.approx(ref.item(), rel=1e-12)
     for x, y in zip(a, b):
-        torch.testing.assert_close(x.grad, y.grad)
+        assert x.grad.is_sparse  # only the drawn rows: no (table,)-sized gradient
+        torch.testing.assert_close(x.grad.to_dense(), y.grad)
+
+
+def test_row_adam_equals_adam_when_every_row_is_drawn():
+    """RowAdam on sparse row gradients (repeats summed) is Adam when every row is in every batch, and
+    leaves a row that is never drawn untouched (lazy), where dense Adam would move it by momentum."""
+    from embrec.nn.optim import RowAdam
+    from embrec.nn.pairwise import gather_rows
+
+    g = torch.Generator().manual_seed(0)
+    start = torch.randn(6, 3, generator=g)
+    a, b = torch.nn.Parameter(start.clone()), torch.nn.Parameter(start.clone())
+    opt_a, opt_b = RowAdam([a], lr=0.1), torch.optim.Adam([b], lr=0.1)
+    rows = torch.tensor([0, 1, 2, 3, 4, 5, 2, 2])
+    for _ in range(5):
+        w = torch.randn(8, 3, generator=g)
+        opt_a.zero_grad()
+        (gather_rows(a, rows) * w).sum().backward()
+        opt_a.step()
+        opt_b.zero_grad()
+        (b[rows] * w).sum().backward()
+        opt_b.step()
+    torch.testing.assert_close(a.detach(), b.detach(), rtol=1e-6, atol=1e-6)
+    c = torch.nn.Parameter(start.clone())
+    opt_c = RowAdam([c], lr=0.1)
+    for step in range(3):  # row 5 is drawn in the first step only
+        opt_c.zero_grad()
+        gather_rows(c, torch.tensor([0, 5] if step == 0 else [0])).sum().backward()
+        opt_c.step()
+        if step == 0:
+            after_first = c.detach()[5].clone()
+    torch.testing.assert_close(c.detach()[5], after_first)
+    assert not torch.equal(after_first, start[5])
 
 
 def test_bpr_pair_positives_ignore_repeats():

@@ -9,8 +9,9 @@ draws training events, so an item bought five times is drawn five times as often
 weigh in); ``positives="pairs"`` draws distinct (user, item) pairs, Rendle's D_S and what the
 ``implicit`` library iterates over (an epoch is then one triple per pair); with
 ``verify_negatives`` a j the user has bought is redrawn (vectorised). Batches are large and the loss
-has a hand-written backward (``embrec.nn.pairwise.BPRFactorLoss``), so a step is a few gathers and
-``index_add_``s; benchmarks/bench_factorization.py times it against the ``implicit`` library's BPR. A new user is folded in by minimising that user's expected BPR
+has a hand-written backward (``embrec.nn.pairwise.BPRFactorLoss``) whose gradients are sparse over the
+drawn rows, and ``embrec.nn.optim.RowAdam`` updates those rows only (lazy Adam, lazy L2), so a step costs
+O(batch), not O(users + items); benchmarks/bench_factorization.py times it against the ``implicit`` library's BPR. A new user is folded in by minimising that user's expected BPR
 objective over the sampler with the items fixed (``_fold_in_eval``), plus the Gaussian prior of the
 trained users (see ``embrec.models.factor``): a closed-form start (softplus
 replaced by its quadratic expansion at 0: a ridge regression), then at most ``fold_in_steps`` damped

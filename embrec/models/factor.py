@@ -40,6 +40,7 @@ from embrec.models.foldin import distinct_items, newton
 from embrec.models.training import (
     Batches,
     TrainConfig,
+    make_optimizer,
     n_batches,
     resolve_device,
     seeded,
@@ -90,12 +91,15 @@ class SampledFactorization(EmbeddingModel):
             self._prepare(rng)
             # validation drives early stopping (and the best-epoch restore) only when patience is set
             validate = self._validator(module, valid) if valid is not None and self.patience else None
+            # the batch losses give sparse row gradients of the four tables: RowAdam moves the drawn rows
+            tables = (module.user_factors, module.item_factors, module.user_bias, module.item_bias)
             self.history_ = train_loop(
                 module,
                 batches=lambda r, e: Batches(self._to_device(self._epoch_batches(r, e), device),
                                              n_batches(self.pos_users_.size, self.batch_size)),
                 loss=lambda batch: self._batch_loss(module, batch),
-                config=config, rng=rng, validate=validate, desc=type(self).__name__)
+                config=config, rng=rng, validate=validate, desc=type(self).__name__,
+                optimizer=make_optimizer(module.parameters(), config, sparse=tables))
         self._store(module)
         # users of the vocabulary without a training event keep no random factors: they score by item bias
         idle = np.bincount(self.pos_users_, minlength=self.users_.size) == 0

@@ -5,7 +5,8 @@
 
 Every epoch visits each training event once (shuffled), in batches of ``batch_size`` positives, each
 with ``n_negatives`` items drawn from the negative sampler (uniform, or popularity ** ``neg_alpha``);
-Adam through ``train_loop``. Repeat purchases are repeated events, so they weigh more. A new user is
+Row-wise lazy Adam (``embrec.nn.optim.RowAdam``) through ``train_loop``: the gathers give sparse row
+gradients, so a step touches the batch's rows only. Repeat purchases are repeated events, so they weigh more. A new user is
 folded in by minimising that user's part of the training objective with the negatives replaced by
 their expectation over the sampler (``_fold_in_eval``), plus the Gaussian prior of the trained
 users (see ``embrec.models.factor``): the closed-form start is one exact Newton
@@ -28,7 +29,7 @@ from embrec.errors import check_float, check_positive_int
 from embrec.models.factor import BiasedDot, SampledFactorization
 from embrec.models.foldin import sigmoid
 from embrec.models.search import FloatRange, IntRange, Param
-from embrec.nn.pairwise import sampled_log_loss
+from embrec.nn.pairwise import gather_rows, sampled_log_loss
 
 
 class ImplicitMF(SampledFactorization):
@@ -80,11 +81,13 @@ class ImplicitMF(SampledFactorization):
         users, pos, neg = batch  # (B,), (B,), (B, K)
         b, k = neg.shape
         items = torch.cat([pos[:, None], neg], dim=1)  # (B, 1 + K): the positive first
-        p = module.user_factors.index_select(0, users)  # (B, d); index_select: a fast gather and backward
-        q = module.item_factors.index_select(0, items.reshape(-1)).view(b, 1 + k, -1)  # (B, 1 + K, d)
-        bias = module.item_bias.index_select(0, items.reshape(-1)).view(b, 1 + k)  # (B, 1 + K)
+        flat = items.reshape(-1)
+        # gathers with sparse row gradients: the optimizer touches the drawn rows only
+        p = gather_rows(module.user_factors, users)  # (B, d)
+        q = gather_rows(module.item_factors, flat).view(b, 1 + k, -1)  # (B, 1 + K, d)
+        bias = gather_rows(module.item_bias, flat).view(b, 1 + k)  # (B, 1 + K)
         s = torch.linalg.vecdot(p[:, None, :], q) + bias  # (B, 1 + K)
-        s = s + (module.user_bias.index_select(0, users) + module.global_bias)[:, None]
+        s = s + (gather_rows(module.user_bias, users) + module.global_bias)[:, None]
         loss = sampled_log_loss(s[:, 0], s[:, 1:])
         if self.reg:  # k1 |p_u|² + |q_i|² + Σ_k |q_jk|², per labelled example
             k1 = 1 + k

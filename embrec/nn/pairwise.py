@@ -45,11 +45,11 @@ class BPRFactorLoss(torch.autograd.Function):
     + bias_reg (b_i² + mean_k b_jk²) / B`` with ``s(u, i) = p_u · q_i + b_i``: the same value and
     gradients as ``bpr_loss`` through autograd, without autograd's intermediate tensors.
 
-    A CPU step is memory-bound, so the kernel counts passes over the (B, d) rows: rows are gathered with
-    one ``index_select`` per table (several times faster than advanced indexing), and every L2 term is
-    taken on the (small) tables: a row drawn c times in the batch adds ``reg c |row|² / B`` to the loss
-    and ``2 reg c / B`` times the row to its gradient. Gradients are dense tensors built with
-    ``index_add_``, so any optimizer works.
+    Nothing touches a whole table: rows are gathered with one ``index_select`` per table, every L2 term
+    is taken on the gathered rows (lazy L2: a row drawn c times in the batch adds ``reg c |row|² / B``),
+    and the gradients are **sparse** COO tensors over the drawn rows (uncoalesced; a row drawn twice
+    appears twice), so a step costs O(B d) whatever the table sizes. Pair them with a sparse-aware
+    optimizer (``embrec.models.training.make_optimizer`` gives ``torch.optim.SparseAdam`` for them).
     """
 
     @staticmethod
@@ -67,50 +67,71 @@ class BPRFactorLoss(torch.autograd.Function):
         diff = qi[:, None, :] - qj  # (B, K, d)
         x = torch.linalg.vecdot(p[:, None, :], diff) + (bias[:b, None] - bias[b:].view(b, k))  # (B, K)
         loss = F.softplus(-x).mean()
-        user_draws = item_draws = None
-        if reg or bias_reg:  # how often each row is drawn; a negative counts 1/K
-            user_draws = torch.bincount(users, minlength=user_factors.shape[0]).to(user_factors.dtype)
-            weights = None if k == 1 else torch.cat([torch.ones(b, dtype=q.dtype), torch.full((b * k,), 1.0 / k, dtype=q.dtype)])
-            item_draws = torch.bincount(items, weights=weights, minlength=item_factors.shape[0]).to(q.dtype)
-        if reg:
-            sq = torch.dot(user_draws, _row_sq(user_factors)) + torch.dot(item_draws, _row_sq(item_factors))
-            loss = loss + reg * sq / b
+        if reg:  # a negative weighs 1/K
+            pf, qif, qjf = p.reshape(-1), qi.reshape(-1), q[b:].reshape(-1)
+            loss = loss + reg * (torch.dot(pf, pf) + torch.dot(qif, qif) + torch.dot(qjf, qjf) / k) / b
         if bias_reg:
-            loss = loss + bias_reg * torch.dot(item_draws, item_bias * item_bias) / b
-        ctx.save_for_backward(user_factors, item_factors, item_bias, users, pos, neg_flat, p, diff, x,
-                              user_draws, item_draws)
+            bi, bj = bias[:b], bias[b:]
+            loss = loss + bias_reg * (torch.dot(bi, bi) + torch.dot(bj, bj) / k) / b
+        ctx.save_for_backward(users, items, p, q, bias, diff, x)
         ctx.reg, ctx.bias_reg = reg, bias_reg
+        ctx.shapes = (user_factors.shape, item_factors.shape, item_bias.shape)
         return loss
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        (user_factors, item_factors, item_bias, users, pos, neg_flat, p, diff, x, user_draws,
-         item_draws) = ctx.saved_tensors
+        users, items, p, q, bias, diff, x = ctx.saved_tensors
         b, k, d = diff.shape
         gx = torch.sigmoid(-x).mul_(-grad / (b * k))  # (B, K) d loss / d x
         g_sum = gx.sum(1)  # (B,)
-        neg_gx = -gx  # (B, K); index_add_ with alpha != 1 takes a path several times slower
+        neg_gx = -gx  # (B, K)
         if k == 1:
             g_p = diff.view(b, d) * gx  # (B, d)
             g_pos, g_neg = p * gx, p * neg_gx  # (B, d)
         else:
             g_p = (diff * gx[:, :, None]).sum(1)  # (B, d): Σ_k gx_k (q_i - q_jk)
             g_pos, g_neg = p * g_sum[:, None], (p[:, None, :] * neg_gx[:, :, None]).view(b * k, d)
-        g_item = torch.zeros_like(item_factors).index_add_(0, pos, g_pos).index_add_(0, neg_flat, g_neg)
-        g_user = torch.zeros_like(user_factors).index_add_(0, users, g_p)
-        g_bias = torch.zeros_like(item_bias).index_add_(0, pos, g_sum).index_add_(0, neg_flat, neg_gx.view(-1))
+        g_q = torch.cat([g_pos, g_neg])  # (B + B*K, d)
+        g_b = torch.cat([g_sum, neg_gx.view(-1)])  # (B + B*K,)
         if ctx.reg:
             r = float(2 * ctx.reg * grad / b)
-            g_user.addcmul_(user_draws[:, None], user_factors, value=r)
-            g_item.addcmul_(item_draws[:, None], item_factors, value=r)
+            g_p.add_(p, alpha=r)
+            g_q[:b].add_(q[:b], alpha=r)
+            g_q[b:].add_(q[b:], alpha=r / k)
         if ctx.bias_reg:
-            g_bias.addcmul_(item_draws, item_bias, value=float(2 * ctx.bias_reg * grad / b))
-        return g_user, g_item, g_bias, None, None, None, None, None
+            r = float(2 * ctx.bias_reg * grad / b)
+            g_b[:b].add_(bias[:b], alpha=r)
+            g_b[b:].add_(bias[b:], alpha=r / k)
+        u_shape, i_shape, b_shape = ctx.shapes
+        return (sparse_rows(users, g_p, u_shape), sparse_rows(items, g_q, i_shape), sparse_rows(items, g_b, b_shape),
+                None, None, None, None, None)
 
 
-def _row_sq(t: torch.Tensor) -> torch.Tensor:
-    """(rows,) squared norm of every row."""
-    return torch.linalg.vector_norm(t, dim=1).square()
+def sparse_rows(rows: torch.Tensor, values: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """A sparse COO gradient of a table of ``shape``: ``values[n]`` added to row ``rows[n]`` (repeats
+    allowed, uncoalesced)."""
+    return torch.sparse_coo_tensor(rows[None], values, shape, check_invariants=False)
+
+
+class GatherRows(torch.autograd.Function):
+    """``table.index_select(0, rows)`` whose gradient is a sparse COO tensor over ``rows`` (for the
+    sparse optimizers), not a dense table of zeros."""
+
+    @staticmethod
+    def forward(ctx, table: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(rows)
+        ctx.shape = table.shape
+        return table.index_select(0, rows)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (rows,) = ctx.saved_tensors
+        return sparse_rows(rows, grad.contiguous(), ctx.shape), None
+
+
+def gather_rows(table: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """Rows of ``table`` (any trailing shape) with a sparse row gradient; see ``GatherRows``."""
+    return GatherRows.apply(table, rows)
 
 
 def bpr_factor_loss(user_factors: torch.Tensor, item_factors: torch.Tensor, item_bias: torch.Tensor,
