@@ -23,8 +23,13 @@ import torch
 class RowAdam(torch.optim.Optimizer):
     """Lazy Adam over sparse row gradients (dense gradients: plain Adam)."""
 
-    def __init__(self, params: Iterable[torch.nn.Parameter], lr: float = 1e-3,
-                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
+    def __init__(
+        self,
+        params: Iterable[torch.nn.Parameter],
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+    ) -> None:
         super().__init__(params, {"lr": lr, "betas": betas, "eps": eps})
 
     @torch.no_grad()
@@ -39,7 +44,9 @@ class RowAdam(torch.optim.Optimizer):
                 if not state:
                     state["step"] = torch.zeros(())
                     # first and second moments side by side: one gather and one scatter a step
-                    state["moments"] = torch.zeros((p.shape[0], 2) + p.shape[1:], dtype=p.dtype, device=p.device)
+                    state["moments"] = torch.zeros(
+                        (p.shape[0], 2) + p.shape[1:], dtype=p.dtype, device=p.device
+                    )
                 state["step"] += 1
                 t = float(state["step"])
                 step_size = group["lr"] / (1 - b1**t)
@@ -66,7 +73,9 @@ class RowAdam(torch.optim.Optimizer):
         return loss
 
 
-def _sum_rows(state: dict, rows: torch.Tensor, values: torch.Tensor, n_rows: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _sum_rows(
+    state: dict, rows: torch.Tensor, values: torch.Tensor, n_rows: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The distinct rows drawn (ascending) and their summed gradients. A one-byte-a-row mark table
     replaces a sort of the B drawn ids (``torch.unique`` is a sort, several times slower here); its
     scan is n_rows bytes, a 256th of one pass over a d = 64 float table."""
