@@ -343,17 +343,25 @@ def _literal(text: str) -> Any:
 def train(model_name: str, *, dataset: str | None = None, data: Data | None = None,
           protocol: str | None = None, out: str | Path, params: Mapping[str, Any] | Sequence[str] | None = None,
           data_dir: str | Path | None = None,
-          options: Mapping[str, Any] | Sequence[str] | None = None) -> dict[str, Any]:
+          options: Mapping[str, Any] | Sequence[str] | None = None,
+          checkpoint: str | Path | None = None) -> dict[str, Any]:
     """Fit registry model ``model_name`` and save it to ``out``.
+
+    Under ``torchrun`` (see ``embrec.models.distributed``) every rank runs this: the process group is
+    joined first, each rank trains on its users' events, and rank 0 evaluates and writes ``out`` (the
+    others wait for it). ``checkpoint`` is a directory for per-epoch checkpoints: a restarted job resumes.
 
     Without ``protocol`` the model is fitted on all of the data. With one, it is fitted on the protocol's
     training split (the protocol's own data for the named-dataset protocols; ``dataset``/``data`` for the
     generic ``leave-last-out`` / ``random-holdout``), evaluated, and saved with those metrics in metrics.json.
     ``options`` are the protocol's own (e.g. ``part="test"`` for the retail protocols).
     """
+    from embrec.models import checkpoint as checkpoints
+    from embrec.models import distributed
     from embrec.models.outpath import check_out_path
     from embrec.models.registry import create
 
+    world = distributed.init()
     checked = model_params(model_name, params)
     if protocol is None and protocol_options(options):
         raise InvalidParameterError("protocol options were given without a protocol; add --protocol or drop them.")
@@ -364,20 +372,24 @@ def train(model_name: str, *, dataset: str | None = None, data: Data | None = No
         log = load_data(dataset=dataset, data=data, data_dir=data_dir)
         logger.info("fitting %s on %s", model_name, log)
         start = time.perf_counter()
-        model.fit(log)
+        with checkpoints.directory(checkpoint):
+            model.fit(log)
         result.update(dataset=data_label(dataset, data), metrics={},
                       fit_seconds=round(time.perf_counter() - start, 3))
     else:
         from embrec.evaluation import evaluate_model
 
-        res = evaluate_model(protocol, model, data_dir=data_dir, **_protocol_data(dataset, data),
-                             **protocol_options(options))
+        with checkpoints.directory(checkpoint):
+            res = evaluate_model(protocol, model, data_dir=data_dir, **_protocol_data(dataset, data),
+                                 **protocol_options(options))
         model.metrics_ = {**(getattr(model, "metrics_", {}) or {}), protocol: res["metrics"]}
         result.update(dataset=res.get("dataset", data_label(dataset, data)), metrics=res["metrics"],
                       fit_seconds=res.get("fit_seconds"),
                       **{key: res[key] for key in ("intervals", "coverage", "popularity_percentile") if key in res})
-    path = model.save(out)
-    result.update(out=str(path), n_users=int(model.users_.n_ids), n_items=int(model.items_.n_ids))
+    path = model.save(out) if world.main else out  # rank 0 writes; the others wait for it
+    distributed.barrier()
+    result.update(world_size=world.size, out=str(path), n_users=int(model.users_.n_ids),
+                  n_items=int(model.items_.n_ids))
     return to_plain(result)
 
 

@@ -11,6 +11,7 @@ from embrec import api
 from embrec.cli._output import fmt, note, run, table
 from embrec.cli.data_cmds import DATA_DIR, JSON
 from embrec.errors import InvalidParameterError, check_choice, describe
+from embrec.models.distributed import is_main
 
 DATASET = typer.Option(None, "--dataset", help="A named dataset (see `embrec datasets`).")
 DATA = typer.Option(None, "--data", help="An interaction log file: CSV, TSV, Parquet or xlsx.")
@@ -72,8 +73,20 @@ def train(
     option: list[str] | None = OPTION,
     data_dir: Path | None = DATA_DIR,
     as_json: bool = JSON,
+    nproc: int | None = typer.Option(None, "--nproc", min=1, help="Train data-parallel in N local processes "
+                                     "(starts torchrun's elastic agent; see docs/distributed.md)."),
+    checkpoint: Path | None = typer.Option(None, "--checkpoint", help="Save a checkpoint after every epoch to "
+                                           "this directory; a restarted job resumes from the last one."),
+    max_restarts: int = typer.Option(0, "--max-restarts", min=0, help="With --nproc: restarts of the job "
+                                     "after a failure (resuming from --checkpoint)."),
 ) -> None:
     """Fit a model (on all the data, or on a protocol's training split) and save its directory."""
+    if nproc is not None:
+        from embrec.cli.launch import launch_local
+
+        launch_local(nproc, max_restarts)
+        return
+
     def compute() -> dict[str, Any]:
         name, source = data_source(dataset, data, user_col, item_col, rating_col, time_col, group_col,
                                    required=protocol is None, sep=sep, time_format=time_format,
@@ -81,9 +94,11 @@ def train(
                                                   feature_type, multi_sep, item_label_col))
         note(f"training {model} on {name or protocol} ...")
         return api.train(model, dataset=dataset, data=source, protocol=protocol, out=out, params=param or [],
-                         data_dir=data_dir, options=option or [])
+                         data_dir=data_dir, options=option or [], checkpoint=checkpoint)
 
     def render(res: dict[str, Any]) -> None:
+        if not is_main():
+            return
         typer.echo(f"saved {res['model']} to {res['out']} ({res['n_users']} users, {res['n_items']} items; "
                    f"fit in {res['fit_seconds']:.1f} s on {res['dataset']})")
         if res["metrics"]:

@@ -100,6 +100,9 @@ class Recommender(ABC):
         self.seen_: Ragged = train.user_histories()
         self.item_counts_: np.ndarray = train.item_counts()
         self.fingerprint_: str = train.fingerprint()
+        from embrec.models.distributed import check_same_data
+
+        check_same_data(self.fingerprint_)  # under torch.distributed: every rank encodes the same log
         self.history_: list[dict[str, float]] = []
         self.metrics_: dict[str, Any] = {}
         #: (items.size,) display labels by item row (titles, descriptions) when the data has them

@@ -43,6 +43,7 @@ from embrec.data.ragged import Ragged
 from embrec.errors import DataError, InvalidParameterError, check_float, check_positive_int
 from embrec.memory import check_tables
 from embrec.models.base import EmbeddingModel, Recommendations
+from embrec.models.distributed import local_events
 from embrec.models.search import FloatRange, IntRange, Param
 from embrec.models.training import (
     Batches,
@@ -104,6 +105,10 @@ class RatingSplit:
         else:
             vu = vi = vr = np.zeros(0)
         t = lambda a, dt: torch.as_tensor(np.array(a, dtype=dt), device=device)  # noqa: E731
+        self.all_rating = t(r, np.float32)  # every training rating (the statistics), on every rank
+        mine = local_events(u)  # under torch.distributed: this rank's users' ratings are its batches
+        if mine is not None:
+            u, i, r = u[mine], i[mine], r[mine]
         self.user, self.item, self.rating = t(u, np.int64), t(i, np.int64), t(r, np.float32)
         self.valid_user, self.valid_item, self.valid_rating = t(vu, np.int64), t(vi, np.int64), t(vr, np.float32)
 
@@ -187,9 +192,9 @@ class ExplicitMF(EmbeddingModel):
             data = RatingSplit(train, valid, valid_fraction=self.valid_fraction, rng=rng, device=device)
             if len(data) == 0:
                 raise DataError("train has no rating with a known user and item; nothing to learn from.")
-            self.rating_range_ = (float(data.rating.min()), float(data.rating.max()))
+            self.rating_range_ = (float(data.all_rating.min()), float(data.all_rating.max()))
             self.n_ratings_ = len(data)
-            mean = float(data.rating.mean()) if self.biases else 0.0
+            mean = float(data.all_rating.mean()) if self.biases else 0.0
             net = _MFNet(self.users_.size, self.items_.size, self.factors, self.init_std, mean).to(device)
             loss_fn = RatingLoss(l2=self.table_l2, gravity=self.gravity)
 

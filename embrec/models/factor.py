@@ -36,6 +36,7 @@ from embrec.data.ragged import Ragged
 from embrec.errors import DataError
 from embrec.memory import check_tables
 from embrec.models.base import EmbeddingModel, top_k_rows
+from embrec.models.distributed import local_events
 from embrec.models.foldin import distinct_items, newton
 from embrec.models.training import (
     Batches,
@@ -82,6 +83,9 @@ class SampledFactorization(EmbeddingModel):
             raise DataError("train must hold at least one event of a known user; every user id is missing.")
         self.pos_users_ = train.user[known]
         self.pos_items_ = train.item[known]
+        mine = local_events(self.pos_users_)  # under torch.distributed: this rank's users' events
+        if mine is not None:
+            self.pos_users_, self.pos_items_ = self.pos_users_[mine], self.pos_items_[mine]
         self.sampler_ = ItemSampler.popularity(self.item_counts_, alpha=self.neg_alpha)
         device = resolve_device(self.device)
         config = TrainConfig(epochs=self.epochs, lr=self.lr, optimizer="adam", patience=self.patience,
@@ -102,7 +106,7 @@ class SampledFactorization(EmbeddingModel):
                 optimizer=make_optimizer(module.parameters(), config, sparse=tables))
         self._store(module)
         # users of the vocabulary without a training event keep no random factors: they score by item bias
-        idle = np.bincount(self.pos_users_, minlength=self.users_.size) == 0
+        idle = np.bincount(train.user[known], minlength=self.users_.size) == 0
         self.user_factors_[idle] = 0.0
         self.user_bias_[idle] = 0.0
         for name in ("pos_users_", "pos_items_", "seen_pairs_"):

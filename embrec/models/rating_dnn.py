@@ -242,9 +242,9 @@ class RatingDNN(EmbeddingModel):
             data = RatingSplit(train, valid, valid_fraction=self.valid_fraction, rng=rng, device=device)
             if len(data) == 0:
                 raise DataError("train has no rating with a known user and item; nothing to learn from.")
-            self.rating_range_ = (float(data.rating.min()), float(data.rating.max()))
-            mean = float(data.rating.mean()) if self.biases else 0.0
-            target = float(data.rating.mean()) if self.gravity_target == "mean" else float(self.gravity_target)
+            self.rating_range_ = (float(data.all_rating.min()), float(data.all_rating.max()))
+            mean = float(data.all_rating.mean()) if self.biases else 0.0
+            target = float(data.all_rating.mean()) if self.gravity_target == "mean" else float(self.gravity_target)
             with_biases = self.biases and self.gravity_part == "output"
             net = _RatingNet(self.users_.size, self.items_.size, self.factors, self.hidden, self.dropout,
                              mean, self.init_std, self.product, self.embedding_dropout).to(device)

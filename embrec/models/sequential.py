@@ -37,6 +37,7 @@ from embrec.data.interactions import Interactions
 from embrec.data.ragged import Ragged
 from embrec.errors import InvalidParameterError, check_choice, check_float, check_positive_int
 from embrec.models.base import Recommendations, Recommender, top_k_rows
+from embrec.models.distributed import local_interactions
 from embrec.models.training import Batches, TrainConfig, resolve_device, seeded, train_loop
 from embrec.models.transition_prior import PRIORS, TransitionPrior, bought_mask, transition_counts
 from embrec.nn.sequence import (
@@ -112,7 +113,7 @@ class SequenceRecommender(Recommender):
     # training ----------------------------------------------------------------------------------
     def _fit(self, train: Interactions, valid: Interactions | None) -> None:
         self.device_ = resolve_device(self.device)
-        tokens, users = training_sequences(train, self.sequences)
+        tokens, users = training_sequences(local_interactions(train), self.sequences)
         self.context_ = user_contexts(train, self.max_len) if self.sequences == "timeline" else \
             Ragged(np.zeros(0, np.int64), np.zeros(train.users.size + 1, np.int64))
         windows = next_item_windows(tokens, users, max_len=self.max_len)

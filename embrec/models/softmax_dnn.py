@@ -40,6 +40,7 @@ from embrec.data.ragged import Ragged
 from embrec.errors import DataError, ModelFileError, check_choice, check_float, check_positive_int
 from embrec.memory import check_tables
 from embrec.models.base import EmbeddingModel, Recommender
+from embrec.models.distributed import local_interactions
 from embrec.models.history_batches import (
     TARGETS,
     ExampleMaker,
@@ -171,7 +172,7 @@ class SoftmaxDNN(EmbeddingModel):
         elif self.features:
             raise DataError(f"features={self.features} were asked for but the training log has no item features.")
         device = resolve_device(self.device)
-        maker = ExampleMaker(train, targets=self.mode_, holdout=self.holdout, max_history=self.max_history)
+        maker = ExampleMaker(local_interactions(train), targets=self.mode_, holdout=self.holdout, max_history=self.max_history)
         loss_fn = FullSoftmax(per_example=self.per_example)
         with seeded(self.seed) as rng:
             self._build(device)

@@ -34,6 +34,7 @@ import torch
 from tqdm.auto import tqdm
 
 from embrec.errors import InvalidParameterError, check_choice, check_float, check_positive_int
+from embrec.models import checkpoint, distributed
 from embrec.nn.optim import RowAdam
 
 logger = logging.getLogger(__name__)
@@ -187,39 +188,73 @@ def train_loop(
     optimizer: torch.optim.Optimizer | OptimizerGroup | None = None,
     desc: str = "train",
 ) -> list[dict[str, float]]:
-    """Train ``module`` in place; returns per-epoch history [{"epoch", "loss", "valid"?, "seconds"}]."""
+    """Train ``module`` in place; returns per-epoch history [{"epoch", "loss", "valid"?, "seconds"}].
+
+    Under torch.distributed (see ``embrec.models.distributed``) every rank runs this loop on its own
+    batches: rank 0's weights are broadcast first, gradients are averaged over the ranks every step, and
+    rank 0 validates. With ``checkpoint.directory()`` set, the state is saved after every epoch and a
+    restarted job resumes after the last saved epoch."""
     opt = optimizer or make_optimizer(module.parameters(), config)
     show = config.progress if config.progress is not None else sys.stderr.isatty()
+    w = distributed.world()
+    params = [p for p in module.parameters() if p.requires_grad]
+    sparse = _sparse_params(opt)
+    if w.distributed:
+        distributed.broadcast_module(module)
+        rng = distributed.rank_rng(rng)
+        torch.manual_seed(torch.initial_seed() + w.rank)
+        show = show and w.main
     history: list[dict[str, float]] = []
     best_metric, best_state, bad_epochs = -math.inf, None, 0
     last_count: int | None = None  # batches of the previous epoch: the bar's total when the epoch's is unknown
-    for epoch in range(1, config.epochs + 1):
+    first = 1
+    resumed = checkpoint.load(desc, module, opt, rng)
+    if resumed is not None:
+        first, history, best_metric, best_state, bad_epochs = resumed
+    for epoch in range(first, config.epochs + 1):
         module.train()
         t0, total, count = time.perf_counter(), 0.0, 0
         epoch_batches = batches(rng, epoch)
         size = len(epoch_batches) if hasattr(epoch_batches, "__len__") else last_count
         bar = tqdm(epoch_batches, total=size, desc=f"{desc} epoch {epoch}/{config.epochs}", disable=not show,
                    leave=False, unit="batch")
-        for batch in bar:
+        steps = iter(bar)
+        while True:
+            batch = next(steps, _DONE)
+            if not w.distributed:
+                if batch is _DONE:
+                    break
+                active = 1
+            else:  # every rank steps until none has a batch left; one that has run out adds zeros
+                active = distributed.count_active(batch is not _DONE, params[0].device)
+                if active == 0:
+                    break
             opt.zero_grad(set_to_none=True)
-            value = loss(batch)
-            if not torch.isfinite(value):
-                raise FloatingPointError(f"{desc}: the loss became {value.item()} in epoch {epoch}; "
-                                         "lower the learning rate (lr) or add regularization.")
-            value.backward()
+            if batch is not _DONE:
+                value = loss(batch)
+                if not torch.isfinite(value):
+                    raise FloatingPointError(f"{desc}: the loss became {value.item()} in epoch {epoch}; "
+                                             "lower the learning rate (lr) or add regularization.")
+                value.backward()
+                total += float(value.detach())
+                count += 1
+            if w.distributed:
+                distributed.ensure_grads(params, sparse)
+                distributed.average_gradients(params, active)
             if config.clip_grad is not None:
                 torch.nn.utils.clip_grad_norm_(module.parameters(), config.clip_grad)
             opt.step()
-            total += float(value.detach())
-            count += 1
-            if count % 50 == 0:
+            if count % 50 == 0 and count:
                 bar.set_postfix(loss=f"{total / count:.4f}")
         last_count = count
         row = {"epoch": epoch, "loss": total / max(count, 1), "seconds": time.perf_counter() - t0}
         if validate is not None:
-            module.eval()
-            with torch.no_grad():
-                metric = float(validate())
+            metric = None
+            if w.main:  # rank 0 validates; every rank takes the same early-stopping decisions
+                module.eval()
+                with torch.no_grad():
+                    metric = float(validate())
+            metric = distributed.broadcast_float(metric)
             row["valid"] = metric
             score = -metric if config.minimize_valid else metric
             if score > best_metric:
@@ -228,17 +263,29 @@ def train_loop(
             else:
                 bad_epochs += 1
         history.append(row)
-        logger.info("%s epoch %d: %s", desc, epoch, {k: round(v, 5) for k, v in row.items()})
+        if w.main:
+            logger.info("%s epoch %d: %s", desc, epoch, {k: round(v, 5) for k, v in row.items()})
+        checkpoint.save(desc, epoch, module, opt, rng, history, best_metric, best_state, bad_epochs)
         callback = _EPOCH_CALLBACK.get()
         if callback is not None:
             callback(row, config.minimize_valid)
         if config.patience is not None and bad_epochs >= config.patience:
-            logger.info("%s: early stop after epoch %d (no improvement in %d epochs)", desc, epoch, bad_epochs)
+            if w.main:
+                logger.info("%s: early stop after epoch %d (no improvement in %d epochs)", desc, epoch, bad_epochs)
             break
     if best_state is not None:
         module.load_state_dict(best_state)
     module.eval()
     return history
+
+
+_DONE = object()
+
+
+def _sparse_params(opt: Any) -> set[int]:
+    """ids of the parameters whose gradients are sparse rows (those of a RowAdam)."""
+    parts = getattr(opt, "optimizers", [opt])
+    return {id(p) for part in parts if isinstance(part, RowAdam) for g in part.param_groups for p in g["params"]}
 
 
 def minibatches(n: int, batch_size: int, rng: np.random.Generator | None) -> Batches:

@@ -46,6 +46,7 @@ from embrec.errors import (
     check_positive_int,
 )
 from embrec.models.base import EmbeddingModel
+from embrec.models.distributed import local_interactions
 from embrec.models.history_batches import (
     TARGETS,
     ExampleMaker,
@@ -145,7 +146,7 @@ class TwoTower(EmbeddingModel):
             logger.warning("two-tower: %d items have no feature value; their vectors rest on their id embedding.",
                            empty.size - 1)
         self.n_id_rows_ = self.items_.size if self.item_ids else 0
-        maker = ExampleMaker(train, targets=self.targets, holdout=self.holdout, max_history=self.max_history)
+        maker = ExampleMaker(local_interactions(train), targets=self.targets, holdout=self.holdout, max_history=self.max_history)
         self.mode_ = maker.mode
         counts = train.item_counts().astype(np.float64)
         self._logp = torch.as_tensor(np.log(np.maximum(counts, 1.0) / max(counts.sum(), 1.0)), dtype=torch.float32)
