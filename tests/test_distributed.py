@@ -73,6 +73,23 @@ def test_two_ranks_train_every_gradient_model(fitted, name):
     assert model.fingerprint_ == log.fingerprint()  # trained on (its shard of) this very log
 
 
+def test_recommend_all_splits_the_users_across_ranks(fitted):
+    """Under torchrun every rank writes its blocks of users to part-<rank>.parquet: together exactly the
+    model's own top 3 for every known user, each user once."""
+    import pandas as pd
+
+    parts = sorted(p.name for p in (fitted / "recs").iterdir())
+    assert parts == ["part-0.parquet", "part-1.parquet"]
+    recs = pd.read_parquet(fitted / "recs")
+    model = embrec.load(fitted / "bpr")
+    users = list(model.users_.raw_ids)
+    assert sorted(recs["user"].unique()) == sorted(users) and len(recs) == 3 * len(users)
+    expect = model.recommend(users, k=3)
+    got = recs.sort_values(["user", "rank"]).groupby("user")["item"].apply(list)
+    for u, items in zip(users, expect.ids):
+        assert got[u] == list(items)
+
+
 def test_two_ranks_equal_one_rank_with_the_same_global_batch(fitted):
     """Full-batch explicit MF (no sampling, no dropout): the mean of the two ranks' gradients over their
     halves of the users is the one-process gradient over all ratings, so the factors agree to float error."""

@@ -16,7 +16,7 @@ import typer
 from typer.core import TyperCommand, TyperGroup
 
 from embrec import __version__
-from embrec.cli import data_cmds, model_cmds, quickstart_cmd, train_cmds, tune_cmd
+from embrec.cli import batch_cmds, data_cmds, model_cmds, quickstart_cmd, train_cmds, tune_cmd
 from embrec.errors import EmbrecError
 
 
@@ -107,6 +107,7 @@ app.command("evaluate", cls=EmbrecCommand)(train_cmds.evaluate)
 app.command("benchmark", cls=EmbrecCommand)(train_cmds.benchmark)
 app.command("tune", cls=EmbrecCommand)(tune_cmd.tune)
 app.command("recommend", cls=EmbrecCommand)(model_cmds.recommend)
+app.command("recommend-all", cls=EmbrecCommand)(batch_cmds.recommend_all)
 app.command("similar", cls=EmbrecCommand)(model_cmds.similar)
 app.command("info", cls=EmbrecCommand)(model_cmds.info)
 app.command("inspect", cls=EmbrecCommand)(model_cmds.inspect)

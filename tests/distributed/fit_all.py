@@ -74,6 +74,10 @@ def main() -> None:
         if world.main:
             model.save(f"{out}/{name}")
         distributed.barrier()
+    from embrec.batch_scoring import recommend_all
+    from embrec.models.io import load_model
+
+    recommend_all(load_model(f"{out}/bpr"), f"{out}/recs", k=3, block=7)  # each rank: its blocks, its part
     data = balanced_ratings()
     model = create("explicit-mf", batch_size=len(data) // world.size, **EQUAL).fit(data)
     if world.main:
