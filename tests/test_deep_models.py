@@ -236,3 +236,18 @@ def test_ragged_history_helpers():
     from embrec.nn.towers import pool_vectors
 
     torch.testing.assert_close(pool_vectors(table, v, o), torch.tensor([[1.0], [500.5]]))
+
+
+def test_softmax_dnn_sampled_softmax_recovers_the_categories_and_auto_switches_on_catalogue_size(log, category):
+    """loss="sampled" (targets + sampled negatives with logQ) learns the planted co-occurrence like the full
+    softmax (bar as the full model's above); loss="auto" takes the full softmax up to full_softmax_max_items."""
+    kw = dict(dim=16, feature_dim=8, hidden=(32,), epochs=30, lr=1e-2, batch_size=64, targets="holdout",
+              holdout=0.5, seed=0)
+    sampled = SoftmaxDNN(loss="sampled", num_negatives=16, **kw).fit(log)
+    assert sampled.loss_ == "sampled"
+    assert _same_category(sampled, category) >= 0.6
+    auto = SoftmaxDNN(**{**kw, "epochs": 1})
+    assert auto.fit(log).loss_ == "full"  # 60 items
+    assert SoftmaxDNN(full_softmax_max_items=10, **{**kw, "epochs": 1}).fit(log).loss_ == "sampled"
+    with pytest.raises(InvalidParameterError, match="loss"):
+        SoftmaxDNN(loss="softmax")

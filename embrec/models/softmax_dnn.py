@@ -17,6 +17,12 @@ title words; Online Retail: price bucket, price, description words) — every co
 learnt per-item repeat propensity for j ∈ X. It only learns something when targets may repeat the input
 (``targets="next-basket"`` or ``"next-period"``: Online Retail); ``None`` turns it on exactly then.
 
+``loss="sampled"`` replaces the softmax over all items by one over the batch's targets plus ``num_negatives``
+uniformly drawn items, with logQ correction (``embrec.nn.softmax.SampledSoftmax``, the two-tower's): an epoch
+no longer costs batch x catalogue. ``loss="auto"`` (the default) takes the full softmax up to
+``full_softmax_max_items`` items and the sampled one above (the threshold is measured: docs/benchmarks.md,
+"Sampled softmax in softmax-dnn").
+
 ``per_example=True`` weighs every training example (a user's history) the same in the loss instead of every
 (example, target) pair. ``max_history`` keeps the last N items of a history, in training and at inference.
 
@@ -33,6 +39,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from embrec.data.interactions import Interactions
@@ -51,7 +58,7 @@ from embrec.models.history_batches import (
 )
 from embrec.models.search import Choice, FloatRange, IntRange, Param
 from embrec.models.training import TrainConfig, resolve_device, seeded, train_loop
-from embrec.nn.softmax import FullSoftmax
+from embrec.nn.softmax import FullSoftmax, SampledSoftmax
 from embrec.nn.towers import (
     FeatureEmbedder,
     FeatureEncoder,
@@ -65,6 +72,8 @@ from embrec.nn.towers import (
 logger = logging.getLogger(__name__)
 
 _MASKED = -1e9
+#: loss="auto" takes the full softmax up to this many items (measured: docs/benchmarks.md)
+FULL_SOFTMAX_MAX_ITEMS = 10_000
 RECENT = 50  # the repeat term's "recent" window, in history items
 
 
@@ -137,6 +146,7 @@ class SoftmaxDNN(EmbeddingModel):
                  repeat_bonus: bool | None = None, max_history: int | None = None, dropout: float = 0.2,
                  epochs: int = 30, batch_size: int = 128, lr: float = 1e-3, weight_decay: float = 0.0,
                  patience: int | None = 5, length_buckets: bool = False, per_example: bool = False,
+                 loss: str = "auto", full_softmax_max_items: int = FULL_SOFTMAX_MAX_ITEMS, num_negatives: int = 1024,
                  device: str | None = None,
                  seed: int = 0, progress: bool | None = None) -> None:
         self.dim = check_positive_int("dim", dim)
@@ -155,6 +165,9 @@ class SoftmaxDNN(EmbeddingModel):
         self.patience = None if patience is None else check_positive_int("patience", patience)
         self.length_buckets = bool(length_buckets)
         self.per_example = bool(per_example)
+        self.loss = check_choice("loss", loss, ("auto", "full", "sampled"))
+        self.full_softmax_max_items = check_positive_int("full_softmax_max_items", full_softmax_max_items)
+        self.num_negatives = check_positive_int("num_negatives", num_negatives)
         self.device = device
         self.seed = seed
         self.progress = progress
@@ -174,6 +187,11 @@ class SoftmaxDNN(EmbeddingModel):
         device = resolve_device(self.device)
         maker = ExampleMaker(local_interactions(train), targets=self.mode_, holdout=self.holdout, max_history=self.max_history)
         loss_fn = FullSoftmax(per_example=self.per_example)
+        full = self.loss == "full" or (self.loss == "auto" and self.items_.n_ids <= self.full_softmax_max_items)
+        self.loss_ = "full" if full else "sampled"
+        counts = np.maximum(self.item_counts_.astype(np.float64), 0.0)
+        logp = torch.as_tensor(np.log(np.maximum(counts, 1e-12) / max(counts.sum(), 1.0)), dtype=torch.float32,
+                               device=device)  # log frequency of each item as a target (logQ)
         with seeded(self.seed) as rng:
             self._build(device)
 
@@ -183,6 +201,8 @@ class SoftmaxDNN(EmbeddingModel):
                                        length_buckets=self.length_buckets).map(lambda b: b.to(device))
 
             def loss(b: HistoryBatch) -> torch.Tensor:
+                if not full:
+                    return self._sampled_loss(b, rng, logp)
                 psi = self.net_.user(b.values, b.offsets)  # (B, d)
                 logits = self.net_.logits(psi, b.values, b.offsets, repeat=self.repeat_,
                                           mask_input=self.mode_ == "holdout")  # (B, N)
@@ -200,6 +220,49 @@ class SoftmaxDNN(EmbeddingModel):
         if self.item_features_ is not None:  # plain tensors, not buffers: .cpu() above leaves them behind
             self.net_.features = self.item_features_.to_torch(torch.device("cpu"))
         self._device = torch.device("cpu")
+
+    def _sampled_loss(self, b: HistoryBatch, rng: np.random.Generator, logp: torch.Tensor) -> torch.Tensor:
+        """Softmax over the batch's targets + ``num_negatives`` uniform items, logQ-corrected; the bias and
+        the repeat term are added per (example, candidate) pair, and in holdout mode the example's own
+        history items are masked, as in the full softmax."""
+        n, dev = self.items_.size, b.values.device
+        negs = torch.as_tensor(rng.integers(1, n, size=self.num_negatives), device=dev)  # (M,)
+        ids = torch.cat([b.target, negs])  # (T + M,)
+        uniq, inv = torch.unique(ids, return_inverse=True)  # (U,), (T + M,)
+        cand = self.net_.items(ids)  # (T + M, d)
+        psi = self.net_.user(b.values, b.offsets)  # (B, d)
+        t = b.target.numel()
+        offset = self.net_.bias[ids][None, :]  # (1, T + M)
+        mask = None
+        if self.repeat_ or self.mode_ == "holdout":
+            lookup = torch.full((n,), -1, dtype=torch.int64, device=dev)
+            lookup[uniq] = torch.arange(uniq.numel(), device=dev)
+            lengths = b.offsets[1:] - b.offsets[:-1]  # (B,)
+            rows = torch.repeat_interleave(torch.arange(lengths.numel(), device=dev), lengths)  # (nnz,)
+            col = lookup[b.values]  # (nnz,) the history item's candidate column, -1 if not a candidate
+            keep = col >= 0
+            like = torch.zeros(lengths.numel(), uniq.numel(), device=dev)  # (B, U)
+            ones = torch.ones(int(keep.sum()), device=dev)
+            counts = like.index_put((rows[keep], col[keep]), ones, accumulate=True)
+            seen = counts > 0  # (B, U)
+            if self.repeat_:
+                from_end = (b.offsets[1:][rows] - 1 - torch.arange(b.values.numel(), device=dev))[keep]
+                recent = like.index_put((rows[keep], col[keep]), ones * (from_end < RECENT), accumulate=True)
+                w = self.net_.repeat
+                rep = (w[0] * torch.log1p(counts) + w[1] * torch.log1p(recent)
+                       + seen * (w[2] + self.net_.repeat_item[uniq][None, :]))  # (B, U)
+                offset = offset + rep[b.example][:, inv]  # (T, T + M)
+            if self.mode_ == "holdout":
+                mask = seen[b.example][:, inv]  # (T, T + M): the softmax runs over items not in X
+        negative_logq = torch.full((negs.numel(),), float(np.log(negs.numel() / (n - 1))), device=dev)
+        logits = SampledSoftmax().logits(psi[b.example], cand[:t], b.target, negatives=cand[t:], negative_ids=negs,
+                                         positive_logq=logp[b.target] + float(np.log(t)),
+                                         negative_logq=negative_logq, groups=b.example, offset=offset, mask=mask)
+        nll = F.cross_entropy(logits, torch.arange(t, device=dev), reduction="none")  # (T,)
+        if not self.per_example:
+            return nll.mean()
+        per = torch.bincount(b.example, minlength=psi.shape[0]).to(nll.dtype)  # (B,) targets per example
+        return (nll / per[b.example]).sum() / (per > 0).sum()
 
     def _build(self, device: torch.device) -> None:
         self.net_ = SoftmaxNet(self.items_.size, dim=self.dim, feature_dim=self.feature_dim, hidden=list(self.hidden),

@@ -72,8 +72,11 @@ class SampledSoftmax:
     def logits(self, query: torch.Tensor, positive: torch.Tensor, positive_ids: torch.Tensor, *,
                positive_logq: torch.Tensor | None = None, negatives: torch.Tensor | None = None,
                negative_ids: torch.Tensor | None = None, negative_logq: torch.Tensor | None = None,
-               groups: torch.Tensor | None = None) -> torch.Tensor:
-        """(T, T + M) corrected and masked logits; the label of row k is column k."""
+               groups: torch.Tensor | None = None, offset: torch.Tensor | None = None,
+               mask: torch.Tensor | None = None) -> torch.Tensor:
+        """(T, T + M) corrected and masked logits; the label of row k is column k. ``offset`` (broadcasting
+        to (T, T + M)) is added to the dot products before the temperature (e.g. item biases, a per-pair
+        repeat term); ``mask`` (T, T + M) bool removes further candidates (never a row's own label)."""
         t = query.shape[0]
         if positive.shape != query.shape or positive_ids.shape != (t,):
             raise InvalidParameterError(f"query and positive must be (T, d) with positive_ids (T,); received "
@@ -88,7 +91,10 @@ class SampledSoftmax:
                 if negative_logq is None:
                     raise InvalidParameterError("with positive_logq, negatives need negative_logq too.")
                 logq = torch.cat([positive_logq, negative_logq])  # (T + M,)
-        logits = query @ cands.T / self.temperature  # (T, T + M)
+        logits = query @ cands.T  # (T, T + M)
+        if offset is not None:
+            logits = logits + offset
+        logits = logits / self.temperature
         if self.logq_correction:
             if logq is None:
                 raise InvalidParameterError("logq_correction=True needs the candidates' log sampling "
@@ -96,7 +102,7 @@ class SampledSoftmax:
             logits = logits - logq[None, :]  # (T, T + M)
         diag = torch.zeros_like(logits, dtype=torch.bool)
         diag[:, :t] = torch.eye(t, dtype=torch.bool, device=logits.device)
-        mask = torch.zeros_like(diag)
+        mask = torch.zeros_like(diag) if mask is None else mask.clone()
         if self.remove_accidental_hits:
             mask |= ids[None, :] == positive_ids[:, None]  # (T, T + M)
         if groups is not None:
