@@ -77,7 +77,8 @@ def main() -> None:
     from embrec.batch_scoring import recommend_all
     from embrec.models.io import load_model
 
-    recommend_all(load_model(f"{out}/bpr"), f"{out}/recs", k=3, block=7)  # each rank: its blocks, its part
+    # each rank scores its blocks of users into its own part file
+    recommend_all(load_model(f"{out}/bpr"), f"{out}/recs", k=3, block=7)
     data = balanced_ratings()
     model = create("explicit-mf", batch_size=len(data) // world.size, **EQUAL).fit(data)
     if world.main:
