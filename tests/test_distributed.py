@@ -4,6 +4,7 @@ rendezvous completes; a rank whose data differs ends the job with its error inst
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -194,9 +195,13 @@ def test_cli_nproc_starts_the_agent_and_checkpoints_resume(tmp_path):
         "2",
         "--checkpoint",
         str(ck),
+        "--json",
     ]
     proc = subprocess.run(cmd, env=env(), cwd=ROOT, capture_output=True, text=True, timeout=TIMEOUT)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (
+        json.loads(proc.stdout)["world_size"] == 2
+    )  # exactly one JSON document on stdout: rank 0's
     assert (ck / "ImplicitMF.epoch").read_text() == "2"
     assert sorted(p.name for p in ck.glob("*.pt")) == [
         "ImplicitMF-rank0-epoch2.pt",

@@ -10,6 +10,7 @@ import typer
 from embrec import api
 from embrec.cli._output import note, run
 from embrec.cli.model_cmds import JSON, MODEL_DIR, K
+from embrec.models.distributed import init as init_distributed
 from embrec.models.distributed import is_main
 
 
@@ -43,7 +44,7 @@ def recommend_all(
         return score_all(model, out, k=k, exclude_seen=exclude_seen, block=block)
 
     def render(res: dict[str, Any]) -> None:
-        if res["world_size"] > 1 and not is_main():
+        if not is_main():
             return
         typer.echo(
             f"wrote top {res['k']} for {res['users']} users to {res['out']} ({res['rows']} rows"
@@ -51,4 +52,5 @@ def recommend_all(
             + f", {res['seconds']:.1f} s)"
         )
 
-    run(as_json, compute, render)
+    init_distributed()  # under torchrun: join the group first, so only rank 0 prints (JSON included)
+    run(as_json and is_main(), compute, render)

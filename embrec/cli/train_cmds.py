@@ -11,6 +11,7 @@ from embrec import api
 from embrec.cli._output import fmt, note, run, table
 from embrec.cli.data_cmds import DATA_DIR, JSON
 from embrec.errors import InvalidParameterError, check_choice, describe
+from embrec.models.distributed import init as init_distributed
 from embrec.models.distributed import is_main
 
 DATASET = typer.Option(None, "--dataset", help="A named dataset (see `embrec datasets`).")
@@ -105,7 +106,8 @@ def train(
             keep = ("model", "metrics", "intervals", "coverage", "popularity_percentile", "fit_seconds")
             typer.echo(protocol_table({"results": [{key: res[key] for key in keep if key in res}]}))
 
-    run(as_json, compute, render)
+    init_distributed()  # under torchrun: join the group first, so only rank 0 prints (JSON included)
+    run(as_json and is_main(), compute, render)
 
 
 def evaluate(
