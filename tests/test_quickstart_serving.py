@@ -97,3 +97,9 @@ def test_api_is_below_quickstart_and_report():
             if inside and m.startswith(("embrec.api", "embrec.report"))
         ]
         assert not local, (rel, local)  # imported at the top: no function-local workaround
+
+
+def test_sources_and_tuning_sit_below_the_api():
+    for path in [ROOT / "sources.py", *(ROOT / "tuning").glob("*.py")]:
+        above = [m for m, _ in _imports(path) if m.startswith(("embrec.api", "embrec.cli"))]
+        assert not above, (path.name, above)

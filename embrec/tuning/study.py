@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 
 from embrec.errors import DataError, EmbrecError, InvalidParameterError, check_positive_int
 from embrec.models.search import Choice, FloatRange, IntRange, Param, search_space_of
+from embrec.sources import input_paths
 from embrec.tuning.validation import validation_fold
 
 logger = logging.getLogger(__name__)
@@ -250,8 +251,6 @@ def tune(
     from embrec.models.registry import create
 
     if out is not None:  # refused now, not after the whole search (embrec.models.outpath)
-        from embrec.api import input_paths
-
         out = check_out_path(out, inputs=input_paths(where.get("dataset"), where.get("data"), data_dir), name="out")
     ds_name, folds = load_folds(protocol, data_dir=data_dir, **where)
     found = search(
