@@ -106,6 +106,12 @@ def test_header_only_file(tmp_path):
         from_file(_csv(tmp_path, "u,i\n"), user_col="u", item_col="i")
 
 
+def test_a_repeated_header_name_is_refused_not_renamed(tmp_path):
+    # pandas would read "user,user,item" as columns user, user.1, item and train on the wrong one
+    with pytest.raises(DataError, match=r"names the column 'user' twice in its header"):
+        from_file(_csv(tmp_path, "user,user,item\n1,2,a\n3,4,b\n"), user_col="user", item_col="item")
+
+
 def test_unparseable_timestamps(tmp_path):
     path = _csv(tmp_path, "u,i,t\n1,a,2024-01-01\n2,b,yesterday\n")
     with pytest.raises(DataError) as err:

@@ -16,7 +16,7 @@ import difflib
 import gzip
 import logging
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -180,6 +180,8 @@ def read_table(path: str | Path, *, id_cols: list[str] | tuple[str, ...] = (),
             frame = pd.read_excel(path, engine="openpyxl")
         else:
             sep = sep or sniff_sep(path, default="\t" if suffix == ".tsv" else ",")
+            # pandas renames a repeated header name ("user", "user.1") without a word: refuse it instead
+            _check_unique_header(path, pd.read_csv(path, sep=sep, header=None, nrows=1, dtype=str).iloc[0])
             frame = pd.read_csv(path, sep=sep, dtype={c: str for c in id_cols})
             for col in id_cols:
                 if col in frame.columns:
@@ -194,11 +196,21 @@ def read_table(path: str | Path, *, id_cols: list[str] | tuple[str, ...] = (),
         if isinstance(exc, DataError):
             raise
         raise DataError(f"file {path} could not be read as {suffix} ({exc}).") from None
+    _check_unique_header(path, frame.columns)
     if frame.empty:
         raise DataError(
             f"file {path} has no rows (columns {list(frame.columns)}); expected at least one interaction."
         )
     return frame
+
+
+def _check_unique_header(path: Path, names: Iterable[object]) -> None:
+    seen: set[str] = set()
+    for name in map(str, names):
+        if name in seen:
+            raise DataError(f"file {path.name} names the column {describe(name)} twice in its header; "
+                            "expected each column name once.")
+        seen.add(name)
 
 
 SEP_NAMES = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|", "space": " "}
