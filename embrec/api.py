@@ -93,22 +93,29 @@ def describe(model: Any) -> dict[str, Any]:
 
 
 def recommend(model: Any, *, user: Any = None, history: Sequence[Any] | None = None, k: int = 10,
-              exclude_seen: bool = True) -> dict[str, Any]:
+              exclude_seen: bool = True, items: Sequence[Any] | None = None,
+              exclude_items: Sequence[Any] | None = None) -> dict[str, Any]:
     """Top-``k`` items for a known ``user`` (raw id) or for a ``history`` of raw item ids (anyone).
 
     ``exclude_seen`` (default on, as users expect of a recommendation) leaves out the user's training
     items, or the items of ``history``; ``exclude_seen=False`` keeps them (repeat purchases). The
     evaluation protocols do not go through here: each keeps its own documented setting. Each item has
-    its ``"label"`` (title / description) when the model carries labels, else None."""
+    its ``"label"`` (title / description) when the model carries labels, else None.
+
+    ``items`` (raw item ids) is an allow-list: only those may be recommended (e.g. in stock);
+    ``exclude_items`` a deny-list. Both are applied inside the top-k search, so ``k`` items come back
+    whenever ``k`` allowed items remain. An id in either list that the model does not know is an error
+    naming it (UnknownIdError; HTTP 404), never silently dropped."""
     if (user is None) == (history is None):
         raise InvalidParameterError("give exactly one of user or history; received "
                                     f"{'both' if user is not None else 'neither'}.")
     k = check_positive_int("k", k)
+    only = _restriction(items, exclude_items)
     if history is not None:
         history = _id_list("history", history)
-        recs = model.recommend(histories=[history], k=k, exclude_seen=bool(exclude_seen))
+        recs = model.recommend(histories=[history], k=k, exclude_seen=bool(exclude_seen), **only)
     else:
-        recs = model.recommend([user], k=k, exclude_seen=bool(exclude_seen))
+        recs = model.recommend([user], k=k, exclude_seen=bool(exclude_seen), **only)
         user = model.users_.decode(model.users_.encode([user]))[0]  # the raw id as stored ("12" -> 12)
     return {
         "model": model_name(model),
@@ -122,27 +129,42 @@ def recommend(model: Any, *, user: Any = None, history: Sequence[Any] | None = N
 
 def recommend_batch(model: Any, *, users: Sequence[Any] | None = None,
                     histories: Sequence[Sequence[Any]] | None = None, k: int = 10,
-                    exclude_seen: bool = True) -> dict[str, Any]:
-    """``recommend`` for many known ``users`` or many ``histories`` in one vectorised call."""
+                    exclude_seen: bool = True, items: Sequence[Any] | None = None,
+                    exclude_items: Sequence[Any] | None = None) -> dict[str, Any]:
+    """``recommend`` for many known ``users`` or many ``histories`` in one vectorised call; ``items`` /
+    ``exclude_items`` (one allow-list / deny-list for every query) as in ``recommend``."""
     if (users is None) == (histories is None):
         raise InvalidParameterError("give exactly one of users or histories; received "
                                     f"{'both' if users is not None else 'neither'}.")
     k = check_positive_int("k", k)
+    only = _restriction(items, exclude_items)
     if histories is not None:
         histories = [_id_list("each history", h) for h in _id_list("histories", histories, "history")]
-        recs = model.recommend(histories=histories, k=k, exclude_seen=bool(exclude_seen))
+        recs = model.recommend(histories=histories, k=k, exclude_seen=bool(exclude_seen), **only)
         heads = [{"history": h} for h in histories]
     else:
         users = _id_list("users", users, "user id")
-        recs = model.recommend(users, k=k, exclude_seen=bool(exclude_seen))
+        recs = model.recommend(users, k=k, exclude_seen=bool(exclude_seen), **only)
         stored = model.users_.decode(model.users_.encode(users))  # the raw ids as stored ("12" -> 12)
         heads = [{"user": to_plain(u)} for u in stored]
     results = [{**head, "items": items} for head, items in zip(heads, recs.to_records())]
     return {"model": model_name(model), "k": k, "exclude_seen": bool(exclude_seen), "results": results}
 
 
-def similar(model: Any, *, item: Any, k: int = 10, measure: str = "cosine") -> dict[str, Any]:
-    """The ``k`` items nearest to raw ``item`` in the model's item embedding space (itself excluded)."""
+def _restriction(items: Sequence[Any] | None, exclude_items: Sequence[Any] | None) -> dict[str, Any]:
+    """The allow-/deny-list keyword arguments given (validated as lists of raw ids)."""
+    out: dict[str, Any] = {}
+    if items is not None:
+        out["items"] = _id_list("items", items, "item id")
+    if exclude_items is not None:
+        out["exclude_items"] = _id_list("exclude_items", exclude_items, "item id")
+    return out
+
+
+def similar(model: Any, *, item: Any, k: int = 10, measure: str = "cosine", items: Sequence[Any] | None = None,
+            exclude_items: Sequence[Any] | None = None) -> dict[str, Any]:
+    """The ``k`` items nearest to raw ``item`` in the model's item embedding space (itself excluded);
+    ``items`` / ``exclude_items`` restrict the candidates as in ``recommend``."""
     if not hasattr(model, "similar_items"):
         raise InvalidParameterError(
             f"similar items need a model with item embeddings; received a {model_name(model)!r} model, "
@@ -151,7 +173,10 @@ def similar(model: Any, *, item: Any, k: int = 10, measure: str = "cosine") -> d
     k = check_positive_int("k", k)
     if item is None or isinstance(item, (list, tuple, dict)):
         raise InvalidParameterError(f"item must be one raw item id; received {_show(item)}.")
-    recs = model.similar_items([item], k=k, measure=measure)
+    only = _restriction(items, exclude_items)
+    if "items" in only:
+        only["candidates"] = only.pop("items")
+    recs = model.similar_items([item], k=k, measure=measure, **only)
     row = model.items_.encode([item])
     item = model.items_.decode(row)[0]
     return {"model": model_name(model), "item": to_plain(item), "label": label_of(_labels(model), int(row[0])),

@@ -20,6 +20,23 @@ JSON = typer.Option(False, "--json", help="Print one JSON document on stdout ins
 K = typer.Option(10, "-k", "--k", help="Number of items to return.")
 
 
+def _allow_opt() -> Any:
+    return typer.Option(None, "--items", help="Allow-list: only these raw item ids may be returned: A,B,C, a "
+                        "JSON list, or repeated (--items A --items B).")
+
+
+def _deny_opt() -> Any:
+    return typer.Option(None, "--exclude-items", help="Deny-list: raw item ids never returned (A,B,C, a JSON "
+                        "list, or repeated).")
+
+
+def _id_opts(values: list[str] | None) -> list[str] | None:
+    """Repeated --items / --exclude-items values, each A,B,C or a JSON list, as one list (None if absent)."""
+    if not values:
+        return None
+    return [i for v in values for i in parse_ids(v)]
+
+
 def recommend(
     model_dir: Path = MODEL_DIR,
     user: str | None = typer.Option(None, "--user", help="Raw id of a user known to the model."),
@@ -31,6 +48,8 @@ def recommend(
     exclude_seen: bool = typer.Option(True, "--exclude-seen/--include-seen",
                                       help="Leave out the items the user has already seen (default), or keep "
                                       "them (repeat purchases)."),
+    allow: list[str] | None = _allow_opt(),
+    deny: list[str] | None = _deny_opt(),
     as_json: bool = JSON,
 ) -> None:
     """Top-k items for a known user or for any history of items (already-seen items left out unless
@@ -41,7 +60,8 @@ def recommend(
             raise InvalidParameterError("give exactly one of --user or --history / --item; received "
                                         f"{'both' if user is not None else 'neither'}.")
         model = api.open_model(model_dir)
-        return api.recommend(model, user=user, history=items or None, k=k, exclude_seen=exclude_seen)
+        return api.recommend(model, user=user, history=items or None, k=k, exclude_seen=exclude_seen,
+                             items=_id_opts(allow), exclude_items=_id_opts(deny))
 
     def render(res: dict[str, Any]) -> None:
         who = f"user {res['user']!r}" if res["user"] is not None else f"history {res['history']}"
@@ -57,11 +77,14 @@ def similar(
     item: str = typer.Option(..., "--item", help="Raw id of an item known to the model.", show_default=False),
     k: int = K,
     measure: str = typer.Option("cosine", "--measure", help="cosine or dot."),
+    allow: list[str] | None = _allow_opt(),
+    deny: list[str] | None = _deny_opt(),
     as_json: bool = JSON,
 ) -> None:
     """The k items nearest to an item in the model's embedding space."""
     def compute() -> dict[str, Any]:
-        return api.similar(api.open_model(model_dir), item=item, k=k, measure=measure)
+        return api.similar(api.open_model(model_dir), item=item, k=k, measure=measure, items=_id_opts(allow),
+                           exclude_items=_id_opts(deny))
 
     def render(res: dict[str, Any]) -> None:
         typer.echo(f"{res['model']}: {res['k']} items most similar to {res['item']!r} by {res['measure']}")

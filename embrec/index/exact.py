@@ -24,6 +24,17 @@ def normalize_rows(x: np.ndarray) -> np.ndarray:
     return (x / np.maximum(norms, 1e-12)).astype(np.float32)
 
 
+def allowed_positions(allow: np.ndarray | None, pos_of: np.ndarray) -> np.ndarray | None:
+    """Ascending index positions of the ids in ``allow`` (ids the index does not hold are skipped),
+    or None for no restriction. Ascending keeps the tie rule: a lower position still comes first."""
+    if allow is None:
+        return None
+    ids = np.asarray(allow, dtype=np.int64).ravel()
+    ids = ids[(ids >= 0) & (ids < pos_of.size)]
+    pos = pos_of[ids]
+    return np.unique(pos[pos >= 0])
+
+
 def search_args(queries: np.ndarray, k: int, exclude: Ragged | None, *, dim: int,
                 measure: str) -> tuple[np.ndarray, int]:
     """Validate a ``search`` call (shared by every index): (B, dim) float32 queries, unit-normalised for
@@ -107,26 +118,33 @@ class ExactIndex:
         self._pos_of[ids] = np.arange(ids.size)
         return self
 
-    def search(self, queries: np.ndarray, k: int, *, exclude: Ragged | None = None
-               ) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, queries: np.ndarray, k: int, *, exclude: Ragged | None = None,
+               allow: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` ids and scores (B, k) per query row, best first; ``exclude`` holds ids per query
-        that must not be returned. Slots with nothing left to return get id -1 and score -inf."""
+        that must not be returned, ``allow`` (1-D ids, shared by every query) the only ids that may be.
+        Both act inside the streamed top-k, so k results come back whenever k allowed, non-excluded ids
+        exist. Slots with nothing left to return get id -1 and score -inf."""
         if self._emb is None:
             raise NotFittedError("this index is empty; call index(embeddings, ids) before search().")
         q, k = search_args(queries, k, exclude, dim=self._emb.shape[1], measure=self.measure)
-        n = self._emb.shape[0]
+        cand = allowed_positions(allow, self._pos_of)  # None, or ascending positions searched alone
+        cand_t = None if cand is None else torch.from_numpy(cand).to(self.device)
+        n = self._emb.shape[0] if cand is None else cand.size
+        if n == 0:
+            return np.full((q.shape[0], k), -1, dtype=np.int64), np.full((q.shape[0], k), -np.inf, np.float32)
         kk = min(k, n)
         out_pos = np.full((q.shape[0], k), -1, dtype=np.int64)
         out_s = np.full((q.shape[0], k), -np.inf, dtype=np.float32)
         for start in range(0, q.shape[0], self.query_batch):
             stop = min(start + self.query_batch, q.shape[0])
             qb = torch.from_numpy(q[start:stop]).to(self.device)
-            excl = self._exclusions(exclude, start, stop)
+            excl = self._exclusions(exclude, start, stop, cand)
             best_s = torch.full((stop - start, kk), -torch.inf, device=self.device)
             best_p = torch.full((stop - start, kk), -1, dtype=torch.int64, device=self.device)
             for b0 in range(0, n, self.block_size):
                 b1 = min(b0 + self.block_size, n)
-                s = qb @ self._emb[b0:b1].T  # (Bq, blk)
+                blk = self._emb[b0:b1] if cand_t is None else self._emb[cand_t[b0:b1]]
+                s = qb @ blk.T  # (Bq, blk); positions below are local to the candidates when restricted
                 if excl is not None:
                     r, p = excl
                     sel = (p >= b0) & (p < b1)
@@ -139,12 +157,15 @@ class ExactIndex:
                 best_s, top = torch.sort(cand_s, dim=1, descending=True, stable=True)
                 best_s, best_p = best_s[:, :kk], torch.gather(cand_p, 1, top[:, :kk])
             out_s[start:stop, :kk] = best_s.cpu().numpy()
-            out_pos[start:stop, :kk] = best_p.cpu().numpy()
+            best_p = best_p.cpu().numpy()
+            if cand is not None:
+                best_p = np.where(best_p >= 0, cand[np.maximum(best_p, 0)], -1)
+            out_pos[start:stop, :kk] = best_p
         valid = np.isfinite(out_s) & (out_pos >= 0)
         ids = np.where(valid, self._ids[np.maximum(out_pos, 0)], -1)
         return ids, np.where(valid, out_s, -np.inf).astype(np.float32)
 
-    def _exclusions(self, exclude: Ragged | None, start: int, stop: int):
+    def _exclusions(self, exclude: Ragged | None, start: int, stop: int, cand: np.ndarray | None):
         if exclude is None:
             return None
         part = exclude.select(np.arange(start, stop))
@@ -154,6 +175,9 @@ class ExactIndex:
         known = (ids >= 0) & (ids < self._pos_of.size)
         pos = np.full(ids.size, -1, dtype=np.int64)
         pos[known] = self._pos_of[ids[known]]
+        if cand is not None:  # global positions -> places among the candidates (others cannot come back)
+            at = np.minimum(np.searchsorted(cand, pos), max(cand.size - 1, 0))
+            pos = np.where((pos >= 0) & (cand[at] == pos), at, -1)
         keep = pos >= 0
         return (torch.from_numpy(part.row_ids[keep]).to(self.device),
                 torch.from_numpy(pos[keep]).to(self.device))

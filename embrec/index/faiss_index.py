@@ -14,6 +14,10 @@ on vectors scaled to unit norm.
 The candidates FAISS returns are re-scored exactly from the stored vectors, so every score returned is
 the true dot product (or cosine) of the id returned, as ExactIndex would give it. Excluded ids (e.g.
 items a user has seen) are handled by over-fetching ``k + len(excluded)`` candidates and dropping them.
+An allow-list (``allow=``: only these ids may come back) of up to ``EXACT_ALLOW`` ids is scored exactly
+over those ids alone; a longer one goes to FAISS as an ``IDSelectorBatch`` in the search parameters, and
+any query the graph leaves short of k is answered exactly over the allowed ids, so a restricted query
+still returns k items whenever k allowed ones exist.
 
 The index is serialised with ``faiss.serialize_index`` into a uint8 array (``to_state``/``from_state``),
 which model directories keep in ``weights.safetensors`` — never a pickle.
@@ -36,11 +40,13 @@ from embrec.errors import (
     check_choice,
     check_positive_int,
 )
-from embrec.index.exact import MEASURES, normalize_rows, search_args
+from embrec.index.exact import MEASURES, allowed_positions, normalize_rows, search_args
 
 logger = logging.getLogger(__name__)
 
 KINDS = ("hnsw", "ivf")
+#: allow-lists up to this many ids are searched exactly (cheaper than a filtered graph walk)
+EXACT_ALLOW = 32768
 
 
 class FaissIndex:
@@ -127,13 +133,18 @@ class FaissIndex:
         self._pos_of[ids] = np.arange(ids.size)
 
     # searching ------------------------------------------------------------------------------
-    def search(self, queries: np.ndarray, k: int, *, exclude: Ragged | None = None
-               ) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, queries: np.ndarray, k: int, *, exclude: Ragged | None = None,
+               allow: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` ids and scores (B, k) per query row, best first; ``exclude`` holds ids per query
-        that must not be returned. Slots with nothing left to return get id -1 and score -inf."""
+        that must not be returned, ``allow`` (1-D ids, shared by every query) the only ids that may be.
+        Slots with nothing left to return get id -1 and score -inf."""
         self._check_built()
         q, k = search_args(queries, k, exclude, dim=self._dim, measure=self.measure)
-        n = len(self)
+        cand = allowed_positions(allow, self._pos_of)
+        if cand is not None and cand.size <= EXACT_ALLOW:
+            return self._search_among(q, k, exclude, cand)
+        sel = None if cand is None else faiss.IDSelectorBatch(cand.size, faiss.swig_ptr(cand))
+        n = len(self) if cand is None else cand.size
         kk = min(k, n)
         out_ids = np.full((q.shape[0], k), -1, dtype=np.int64)
         out_s = np.full((q.shape[0], k), -np.inf, dtype=np.float32)
@@ -145,20 +156,57 @@ class FaissIndex:
         fetch = np.minimum(kk + n_excl, n)
         bucket = np.minimum(2 ** np.ceil(np.log2(np.maximum(fetch, 1))).astype(np.int64), n)
         for width in np.unique(bucket):
-            sel = np.flatnonzero(bucket == width)
-            ids, scores = self._search_group(q[sel], int(width), kk,
-                                             None if exclude is None else exclude.select(sel))
-            out_ids[sel, :kk], out_s[sel, :kk] = ids, scores
+            rows = np.flatnonzero(bucket == width)
+            ids, scores = self._search_group(q[rows], int(width), kk,
+                                             None if exclude is None else exclude.select(rows), sel)
+            out_ids[rows, :kk], out_s[rows, :kk] = ids, scores
+        if cand is not None:  # a filtered graph walk can come back short: answer those rows exactly
+            n_ok = cand.size - (0 if exclude is None else exclude.lengths)
+            short = np.flatnonzero((out_ids[:, :kk] < 0).sum(axis=1) > np.maximum(kk - n_ok, 0))
+            if short.size:
+                ids, scores = self._search_among(q[short], k, None if exclude is None else exclude.select(short),
+                                                 cand)
+                out_ids[short], out_s[short] = ids, scores
         return out_ids, out_s
 
-    def _search_group(self, q: np.ndarray, fetch: int, k: int, exclude: Ragged | None
+    def _search_among(self, q: np.ndarray, k: int, exclude: Ragged | None, cand: np.ndarray
                       ) -> tuple[np.ndarray, np.ndarray]:
-        """(B, k) ids and exact scores from ``fetch`` FAISS candidates per query, minus exclusions."""
+        """Exact (B, k) ids and scores over the stored vectors at positions ``cand`` only."""
+        out_ids = np.full((q.shape[0], k), -1, dtype=np.int64)
+        out_s = np.full((q.shape[0], k), -np.inf, dtype=np.float32)
+        if cand.size == 0 or q.shape[0] == 0:
+            return out_ids, out_s
+        vecs = self._index.reconstruct_batch(cand)  # (m, d)
+        scores = (q @ vecs.T).astype(np.float32)  # (B, m)
+        ids = np.broadcast_to(self._ids[cand], scores.shape)
+        if exclude is not None and exclude.values.size:
+            scores[self._banned(exclude, ids, len(q))] = -np.inf
+        kk = min(k, cand.size)
+        order = np.lexsort((ids, -scores), axis=1)[:, :kk]  # best first; ties: the lower id first
+        s = np.take_along_axis(scores, order, axis=1)
+        out_s[:, :kk] = s
+        out_ids[:, :kk] = np.where(np.isfinite(s), np.take_along_axis(ids, order, axis=1), -1)
+        return out_ids, out_s
+
+    def _banned(self, exclude: Ragged, ids: np.ndarray, n_queries: int) -> np.ndarray:
+        """(B, c) mask of candidates whose (query, id) pair is among the excluded pairs."""
+        span = int(self._ids.max()) + 2
+        ok = (exclude.values >= 0) & (exclude.values < span - 1)
+        banned_keys = exclude.row_ids[ok] * span + exclude.values[ok] + 1
+        cand_keys = np.arange(n_queries)[:, None] * span + ids + 1  # (B, c); -1 ids -> no match
+        return np.isin(cand_keys, banned_keys)
+
+    def _search_group(self, q: np.ndarray, fetch: int, k: int, exclude: Ragged | None,
+                      sel: Any = None) -> tuple[np.ndarray, np.ndarray]:
+        """(B, k) ids and exact scores from ``fetch`` FAISS candidates per query, minus exclusions;
+        ``sel`` an IDSelector of the allowed positions (None: all)."""
         if self.kind == "hnsw":
             params = faiss.SearchParametersHNSW(efSearch=max(self.ef_search, fetch))
         else:
             nprobe = self.nprobe or max(1, self._index.nlist // 8)
             params = faiss.SearchParametersIVF(nprobe=min(nprobe, self._index.nlist))
+        if sel is not None:
+            params.sel = sel
         _, pos = self._index.search(np.ascontiguousarray(q), fetch, params=params)  # (B, fetch)
         valid = pos >= 0
         vecs = self._index.reconstruct_batch(np.maximum(pos, 0).ravel())
@@ -167,12 +215,7 @@ class FaissIndex:
         ids = np.where(valid, self._ids[np.maximum(pos, 0)], -1)
         scores[~valid] = -np.inf
         if exclude is not None and exclude.values.size:
-            # a candidate is dropped when (its query, its id) is among the excluded pairs
-            span = int(self._ids.max()) + 2
-            ok = (exclude.values >= 0) & (exclude.values < span - 1)
-            banned_keys = exclude.row_ids[ok] * span + exclude.values[ok] + 1
-            cand_keys = np.arange(len(q))[:, None] * span + ids + 1  # (B, fetch); -1 ids -> no match
-            scores[np.isin(cand_keys, banned_keys)] = -np.inf
+            scores[self._banned(exclude, ids, len(q))] = -np.inf
         order = np.lexsort((ids, -scores), axis=1)[:, :k]  # best first; ties: the lower id first
         scores = np.take_along_axis(scores, order, axis=1)
         ids = np.where(np.isfinite(scores), np.take_along_axis(ids, order, axis=1), -1)

@@ -148,13 +148,38 @@ class Recommender(ABC):
         return np.zeros(len(lists), dtype=np.int64), Ragged.from_lists(lists)
 
     def recommend(self, users: Sequence[Any] | None = None, *, histories: Sequence[Sequence[Any]] | None = None,
-                  k: int = 10, exclude_seen: bool = False) -> Recommendations:
+                  k: int = 10, exclude_seen: bool = False, items: Sequence[Any] | None = None,
+                  exclude_items: Sequence[Any] | None = None) -> Recommendations:
         """Top-``k`` items for known ``users`` (raw ids) or for ``histories`` (lists of raw item ids, any
-        user, new ones included). ``exclude_seen`` drops the items of the user's history."""
+        user, new ones included). ``exclude_seen`` drops the items of the user's history.
+
+        ``items`` (raw item ids) restricts every query to those candidates (an allow-list, e.g. in-stock
+        only), ``exclude_items`` removes those (a deny-list); both act inside the top-k search, so k
+        results come back whenever k allowed items remain (fewer only when fewer remain: the missing
+        slots have id None). An id the model does not know raises UnknownIdError naming it."""
         user_rows, hist = self.queries(users, histories)
         k = self._check_k(k)
-        rows, scores = self.top_k(user_rows, hist, k, exclude=hist if exclude_seen else None)
+        allow, deny = self.restriction(items, exclude_items)
+        exclude = hist if exclude_seen else None
+        if deny is not None:
+            exclude = with_denied(exclude, deny, len(user_rows))
+        rows, scores = self.top_k(user_rows, hist, k, exclude=exclude, allow=allow)
         return Recommendations(self.items_.decode(np.maximum(rows, 0)), scores, rows)
+
+    def restriction(self, items: Sequence[Any] | None, exclude_items: Sequence[Any] | None
+                    ) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """Item rows of an allow-list and a deny-list of raw ids (None where not given)."""
+        out = []
+        for name, ids in (("items", items), ("exclude_items", exclude_items)):
+            if ids is None:
+                out.append(None)
+                continue
+            if isinstance(ids, (str, bytes)) or np.ndim(ids) != 1:
+                raise InvalidParameterError(f"{name} must be a list of raw item ids; received {ids!r:.60}.")
+            if name == "items" and len(ids) == 0:
+                raise InvalidParameterError("items must hold at least one item id; received an empty list.")
+            out.append(self.items_.encode(list(ids), unknown="error") if len(ids) else None)
+        return out[0], out[1]
 
     def _check_k(self, k: Any) -> int:
         k = check_positive_int("k", k)
@@ -162,9 +187,14 @@ class Recommender(ABC):
             raise InvalidParameterError(f"k must be at most the catalogue size ({self.items_.n_ids} items); received {k}.")
         return k
 
-    def top_k(self, user_rows: np.ndarray, histories: Ragged, k: int, *,
-              exclude: Ragged | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(B, k) item rows and scores on dense rows, the engine behind ``recommend`` and the protocols."""
+    def top_k(self, user_rows: np.ndarray, histories: Ragged, k: int, *, exclude: Ragged | None = None,
+              allow: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(B, k) item rows and scores on dense rows, the engine behind ``recommend`` and the protocols;
+        ``allow`` (item rows) restricts the candidates of every query."""
+        banned = None
+        if allow is not None:
+            banned = np.ones(self.items_.size, dtype=bool)
+            banned[allow] = False
         n = self.items_.size
         batch = max(1, min(4096, 2**25 // n))
         out_r = np.zeros((len(user_rows), k), dtype=np.int64)
@@ -176,6 +206,8 @@ class Recommender(ABC):
             if exclude is not None:
                 part = exclude.select(np.arange(s, e))
                 sc[part.row_ids, part.values] = -np.inf
+            if banned is not None:
+                sc[:, banned] = -np.inf
             out_r[s:e], out_s[s:e] = top_k_rows(sc, k)
         out_r[~np.isfinite(out_s)] = 0
         return out_r, out_s
@@ -298,14 +330,19 @@ class EmbeddingModel(Recommender):
         """Serve retrieval from ``index`` (e.g. a FAISS index built on the same vectors)."""
         self.__dict__.setdefault("_indexes", {})[(measure, candidates)] = index
 
-    def top_k(self, user_rows: np.ndarray, histories: Ragged, k: int, *,
-              exclude: Ragged | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def top_k(self, user_rows: np.ndarray, histories: Ragged, k: int, *, exclude: Ragged | None = None,
+              allow: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         q = self._query_vectors(user_rows, histories)
-        rows, scores = self.index_for("dot").search(q, k, exclude=exclude)
+        index = self.index_for("dot")
+        rows, scores = (index.search(q, k, exclude=exclude) if allow is None
+                        else index.search(q, k, exclude=exclude, allow=allow))
         return np.maximum(rows, 0), scores
 
-    def similar_items(self, items: Sequence[Any], k: int = 10, *, measure: str = "cosine") -> Recommendations:
-        """The ``k`` nearest items to each raw item id (itself excluded), by cosine or dot."""
+    def similar_items(self, items: Sequence[Any], k: int = 10, *, measure: str = "cosine",
+                      candidates: Sequence[Any] | None = None,
+                      exclude_items: Sequence[Any] | None = None) -> Recommendations:
+        """The ``k`` nearest items to each raw item id (itself excluded), by cosine or dot;
+        ``candidates`` (raw ids) is an allow-list and ``exclude_items`` a deny-list, as in ``recommend``."""
         self._check_fitted()
         check_choice("measure", measure, ("cosine", "dot"))
         if isinstance(items, (str, bytes)) or np.ndim(items) == 0:
@@ -313,9 +350,12 @@ class EmbeddingModel(Recommender):
         k = self._check_k(k)
         k = min(k, self.items_.n_ids - 1) or 1
         rows = self.items_.encode(list(items), unknown="error")
+        allow, deny = self.restriction(candidates, exclude_items)
         vecs = self._item_vectors()
-        found, scores = self.index_for(measure, candidates=False).search(
-            vecs[rows], k, exclude=Ragged.from_lists([[r] for r in rows]))
+        exclude = with_denied(Ragged.from_lists([[r] for r in rows]), deny, len(rows))
+        index = self.index_for(measure, candidates=False)
+        found, scores = (index.search(vecs[rows], k, exclude=exclude) if allow is None
+                         else index.search(vecs[rows], k, exclude=exclude, allow=allow))
         found = np.maximum(found, 0)
         return Recommendations(self.items_.decode(found), scores, found)
 
@@ -390,6 +430,15 @@ def label_of(labels: np.ndarray | None, row: int) -> str | None:
     if labels is None or row <= 0 or row >= len(labels):
         return None
     return str(labels[row]) or None
+
+
+def with_denied(exclude: Ragged | None, deny: np.ndarray | None, n_rows: int) -> Ragged | None:
+    """``exclude`` (per-query rows, or None) with the rows of ``deny`` added to every query."""
+    if deny is None:
+        return exclude
+    lists = [list(deny) for _ in range(n_rows)] if exclude is None else [
+        list(exclude.values[exclude.offsets[i]:exclude.offsets[i + 1]]) + list(deny) for i in range(n_rows)]
+    return Ragged.from_lists(lists)
 
 
 def top_k_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

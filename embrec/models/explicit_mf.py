@@ -42,7 +42,7 @@ from embrec.data.interactions import Interactions
 from embrec.data.ragged import Ragged
 from embrec.errors import DataError, InvalidParameterError, check_float, check_positive_int
 from embrec.memory import check_tables
-from embrec.models.base import EmbeddingModel, Recommendations
+from embrec.models.base import EmbeddingModel, Recommendations, with_denied
 from embrec.models.distributed import local_events
 from embrec.models.search import FloatRange, IntRange, Param
 from embrec.models.training import (
@@ -278,18 +278,25 @@ class ExplicitMF(EmbeddingModel):
 
     def recommend(self, users: Sequence[Any] | None = None, *, histories: Sequence[Sequence[Any]] | None = None,
                   ratings: Sequence[Sequence[float]] | None = None, k: int = 10,
-                  exclude_seen: bool = False) -> Recommendations:
+                  exclude_seen: bool = False, items: Sequence[Any] | None = None,
+                  exclude_items: Sequence[Any] | None = None) -> Recommendations:
         """Top-``k`` items for known ``users`` or for ``histories`` of raw item ids, optionally with the
-        ``ratings`` the user gave them (one list per history; without them, ``history_rating``)."""
+        ``ratings`` the user gave them (one list per history; without them, ``history_rating``);
+        ``items`` / ``exclude_items`` restrict the candidates as in ``Recommender.recommend``."""
         if ratings is None:
-            return super().recommend(users, histories=histories, k=k, exclude_seen=exclude_seen)
+            return super().recommend(users, histories=histories, k=k, exclude_seen=exclude_seen,
+                                     items=items, exclude_items=exclude_items)
         if histories is None:
             raise InvalidParameterError("ratings= goes with histories=; received ratings without histories.")
         user_rows, hist = self.queries(None, histories)
         k = self._check_k(k)
         q = self._fold_in(hist, flat_ratings(hist, ratings))  # (B, d+1)
         q[:, -1] = 1.0
-        rows, scores = self.index_for("dot").search(q, k, exclude=hist if exclude_seen else None)
+        allow, deny = self.restriction(items, exclude_items)
+        exclude = with_denied(hist if exclude_seen else None, deny, len(user_rows))
+        index = self.index_for("dot")
+        rows, scores = (index.search(q, k, exclude=exclude) if allow is None
+                        else index.search(q, k, exclude=exclude, allow=allow))
         rows = np.maximum(rows, 0)
         return Recommendations(self.items_.decode(rows), scores, rows)
 

@@ -35,7 +35,7 @@ from embrec.data.interactions import Interactions
 from embrec.data.ragged import Ragged
 from embrec.errors import DataError
 from embrec.memory import check_tables
-from embrec.models.base import EmbeddingModel, top_k_rows
+from embrec.models.base import EmbeddingModel, Recommender, top_k_rows
 from embrec.models.distributed import local_events
 from embrec.models.foldin import distinct_items, newton
 from embrec.models.training import (
@@ -223,10 +223,12 @@ class SampledFactorization(EmbeddingModel):
         scores[rows, items] += self.history_weight * np.log1p(counts)
         return scores
 
-    def top_k(self, user_rows: np.ndarray, histories: Ragged, k: int, *,
-              exclude: Ragged | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def top_k(self, user_rows: np.ndarray, histories: Ragged, k: int, *, exclude: Ragged | None = None,
+              allow: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         if not self.history_weight:
-            return super().top_k(user_rows, histories, k, exclude=exclude)
+            return super().top_k(user_rows, histories, k, exclude=exclude, allow=allow)
+        if allow is not None:  # restricted: score the (bonus-including) dense scores, masked
+            return Recommender.top_k(self, user_rows, histories, k, exclude=exclude, allow=allow)
         q = self._query_vectors(user_rows, histories)  # (B, d + 1)
         found, scores = self.index_for("dot").search(q, k, exclude=exclude)  # (B, k) MF order
         scale = self._score_scale(q)

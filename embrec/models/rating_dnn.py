@@ -421,18 +421,21 @@ class RatingDNN(EmbeddingModel):
         p, bu = self._user_params(user_rows, histories)
         return self._rate_all(p, bu)
 
-    def top_k(self, user_rows: np.ndarray, histories: Ragged, k: int, *,
-              exclude: Ragged | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def top_k(self, user_rows: np.ndarray, histories: Ragged, k: int, *, exclude: Ragged | None = None,
+              allow: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         # the network's score is not a dot product: score every item (in chunks), no index
-        return Recommender.top_k(self, user_rows, histories, k, exclude=exclude)
+        return Recommender.top_k(self, user_rows, histories, k, exclude=exclude, allow=allow)
 
     def recommend(self, users: Sequence[Any] | None = None, *, histories: Sequence[Sequence[Any]] | None = None,
                   ratings: Sequence[Sequence[float]] | None = None, k: int = 10,
-                  exclude_seen: bool = False) -> Recommendations:
+                  exclude_seen: bool = False, items: Sequence[Any] | None = None,
+                  exclude_items: Sequence[Any] | None = None) -> Recommendations:
         """Top-``k`` items by predicted rating for known ``users`` or for ``histories`` (raw item ids),
-        optionally with the ``ratings`` given to them (one list per history)."""
+        optionally with the ``ratings`` given to them (one list per history); ``items`` /
+        ``exclude_items`` restrict the candidates as in ``Recommender.recommend``."""
         if ratings is None:
-            return super().recommend(users, histories=histories, k=k, exclude_seen=exclude_seen)
+            return super().recommend(users, histories=histories, k=k, exclude_seen=exclude_seen,
+                                     items=items, exclude_items=exclude_items)
         if histories is None:
             raise InvalidParameterError("ratings= goes with histories=; received ratings without histories.")
         user_rows, hist = self.queries(None, histories)
@@ -442,6 +445,13 @@ class RatingDNN(EmbeddingModel):
         sc[:, 0] = -np.inf
         if exclude_seen:
             sc[hist.row_ids, hist.values] = -np.inf
+        allow, deny = self.restriction(items, exclude_items)
+        if deny is not None:
+            sc[:, deny] = -np.inf
+        if allow is not None:
+            keep = np.zeros(sc.shape[1], dtype=bool)
+            keep[allow] = True
+            sc[:, ~keep] = -np.inf
         rows, scores = top_k_rows(sc, k)
         rows[~np.isfinite(scores)] = 0
         return Recommendations(self.items_.decode(rows), scores, rows)

@@ -303,11 +303,11 @@ class SoftmaxDNN(EmbeddingModel):
         psi = self._psi(histories)
         return self.net_.logits(psi, values, offsets, repeat=self.repeat_).cpu().numpy()
 
-    def top_k(self, user_rows: np.ndarray, histories: Ragged, k: int, *,
-              exclude: Ragged | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def top_k(self, user_rows: np.ndarray, histories: Ragged, k: int, *, exclude: Ragged | None = None,
+              allow: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         if self.repeat_:  # the repeat term depends on the history: score every item
-            return Recommender.top_k(self, user_rows, histories, k, exclude=exclude)
-        return super().top_k(user_rows, histories, k, exclude=exclude)
+            return Recommender.top_k(self, user_rows, histories, k, exclude=exclude, allow=allow)
+        return super().top_k(user_rows, histories, k, exclude=exclude, allow=allow)
 
     # persistence ------------------------------------------------------------------------------
     def _get_state(self) -> dict[str, np.ndarray]:

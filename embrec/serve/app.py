@@ -6,6 +6,8 @@
     GET  /healthz     model name, versions, catalogue size, index
     POST /recommend   {"user": "12346"} or {"history": ["85123A", ...]}, "k", "exclude_seen"
     POST /recommend/batch  {"users": [...]} or {"histories": [[...], ...]}, "k", "exclude_seen": one pass
+    (/recommend, /recommend/batch and /similar also take "items": [...] (allow-list) and
+    "exclude_items": [...] (deny-list) of raw item ids; an unknown id there is a 404 naming it)
     POST /similar     {"item": "85123A", "k": 10, "measure": "cosine"}
     POST /embed       {"history": [...]}  ->  {"dim": 64, "vector": [...]}
     GET  /docs        OpenAPI documentation (machine-readable at /openapi.json); Swagger UI's script and
@@ -94,16 +96,19 @@ def create_app(model_dir: str | Path, *, max_body_bytes: int = MAX_BODY_BYTES) -
     @app.post("/recommend", response_model=RecommendResponse, responses=_ERRORS)
     async def recommend(req: RecommendRequest) -> Response:
         return JSONBody(api.recommend(model, user=req.user, history=req.history, k=req.k,
-                                      exclude_seen=req.exclude_seen))
+                                      exclude_seen=req.exclude_seen, items=req.items,
+                                      exclude_items=req.exclude_items))
 
     @app.post("/recommend/batch", response_model=RecommendBatchResponse, responses=_ERRORS)
     async def recommend_batch(req: RecommendBatchRequest) -> Response:
         return JSONBody(api.recommend_batch(model, users=req.users, histories=req.histories, k=req.k,
-                                            exclude_seen=req.exclude_seen))
+                                            exclude_seen=req.exclude_seen, items=req.items,
+                                      exclude_items=req.exclude_items))
 
     @app.post("/similar", response_model=SimilarResponse, responses=_ERRORS)
     async def similar(req: SimilarRequest) -> Response:
-        return JSONBody(api.similar(model, item=req.item, k=req.k, measure=req.measure))
+        return JSONBody(api.similar(model, item=req.item, k=req.k, measure=req.measure, items=req.items,
+                                    exclude_items=req.exclude_items))
 
     @app.post("/embed", response_model=EmbedResponse, responses=_ERRORS)
     async def embed(req: EmbedRequest) -> Response:

@@ -29,6 +29,18 @@ OutId = int | str
 
 MAX_K = 1000
 MAX_HISTORY = 10_000
+MAX_RESTRICT = 100_000
+
+
+def _allow_field() -> Any:
+    return Field(None, min_length=1, max_length=MAX_RESTRICT,
+                 description="Allow-list: only these raw item ids may be returned (applied inside the top-k "
+                 "search, so k come back when k allowed remain). An unknown id is a 404 naming it.")
+
+
+def _deny_field() -> Any:
+    return Field(None, min_length=1, max_length=MAX_RESTRICT,
+                 description="Deny-list: raw item ids never returned. An unknown id is a 404 naming it.")
 
 
 class _Request(BaseModel):
@@ -45,6 +57,8 @@ class RecommendRequest(_Request):
     k: Count = Field(10, ge=1, le=MAX_K, description="How many items to return.")
     exclude_seen: StrictBool = Field(True, description="Leave out the items of the user's history (default); "
                                      "false keeps them (repeat purchases).")
+    items: list[RawId] | None = _allow_field()
+    exclude_items: list[RawId] | None = _deny_field()
 
     @model_validator(mode="after")
     def _one_of_user_or_history(self) -> RecommendRequest:
@@ -66,6 +80,8 @@ class RecommendBatchRequest(_Request):
                                                 description="One list of raw item ids per user.")
     k: Count = Field(10, ge=1, le=MAX_K, description="How many items to return per user.")
     exclude_seen: StrictBool = Field(True, description="Leave out the items of each user's history.")
+    items: list[RawId] | None = _allow_field()
+    exclude_items: list[RawId] | None = _deny_field()
 
     @model_validator(mode="after")
     def _one_of_users_or_histories(self) -> RecommendBatchRequest:
@@ -82,6 +98,8 @@ class SimilarRequest(_Request):
     item: RawId = Field(..., description="A raw item id known to the model.", examples=["85123A"])
     k: Count = Field(10, ge=1, le=MAX_K, description="How many neighbours to return.")
     measure: Literal["cosine", "dot"] = Field("cosine", description="Similarity between item embeddings.")
+    items: list[RawId] | None = _allow_field()
+    exclude_items: list[RawId] | None = _deny_field()
 
 
 class EmbedRequest(_Request):
