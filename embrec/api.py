@@ -151,6 +151,23 @@ def recommend_batch(model: Any, *, users: Sequence[Any] | None = None,
     return {"model": model_name(model), "k": k, "exclude_seen": bool(exclude_seen), "results": results}
 
 
+def similar_users(model: Any, *, user: Any, k: int = 10, measure: str = "cosine") -> dict[str, Any]:
+    """The ``k`` known users nearest to known raw ``user`` by their embeddings (itself excluded):
+    ``{"model", "user", "k", "measure", "users": [{"user", "score"}, ...]}``."""
+    if not hasattr(model, "similar_users"):
+        raise InvalidParameterError(
+            f"similar users need a model with user embeddings; received a {model_name(model)!r} model, "
+            "which has none.")
+    measure = check_choice("measure", measure, MEASURES)
+    k = check_positive_int("k", k)
+    if user is None or isinstance(user, (list, tuple, dict)):
+        raise InvalidParameterError(f"user must be one raw user id; received {_show(user)}.")
+    recs = model.similar_users([user], k=k, measure=measure)
+    stored = model.users_.decode(model.users_.encode([user]))[0]
+    found = [{"user": to_plain(u), "score": float(s)} for u, s in zip(recs.ids[0], recs.scores[0]) if u is not None]
+    return {"model": model_name(model), "user": to_plain(stored), "k": k, "measure": measure, "users": found}
+
+
 def _restriction(items: Sequence[Any] | None, exclude_items: Sequence[Any] | None) -> dict[str, Any]:
     """The allow-/deny-list keyword arguments given (validated as lists of raw ids)."""
     out: dict[str, Any] = {}

@@ -240,3 +240,46 @@ def test_http_and_cli_round_trip(shop, planted, tmp_path):
 
 def to_plain(x):
     return x.item() if isinstance(x, np.generic) else x
+
+
+def test_similar_users_matches_brute_force_cosine_and_serves(shop, planted, tmp_path):
+    users = list(shop.users.raw_ids[:6])
+    got = planted.similar_users(users, k=5)
+    rows = np.arange(1, planted.users_.size)
+    vecs = np.asarray(planted._user_vectors(rows, planted.seen_.select(rows)), dtype=np.float64)
+    unit = vecs / np.linalg.norm(vecs, axis=1, keepdims=True)
+    for b, r in enumerate(planted.users_.encode(users)):
+        s = unit @ unit[r - 1]
+        s[r - 1] = -np.inf  # itself excluded
+        want = rows[np.argsort(-s, kind="stable")[:5]]
+        assert got.rows[b].tolist() == want.tolist()
+        np.testing.assert_allclose(got.scores[b], s[want - 1], rtol=1e-4)
+    res = api.similar_users(planted, user=to_plain(users[0]), k=3, measure="dot")
+    assert len(res["users"]) == 3 and res["user"] == to_plain(users[0])
+    assert to_plain(users[0]) not in [u["user"] for u in res["users"]]
+    with pytest.raises(UnknownIdError, match="nobody"):
+        api.similar_users(planted, user="nobody", k=3)
+    with pytest.raises(Exception, match="similar users need a model with user embeddings"):
+        api.similar_users(Popularity().fit(shop), user=to_plain(users[0]), k=3)
+    path = tmp_path / "planted"
+    with registered():
+        planted.save(path)
+    want = [to_plain(u) for u in got.ids[0][:3]]
+    with (
+        registered(),
+        running(create_app(path)) as url,
+        httpx.Client(base_url=url, timeout=30) as c,
+    ):
+        r = c.post("/similar_users", json={"user": to_plain(users[0]), "k": 3})
+        assert r.status_code == 200, r.text
+        assert [u["user"] for u in r.json()["users"]] == want
+        r = c.post("/similar_users", json={"user": True})
+        assert r.status_code == 422 and set(r.json()) == {"error", "detail"}
+        r = c.post("/similar_users", json={"user": "nobody"})
+        assert r.status_code == 404 and "nobody" in r.json()["detail"]
+    with registered():
+        res = CliRunner().invoke(
+            cli_app, ["similar-users", str(path), "--user", str(users[0]), "-k", "3", "--json"]
+        )
+        assert res.exit_code == 0, res.output
+        assert [u["user"] for u in json.loads(res.stdout)["users"]] == want

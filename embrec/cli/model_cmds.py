@@ -93,6 +93,24 @@ def similar(
     run(as_json, compute, render)
 
 
+def similar_users(
+    model_dir: Path = MODEL_DIR,
+    user: str = typer.Option(..., "--user", help="Raw id of a user known to the model.", show_default=False),
+    k: int = K,
+    measure: str = typer.Option("cosine", "--measure", help="cosine or dot."),
+    as_json: bool = JSON,
+) -> None:
+    """The k known users nearest to a user in the model's embedding space."""
+    def compute() -> dict[str, Any]:
+        return api.similar_users(api.open_model(model_dir), user=user, k=k, measure=measure)
+
+    def render(res: dict[str, Any]) -> None:
+        typer.echo(f"{res['model']}: {res['k']} users most similar to {res['user']!r} by {res['measure']}")
+        echo_items([{"item": u["user"], "score": u["score"]} for u in res["users"]], label="user")
+
+    run(as_json, compute, render)
+
+
 def info(model_dir: Path = MODEL_DIR, as_json: bool = JSON) -> None:
     """What a model directory holds: model, version, catalogue size, parameters, metrics."""
     def render(res: dict[str, Any]) -> None:

@@ -359,6 +359,43 @@ class EmbeddingModel(Recommender):
         found = np.maximum(found, 0)
         return Recommendations(self.items_.decode(found), scores, found)
 
+    def similar_users(self, users: Sequence[Any], k: int = 10, *, measure: str = "cosine") -> Recommendations:
+        """The ``k`` known users nearest to each known raw user id (itself excluded) by cosine or dot
+        between user embeddings (the trained rows, or each user's training history folded in for
+        models without a user table). ``ids`` of the result are raw user ids. The user index is built
+        once and dropped with the item indexes (refit, ``set_index``)."""
+        self._check_fitted()
+        check_choice("measure", measure, ("cosine", "dot"))
+        if isinstance(users, (str, bytes)) or np.ndim(users) == 0:
+            raise InvalidParameterError(f"users must be a list of raw user ids; received {users!r:.60}.")
+        n_users = self.users_.n_ids
+        if n_users < 2:
+            raise InvalidParameterError(f"similar users need at least 2 known users; this model has {n_users}.")
+        k = check_positive_int("k", k)
+        if k > n_users - 1:
+            raise InvalidParameterError(f"k must be at most the other known users ({n_users - 1}); received {k}.")
+        rows = self.users_.encode(list(users), unknown="error")
+        index = self._user_index(measure)
+        query = np.asarray(self._user_vectors(rows, self.seen_.select(rows)), dtype=np.float32)
+        found, scores = index.search(query, k, exclude=Ragged.from_lists([[r] for r in rows]))
+        found = np.maximum(found, 0)
+        return Recommendations(self.users_.decode(found), scores, found)
+
+    def _user_index(self, measure: str):
+        """The index over every known user's vector for ``measure``, built once (tied to the item
+        indexes' cache, so whatever drops those drops this too)."""
+        owner = self.__dict__.setdefault("_indexes", {})
+        held = self.__dict__.get("_user_indexes")
+        if held is None or held[0] is not owner:
+            held = self.__dict__["_user_indexes"] = (owner, {})
+        if measure not in held[1]:
+            rows = np.arange(1, self.users_.size, dtype=np.int64)
+            parts = [np.asarray(self._user_vectors(rows[s : s + 4096], self.seen_.select(rows[s : s + 4096])),
+                                dtype=np.float32) for s in range(0, rows.size, 4096)]
+            held[1][measure] = build_index(np.concatenate(parts), rows, measure=measure,
+                                           config=self.__dict__.get("_index_config"))
+        return held[1][measure]
+
     def user_embedding(self, user: Any = None, *, history: Sequence[Any] | None = None) -> np.ndarray:
         """(d,) embedding of a known user (raw id) or of anyone from a history of raw item ids."""
         if (user is None) == (history is None):

@@ -9,6 +9,7 @@
     (/recommend, /recommend/batch and /similar also take "items": [...] (allow-list) and
     "exclude_items": [...] (deny-list) of raw item ids; an unknown id there is a 404 naming it)
     POST /similar     {"item": "85123A", "k": 10, "measure": "cosine"}
+    POST /similar_users  {"user": "12346", "k": 10, "measure": "cosine"}  (models with user vectors)
     POST /embed       {"history": [...]}  ->  {"dim": 64, "vector": [...]}
     GET  /docs        OpenAPI documentation (machine-readable at /openapi.json); Swagger UI's script and
                       style are served by the service itself from the swagger-ui-bundle package
@@ -52,6 +53,8 @@ from embrec.serve.schemas import (
     RecommendResponse,
     SimilarRequest,
     SimilarResponse,
+    SimilarUsersRequest,
+    SimilarUsersResponse,
 )
 
 logger = logging.getLogger(__name__)
@@ -77,7 +80,7 @@ def create_app(model_dir: str | Path, *, max_body_bytes: int = MAX_BODY_BYTES) -
     app = FastAPI(title="embrec", version=__version__, docs_url=None, redoc_url=None,
                   description=f"Recommendations from the {health.model!r} model in {str(model_dir)!r}.")
     app.state.model = model
-    app.add_middleware(BodyGuard, paths=frozenset({"/recommend", "/recommend/batch", "/similar", "/embed"}),
+    app.add_middleware(BodyGuard, paths=frozenset({"/recommend", "/recommend/batch", "/similar", "/similar_users", "/embed"}),
                        max_body_bytes=max_body_bytes)
     _offline_docs(app)
 
@@ -109,6 +112,10 @@ def create_app(model_dir: str | Path, *, max_body_bytes: int = MAX_BODY_BYTES) -
     async def similar(req: SimilarRequest) -> Response:
         return JSONBody(api.similar(model, item=req.item, k=req.k, measure=req.measure, items=req.items,
                                     exclude_items=req.exclude_items))
+
+    @app.post("/similar_users", response_model=SimilarUsersResponse, responses=_ERRORS)
+    async def similar_users(req: SimilarUsersRequest) -> Response:
+        return JSONBody(api.similar_users(model, user=req.user, k=req.k, measure=req.measure))
 
     @app.post("/embed", response_model=EmbedResponse, responses=_ERRORS)
     async def embed(req: EmbedRequest) -> Response:

@@ -102,6 +102,12 @@ class SimilarRequest(_Request):
     exclude_items: list[RawId] | None = _deny_field()
 
 
+class SimilarUsersRequest(_Request):
+    user: RawId = Field(..., description="A raw user id known to the model.", examples=["12346"])
+    k: Count = Field(10, ge=1, le=MAX_K, description="How many neighbours to return.")
+    measure: Literal["cosine", "dot"] = Field("cosine", description="Similarity between user embeddings.")
+
+
 class EmbedRequest(_Request):
     history: list[RawId] = Field(..., min_length=1, max_length=MAX_HISTORY,
                                  description="Raw item ids; the user embedding of anyone with this history.")
@@ -144,6 +150,19 @@ class SimilarResponse(BaseModel):
     k: int
     measure: str
     items: list[ItemScore]
+
+
+class UserScore(BaseModel):
+    user: OutId
+    score: float
+
+
+class SimilarUsersResponse(BaseModel):
+    model: str
+    user: OutId
+    k: int
+    measure: str
+    users: list[UserScore]
 
 
 class EmbedResponse(BaseModel):
