@@ -283,3 +283,21 @@ def test_similar_users_matches_brute_force_cosine_and_serves(shop, planted, tmp_
         )
         assert res.exit_code == 0, res.output
         assert [u["user"] for u in json.loads(res.stdout)["users"]] == want
+
+
+def test_item_item_similar_takes_the_lists_too():
+    from embrec.baselines import ItemKNN
+
+    # "a" co-occurs with b (3 users), c (2), d (1)
+    pairs = [("u1", "a"), ("u1", "b"), ("u2", "a"), ("u2", "b"), ("u3", "a"), ("u3", "b")]
+    pairs += [("u4", "a"), ("u4", "c"), ("u5", "a"), ("u5", "c"), ("u6", "a"), ("u6", "d")]
+    log = Interactions.from_frame(
+        pd.DataFrame(pairs, columns=["user", "item"]), user_col="user", item_col="item"
+    )
+    model = ItemKNN().fit(log)
+    full = [r["item"] for r in api.similar(model, item="a", k=3)["items"]]
+    assert full[0] == "b"
+    got = api.similar(model, item="a", k=2, exclude_items=["b"])["items"]
+    assert [r["item"] for r in got] == [x for x in full if x != "b"][:2]
+    got = api.similar(model, item="a", k=1, items=["d", "c"])["items"]
+    assert [r["item"] for r in got] == [next(x for x in full if x in ("c", "d"))]

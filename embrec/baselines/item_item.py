@@ -78,9 +78,16 @@ class ItemItemModel(Recommender):
         return np.asarray(scores.toarray() if sp.issparse(scores) else scores, dtype=np.float32)
 
     def similar_items(
-        self, items: Sequence[Any], k: int = 10, *, measure: str = "cosine"
+        self,
+        items: Sequence[Any],
+        k: int = 10,
+        *,
+        measure: str = "cosine",
+        candidates: Sequence[Any] | None = None,
+        exclude_items: Sequence[Any] | None = None,
     ) -> Recommendations:
-        """The ``k`` items with the largest weight ``W[i, j]`` from each raw item ``i`` (itself excluded)."""
+        """The ``k`` items with the largest weight ``W[i, j]`` from each raw item ``i`` (itself excluded);
+        ``candidates`` / ``exclude_items`` (raw ids) an allow-list / deny-list as in ``recommend``."""
         self._check_fitted()
         check_choice("measure", measure, ("cosine", "dot"))
         if isinstance(items, (str, bytes)) or np.ndim(items) == 0:
@@ -90,10 +97,17 @@ class ItemItemModel(Recommender):
         k = self._check_k(k)
         k = min(k, self.items_.n_ids - 1) or 1
         rows = self.items_.encode(list(items), unknown="error")
+        allow, deny = self.restriction(candidates, exclude_items)
         w = self._weights()[rows]  # (B, I)
         sims = np.array(w.toarray() if sp.issparse(w) else w, dtype=np.float32)
         sims[:, 0] = -np.inf
         sims[np.arange(len(rows)), rows] = -np.inf
+        if deny is not None:
+            sims[:, deny] = -np.inf
+        if allow is not None:
+            keep = np.zeros(sims.shape[1], dtype=bool)
+            keep[allow] = True
+            sims[:, ~keep] = -np.inf
         found, scores = top_k_rows(sims, k)
         found[~np.isfinite(scores)] = 0
         return Recommendations(self.items_.decode(found), scores, found)
