@@ -473,9 +473,13 @@ def with_denied(exclude: Ragged | None, deny: np.ndarray | None, n_rows: int) ->
     """``exclude`` (per-query rows, or None) with the rows of ``deny`` added to every query."""
     if deny is None:
         return exclude
-    lists = [list(deny) for _ in range(n_rows)] if exclude is None else [
-        list(exclude.values[exclude.offsets[i]:exclude.offsets[i + 1]]) + list(deny) for i in range(n_rows)]
-    return Ragged.from_lists(lists)
+    deny = np.asarray(deny, dtype=np.int64)
+    if exclude is None:
+        return Ragged.from_lengths(np.tile(deny, n_rows), np.full(n_rows, deny.size, dtype=np.int64))
+    rows = np.concatenate([exclude.row_ids, np.repeat(np.arange(n_rows, dtype=np.int64), deny.size)])
+    order = np.argsort(rows, kind="stable")
+    values = np.concatenate([exclude.values, np.tile(deny, n_rows)])[order]
+    return Ragged.from_lengths(values, exclude.lengths + deny.size)
 
 
 def top_k_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -29,17 +29,18 @@ OutId = int | str
 
 MAX_K = 1000
 MAX_HISTORY = 10_000
-MAX_RESTRICT = 100_000
+MAX_ALLOW = 100_000
+MAX_DENY = 10_000  # per request; a batch applies it to every user
 
 
 def _allow_field() -> Any:
-    return Field(None, min_length=1, max_length=MAX_RESTRICT,
+    return Field(None, min_length=1, max_length=MAX_ALLOW,
                  description="Allow-list: only these raw item ids may be returned (applied inside the top-k "
                  "search, so k come back when k allowed remain). An unknown id is a 404 naming it.")
 
 
 def _deny_field() -> Any:
-    return Field(None, min_length=1, max_length=MAX_RESTRICT,
+    return Field(None, min_length=1, max_length=MAX_DENY,
                  description="Deny-list: raw item ids never returned. An unknown id is a 404 naming it.")
 
 
