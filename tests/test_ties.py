@@ -70,3 +70,26 @@ def test_top_k_rows_and_exact_index_match_a_full_sort_on_heavy_ties():
     index = ExactIndex(measure="dot", block_size=64).index(items)
     found, _ = index.search(np.eye(60, dtype=np.float32), 7)
     assert np.array_equal(found, reference)
+
+
+def test_exact_index_one_block_numpy_path_equals_the_streamed_path():
+    """A catalogue within one block is searched in numpy (the served path); with blocks of 16 the
+    streamed torch path runs: both give the same ids and scores, with deny- and allow-lists too."""
+    from embrec import Ragged
+
+    rng = np.random.default_rng(1)
+    items = rng.integers(0, 3, size=(200, 8)).astype(np.float32)  # integer scores: ties at every place
+    ids = np.arange(1, 201)
+    queries = rng.integers(0, 2, size=(5, 8)).astype(np.float32)
+    deny = Ragged.from_lists([rng.choice(ids, n, replace=False).tolist() for n in (0, 3, 50, 1, 190)])
+    allow = np.sort(rng.choice(ids, 40, replace=False))
+    one = ExactIndex(measure="dot").index(items, ids)
+    streamed = ExactIndex(measure="dot", block_size=16).index(items, ids)
+    for kw in ({}, {"exclude": deny}, {"allow": allow}, {"exclude": deny, "allow": allow}):
+        a_ids, a_s = one.search(queries, 12, **kw)
+        b_ids, b_s = streamed.search(queries, 12, **kw)
+        assert a_ids.tolist() == b_ids.tolist(), kw
+        np.testing.assert_array_equal(a_s, b_s)
+    # the user denied 190 of 200 items: 10 come back, then empty slots (-1, -inf)
+    last, scores = one.search(queries, 12, exclude=deny)
+    assert (last[4, :10] > 0).all() and (last[4, 10:] == -1).all() and np.isinf(scores[4, 10:]).all()

@@ -14,6 +14,7 @@ import torch
 
 from embrec.data.ragged import Ragged
 from embrec.errors import InvalidParameterError, NotFittedError, check_choice, check_positive_int
+from embrec.index.topk import top_k_rows
 
 MEASURES = ("dot", "cosine")
 
@@ -91,6 +92,7 @@ class ExactIndex:
         self.query_batch = check_positive_int("query_batch", query_batch)
         self.device = torch.device(device or "cpu")
         self._emb: torch.Tensor | None = None
+        self._emb_np: np.ndarray | None = None
 
     def is_exact(self) -> bool:
         return True
@@ -112,7 +114,9 @@ class ExactIndex:
             )
         if self.measure == "cosine":
             emb = normalize_rows(emb)
-        self._emb = torch.from_numpy(np.ascontiguousarray(emb)).to(self.device)
+        emb = np.ascontiguousarray(emb)
+        self._emb = torch.from_numpy(emb).to(self.device)
+        self._emb_np = emb if self.device.type == "cpu" else None  # the same memory, for the numpy path
         self._ids = ids
         self._pos_of = np.full(int(ids.max()) + 1 if ids.size else 1, -1, dtype=np.int64)
         self._pos_of[ids] = np.arange(ids.size)
@@ -135,6 +139,17 @@ class ExactIndex:
         kk = min(k, n)
         out_pos = np.full((q.shape[0], k), -1, dtype=np.int64)
         out_s = np.full((q.shape[0], k), -np.inf, dtype=np.float32)
+        if self._emb_np is not None and n <= self.block_size and q.shape[0] <= self.query_batch:
+            # one block, one query batch (a served request): numpy end to end, no merge step
+            emb = self._emb_np if cand is None else self._emb_np[cand]
+            s = q @ emb.T  # (B, n)
+            excl = self._exclusions(exclude, 0, q.shape[0], cand, numpy=True)
+            if excl is not None:
+                s[excl] = -np.inf
+            out_pos[:, :kk], out_s[:, :kk] = top_k_rows(s, kk)
+            if cand is not None:
+                out_pos[:, :kk] = cand[out_pos[:, :kk]]
+            return self._ids_of(out_pos, out_s)
         for start in range(0, q.shape[0], self.query_batch):
             stop = min(start + self.query_batch, q.shape[0])
             qb = torch.from_numpy(q[start:stop]).to(self.device)
@@ -161,14 +176,20 @@ class ExactIndex:
             if cand is not None:
                 best_p = np.where(best_p >= 0, cand[np.maximum(best_p, 0)], -1)
             out_pos[start:stop, :kk] = best_p
-        valid = np.isfinite(out_s) & (out_pos >= 0)
-        ids = np.where(valid, self._ids[np.maximum(out_pos, 0)], -1)
-        return ids, np.where(valid, out_s, -np.inf).astype(np.float32)
+        return self._ids_of(out_pos, out_s)
 
-    def _exclusions(self, exclude: Ragged | None, start: int, stop: int, cand: np.ndarray | None):
+    def _ids_of(self, pos: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Index positions -> ids; slots without a finite score become id -1, score -inf."""
+        valid = np.isfinite(scores) & (pos >= 0)
+        ids = np.where(valid, self._ids[np.maximum(pos, 0)], -1)
+        return ids, np.where(valid, scores, -np.inf).astype(np.float32)
+
+    def _exclusions(self, exclude: Ragged | None, start: int, stop: int, cand: np.ndarray | None,
+                    *, numpy: bool = False):
+        """(query rows, positions) to mask in queries start..stop: torch tensors, or numpy arrays."""
         if exclude is None:
             return None
-        part = exclude.select(np.arange(start, stop))
+        part = exclude if start == 0 and stop == len(exclude) else exclude.select(np.arange(start, stop))
         if part.values.size == 0:
             return None
         ids = part.values
@@ -179,5 +200,7 @@ class ExactIndex:
             at = np.minimum(np.searchsorted(cand, pos), max(cand.size - 1, 0))
             pos = np.where((pos >= 0) & (cand[at] == pos), at, -1)
         keep = pos >= 0
+        if numpy:
+            return part.row_ids[keep], pos[keep]
         return (torch.from_numpy(part.row_ids[keep]).to(self.device),
                 torch.from_numpy(pos[keep]).to(self.device))

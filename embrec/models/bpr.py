@@ -12,10 +12,12 @@ weigh in); ``positives="pairs"`` draws distinct (user, item) pairs, Rendle's D_S
 has a hand-written backward (``embrec.nn.pairwise.BPRFactorLoss``) whose gradients are sparse over the
 drawn rows, and ``embrec.nn.optim.RowAdam`` updates those rows only (lazy Adam, lazy L2), so a step costs
 O(batch), not O(users + items); benchmarks/bench_factorization.py times it against the ``implicit`` library's BPR. A new user is folded in by minimising that user's expected BPR
-objective over the sampler with the items fixed (``_fold_in_eval``), plus the Gaussian prior of the
+objective over the sampler with the items fixed (``_fold_in_grad``), plus the Gaussian prior of the
 trained users (see ``embrec.models.factor``): a closed-form start (softplus
-replaced by its quadratic expansion at 0: a ridge regression), then at most ``fold_in_steps`` damped
-Newton steps (see ``embrec.models.factor``).
+replaced by its quadratic expansion at 0: a ridge regression), then at most ``fold_in_steps`` BFGS
+steps from there, started with that expansion's Hessian (see ``embrec.models.factor``). The default 8
+is the fewest steps whose top-10 overlap with the stored users is within 0.01 of the converged one on
+synthetic, ml-100k and Online Retail models (``benchmarks/choose_fold_in_steps.py``).
 
 ``history_weight`` w > 0 blends in the user's own history for shop logs where repeat purchases are the
 point: rank by ``s(u, i) / std_j s(u, j) + w log(1 + times i is in the history)`` (exact retrieval;
@@ -32,7 +34,7 @@ import torch
 
 from embrec.errors import check_choice, check_float, check_positive_int
 from embrec.models.factor import BiasedDot, SampledFactorization
-from embrec.models.foldin import pair_block, sigmoid
+from embrec.models.foldin import pair_block
 from embrec.models.search import FloatRange, IntRange, Param
 from embrec.nn.pairwise import bpr_factor_loss
 from embrec.nn.sampling import SeenPairs, resample_seen
@@ -54,7 +56,7 @@ class BPR(SampledFactorization):
     def __init__(self, *, factors: int = 64, n_negatives: int = 1, epochs: int = 30, batch_size: int = 15000,
                  lr: float = 0.005, reg: float = 1e-4, bias_reg: float = 1e-4, neg_alpha: float = 0.0,
                  verify_negatives: bool = True, positives: str = "events", init_std: float = 0.1,
-                 history_weight: float = 0.0, fold_in_steps: int = 10,
+                 history_weight: float = 0.0, fold_in_steps: int = 8,
                  valid_k: int = 5, valid_exclude_seen: bool = False, patience: int | None = None,
                  device: str | None = None, seed: int = 0, progress: bool | None = None) -> None:
         self.factors = check_positive_int("factors", factors)
@@ -139,25 +141,21 @@ class BPR(SampledFactorization):
         grad = 0.5 * (big_w * m1 - h) + 0.25 * (big_w * mb - m1 * float(w @ bh) - beta * h + qh.T @ (w * bh))
         return grad, hess
 
-    def _fold_in_eval(self, ctx, items, w, z):
-        q, d = ctx["q"], ctx["q"].shape[1]
+    def _fold_in_grad(self, ctx, items, w, z):
+        q = ctx["q"]
         pi, _ = self._negatives(ctx, items)
         s = q @ z.astype(np.float32) + ctx["bias"]  # (I,)
-        big_w = float(w.sum())
-        col, grad, hess = np.zeros(q.shape[0]), np.zeros(d), np.zeros((d, d))
-        curv = np.zeros(q.shape[0], dtype=np.float32)
+        # σ(s_j - s_i) = e_j / (e_j + e_i) with e = exp(s - max s): one exp per item, not per pair
+        # (5x faster than a tanh per cell); the clip keeps e > 0 (float32), exact unless scores
+        # spread over more than 80
+        e = np.exp(np.maximum(s - s.max(), np.float32(-80.0)))
+        col = np.zeros(q.shape[0], dtype=np.float64)
+        grad = 2 * self.reg * float(w.sum()) * z
         step = pair_block(q.shape[0])
         for lo in range(0, items.size, step):  # blocks of history items: memory block x catalogue
             it, wb = items[lo : lo + step], w[lo : lo + step].astype(np.float32)
-            sig = sigmoid(s[None, :] - s[it][:, None])  # (P, I): σ(s_j - s_i)
-            g = sig * pi  # (P, I)
-            col += wb @ g  # Σ_i w_i π'_j σ_ij
-            qh = q[it].astype(np.float64)
-            grad -= qh.T @ (wb * g.sum(1))
-            a = g * (1 - sig) * wb[:, None]  # w_i π'_j σ'(s_j - s_i)
-            cross = qh.T @ (a @ q).astype(np.float64)  # Σ_ij a_ij q_i q_jᵀ
-            hess += (qh.T * a.sum(1)) @ qh - cross - cross.T
-            curv += a.sum(0)  # (I,) Σ_i a_ij
-        grad += ctx["q64"].T @ col + 2 * self.reg * big_w * z
-        hess += (q.T @ (curv[:, None] * q)).astype(np.float64) + 2 * self.reg * big_w * np.eye(d)
-        return grad, hess
+            sig = e[None, :] + e[it][:, None]  # (P, I)
+            np.divide(e[None, :], sig, out=sig)  # σ(s_j - s_i)
+            col += wb @ sig  # Σ_i w_i σ_ij
+            grad -= q[it].astype(np.float64).T @ (wb * (sig @ pi)).astype(np.float64)  # Σ_i w_i q_i Σ_j π'_j σ_ij
+        return grad + ctx["q64"].T @ (col * pi)  # + Σ_j π'_j q_j Σ_i w_i σ_ij

@@ -9,7 +9,8 @@ the model's ranking score exactly. A user never seen in training (row 0) is fold
 factors and biases fixed, the user's own part of the training objective (the expectation over the
 negative sampler, so no sampling noise) is minimised over ``p_u`` (and ``b_u``): a closed-form start
 (the minimiser of a quadratic expansion of that objective, a weighted ridge regression on the item
-factors) and a few damped Newton steps on the user's own convex objective (``embrec.models.foldin``).
+factors) and a few BFGS steps on the user's own convex objective from there, gradients only
+(``embrec.models.foldin.quasi_newton``).
 The objective adds a Gaussian prior fitted to the trained users' vectors (their mean and covariance),
 at a weight chosen once per model by self-consistency on training users (``calibrate_fold_in``):
 without it the exact optimum of a weakly regularised loss overfits a short history (measured on a
@@ -18,7 +19,8 @@ for the old, accidentally early-stopped L-BFGS; with it 0.71 / 0.81). Users are 
 so a user's vector never depends on who else is in the call.
 
 Subclasses give the per-batch loss (``_batch_loss``), the epoch's batches (``_epoch_batches``) and the
-fold-in's start and objective (``_fold_in_start``, ``_fold_in_eval``); this file holds the rest.
+fold-in's start and objective's gradient (``_fold_in_start``, ``_fold_in_grad``); this file holds the
+rest.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from embrec.errors import DataError
 from embrec.memory import check_tables
 from embrec.models.base import EmbeddingModel, Recommender, top_k_rows
 from embrec.models.distributed import local_events
-from embrec.models.foldin import distinct_items, newton
+from embrec.models.foldin import distinct_items, quasi_newton
 from embrec.models.training import (
     Batches,
     TrainConfig,
@@ -254,8 +256,9 @@ class SampledFactorization(EmbeddingModel):
     # fold-in ----------------------------------------------------------------------------------
     def fold_in(self, histories: Ragged) -> tuple[np.ndarray, np.ndarray]:
         """(B, d) user factors and (B,) user biases fitted to each history (item rows) with the item
-        side fixed: each user's own expected training objective (``_fold_in_eval``) minimised by
-        damped Newton from its closed-form start (``_fold_in_start``), users solved independently.
+        side fixed: each user's own expected training objective (``_fold_in_grad``) plus the Gaussian
+        user prior, minimised by BFGS (at most ``fold_in_steps`` steps, gradients only) from its
+        closed-form start and that start's Hessian (``_fold_in_start``), users solved independently.
         Deterministic, and a batch gives exactly what one-at-a-time calls give."""
         b = len(histories)
         d = self.item_factors_.shape[1]
@@ -265,17 +268,17 @@ class SampledFactorization(EmbeddingModel):
         users = [(items, self._fold_in_weights(counts).astype(np.float64))
                  for items, counts in distinct_items(histories)]
         prec, mean = self._prior_weight() * ctx["prior_precision"], ctx["prior_mean"]
-        start = []
+        start, hess = [], []
         for items, w in users:  # the minimiser of the quadratic model at 0, prior included
             g0, h0 = self._fold_in_start(ctx, items, w)
-            start.append(np.linalg.solve(h0 + prec, prec @ mean - g0))
+            hess.append(h0 + prec)
+            start.append(np.linalg.solve(hess[-1], prec @ mean - g0))
         scale = np.array([w.sum() for _, w in users])  # the objectives grow with the history's weight
 
-        def objective(u: int, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            g, h = self._fold_in_eval(ctx, users[u][0], users[u][1], x)
-            return g + prec @ (x - mean), h + prec
+        def gradient(u: int, x: np.ndarray) -> np.ndarray:
+            return self._fold_in_grad(ctx, users[u][0], users[u][1], x) + prec @ (x - mean)
 
-        z = newton(objective, np.stack(start), scale, steps=self.fold_in_steps)
+        z = quasi_newton(gradient, np.stack(start), np.stack(hess), scale, steps=self.fold_in_steps)
         factors = z[:, :d].astype(np.float32)
         biases = (z[:, d] if z.shape[1] > d else np.zeros(b)).astype(np.float32)
         return factors, biases
@@ -350,13 +353,15 @@ class SampledFactorization(EmbeddingModel):
         return self.sampler_.probabilities()
 
     @abstractmethod
-    def _fold_in_start(self, ctx: dict[str, Any], items: np.ndarray, w: np.ndarray) -> np.ndarray:
-        """The closed-form starting point (float64) for one user with distinct ``items`` weighted ``w``."""
+    def _fold_in_start(self, ctx: dict[str, Any], items: np.ndarray, w: np.ndarray
+                       ) -> tuple[np.ndarray, np.ndarray]:
+        """Gradient and Hessian (float64) at 0 of the quadratic model of ONE user's objective: the
+        closed-form start solves it, and its Hessian starts BFGS."""
 
     @abstractmethod
-    def _fold_in_eval(self, ctx: dict[str, Any], items: np.ndarray, w: np.ndarray, z: np.ndarray
-                      ) -> tuple[np.ndarray, np.ndarray]:
-        """Gradient and Hessian (float64) at z of ONE user's expected training objective."""
+    def _fold_in_grad(self, ctx: dict[str, Any], items: np.ndarray, w: np.ndarray, z: np.ndarray
+                      ) -> np.ndarray:
+        """Gradient (float64) at z of ONE user's expected training objective."""
 
     # persistence ------------------------------------------------------------------------------
     def _get_state(self) -> dict[str, np.ndarray]:

@@ -7,8 +7,11 @@ small (d x d) systems of all users of a call are solved together (``np.linalg.so
 
     weighted_ridge(...)      closed form: (G + Y_hᵀ diag(a) Y_h + λ I) x = Y_hᵀ b    (ALS, explicit MF)
     newton(...)              a few damped Newton steps on each user's own convex objective, from a
-                             closed-form start (BPR, implicit MF, rating-dnn's Gauss-Newton); the
-                             caller supplies gradient and Hessian of ONE user's objective
+                             closed-form start (rating-dnn's Gauss-Newton); the caller supplies
+                             gradient and Hessian of ONE user's objective
+    quasi_newton(...)        BFGS on each user's own convex objective from the closed-form start and
+                             its Hessian (BPR, implicit MF): gradients only, O(I·d) a step instead of
+                             a catalogue-wide d x d Hessian, O(I·d²)
 
 Memory is bounded per user: callers stream a long history against the catalogue in row blocks of
 ``pair_block(n_items)`` history items, so a 2,000-item history over 50,000 items never holds a
@@ -115,6 +118,70 @@ def newton(
                 t *= 0.5
             else:
                 active[u] = False  # no acceptable step at machine precision: at the optimum
+    return z
+
+
+#: one user's gradient at z, float64
+Gradient = Callable[[int, np.ndarray], np.ndarray]
+
+
+def quasi_newton(
+    gradient: Gradient,
+    start: np.ndarray,
+    hessians: np.ndarray,
+    scale: np.ndarray,
+    *,
+    steps: int,
+    tol: float = 1e-9,
+    eta: float = 0.5,
+    max_halvings: int = 20,
+) -> np.ndarray:
+    """BFGS on each user's convex objective from ``start`` (B, d), each user's inverse-Hessian
+    estimate initialised from ``hessians`` (B, d, d) (the closed-form start's own Hessian).
+
+    ``gradient(u, z)`` is user u's gradient at z, alone. A step along the quasi-Newton direction is
+    accepted when the slope there is at most ``eta`` times the slope at its origin (the test of
+    ``newton``), else halved; the inverse Hessian is then updated by BFGS from the step and the change
+    of gradient (the objectives are strictly convex: the curvature condition holds), after the first
+    step rescaled by sᵀy / yᵀH⁻¹y (Oren-Luenberger self-scaling: BPR's start overestimates the curvature
+    by taking softplus'' at its maximum, 1/4; measured, 3 scaled steps reach the top-10 overlap of 5
+    unscaled ones). A user stops when
+    the estimated Newton decrement gᵀH⁻¹g falls below ``tol`` · ``scale[u]`` or after ``steps`` steps.
+    Users share nothing, so a user's result is that of a call with only them."""
+    z = np.array(start, dtype=np.float64)
+    if not len(z) or steps < 1:
+        return z
+    inv = np.linalg.inv(np.asarray(hessians, dtype=np.float64))  # (B, d, d)
+    for u in range(len(z)):
+        hi, zu = inv[u], z[u]
+        g = gradient(u, zu)
+        first = True
+        for _ in range(steps):
+            step = hi @ g  # zu - step is the quasi-Newton point
+            decrement = float(g @ step)
+            if not decrement >= tol * scale[u]:
+                break  # converged (or a NaN)
+            t = 1.0
+            for _ in range(max_halvings):
+                cand = zu - t * step
+                g_new = gradient(u, cand)
+                if -(g_new @ step) <= eta * decrement:
+                    break
+                t *= 0.5
+            else:
+                break  # no acceptable step at machine precision: at the optimum
+            s_k, y_k = cand - zu, g_new - g
+            sy = float(s_k @ y_k)
+            if sy > 1e-12 * float(np.sqrt((s_k @ s_k) * (y_k @ y_k))):  # BFGS update of H⁻¹
+                hy = hi @ y_k
+                if first:  # Oren-Luenberger: the start's estimate rescaled to the curvature measured
+                    gamma = sy / float(y_k @ hy)
+                    hi, hy = hi * gamma, hy * gamma
+                first = False
+                rho = 1.0 / sy
+                hi = hi - rho * (np.outer(hy, s_k) + np.outer(s_k, hy)) + (rho * rho * float(y_k @ hy) + rho) * np.outer(s_k, s_k)
+            zu, g = cand, g_new
+        z[u] = zu
     return z
 
 

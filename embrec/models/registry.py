@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
 from embrec.errors import InvalidParameterError, ModelFileError, describe
 
 
+@cache
 def _models() -> dict[str, type]:
-    # imported here so that `import embrec` stays light and there are no import cycles
+    # built once, on first use (a served request asks for a model's name); imported here so that `import embrec` stays light and there are no import cycles
     from embrec.baselines import (
         EASE,
         ItemKNN,

@@ -58,6 +58,7 @@ from embrec.models.history_batches import (
 )
 from embrec.models.search import Choice, FloatRange, IntRange, Param
 from embrec.models.training import TrainConfig, resolve_device, seeded, train_loop
+from embrec.nn import eval_mode
 from embrec.nn.softmax import FullSoftmax, SampledSoftmax
 from embrec.nn.towers import (
     FeatureEmbedder,
@@ -280,7 +281,7 @@ class SoftmaxDNN(EmbeddingModel):
 
     @torch.no_grad()
     def _psi(self, histories: Ragged) -> torch.Tensor:
-        self.net_.eval()
+        eval_mode(self.net_)
         values, offsets = self._inputs(histories)
         return self.net_.user(values, offsets)  # (B, d)
 

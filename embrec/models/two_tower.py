@@ -56,6 +56,7 @@ from embrec.models.history_batches import (
 )
 from embrec.models.search import Choice, FloatRange, IntRange, Param
 from embrec.models.training import TrainConfig, resolve_device, seeded, train_loop
+from embrec.nn import eval_mode
 from embrec.nn.softmax import FullSoftmax, SampledSoftmax
 from embrec.nn.towers import ContentTower, FeatureEncoder, ItemFeatures, mlp, pool_vectors
 
@@ -242,7 +243,7 @@ class TwoTower(EmbeddingModel):
     @torch.no_grad()
     def _item_vectors(self) -> np.ndarray:
         if self._item_cache is None:
-            self.net_.eval()
+            eval_mode(self.net_)
             rows = torch.arange(self.items_.size, device=self._device)
             vecs = self.net_.items(rows)  # (N, d)
             vecs[0] = 0.0
@@ -251,7 +252,7 @@ class TwoTower(EmbeddingModel):
 
     @torch.no_grad()
     def _user_vectors(self, user_rows: np.ndarray, histories: Ragged) -> np.ndarray:
-        self.net_.eval()
+        eval_mode(self.net_)
         vecs = torch.as_tensor(self._item_vectors(), device=self._device)
         if self.max_history is not None:  # the history as trained on: its last max_history items
             histories = histories.tail(self.max_history)
@@ -304,7 +305,7 @@ class TwoTower(EmbeddingModel):
 
     @torch.no_grad()
     def _embed_features(self, feats: ItemFeatures) -> np.ndarray:
-        self.net_.eval()
+        eval_mode(self.net_)
         tower = self.net_.items
         out = tower.mlp(tower.embed(feats.to_torch(self._device)))  # (n, d), no id part
         out[0] = 0.0
