@@ -93,3 +93,25 @@ def test_exact_index_one_block_numpy_path_equals_the_streamed_path():
     # the user denied 190 of 200 items: 10 come back, then empty slots (-1, -inf)
     last, scores = one.search(queries, 12, exclude=deny)
     assert (last[4, :10] > 0).all() and (last[4, 10:] == -1).all() and np.isinf(scores[4, 10:]).all()
+
+
+def test_top_k_rows_equals_a_full_sort_on_random_shapes_ties_nan_and_inf():
+    """Both branches of top_k_rows (k + 1 candidates; ties straddling the k-th place) against a full
+    lexicographic sort: score descending, then column ascending; NaN as -inf."""
+    rng = np.random.default_rng(0)
+    for trial in range(300):
+        b, n = int(rng.integers(1, 6)), int(rng.integers(1, 60))
+        if trial % 2:
+            s = rng.integers(0, 4, size=(b, n)).astype(np.float32)
+        else:
+            s = rng.normal(size=(b, n)).astype(np.float32)
+        if trial % 7 == 0:
+            s[0, 0] = np.nan
+        if trial % 5 == 0:
+            s[:, : n // 2] = -np.inf
+        k = int(rng.integers(1, n + 1))
+        ref_s = np.where(np.isnan(s), -np.inf, s)
+        ref = np.lexsort((np.broadcast_to(np.arange(n), s.shape), -ref_s), axis=1)[:, :k]
+        got, vals = top_k_rows(s, k)
+        assert np.array_equal(got, ref), trial
+        np.testing.assert_array_equal(vals, np.take_along_axis(ref_s, ref, axis=1))

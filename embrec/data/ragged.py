@@ -91,6 +91,9 @@ class Ragged:
     def select(self, rows: np.ndarray) -> Ragged:
         """The ragged rows ``rows`` (any order, repeats allowed), vectorised."""
         rows = np.asarray(rows, dtype=np.int64)
+        if rows.size == 1:  # one row (a served request): a slice
+            a, b = self.offsets[rows[0]], self.offsets[rows[0] + 1]
+            return Ragged(self.values[a:b], np.array([0, b - a], dtype=np.int64))
         starts = self.offsets[rows]
         lengths = self.offsets[rows + 1] - starts
         out_offsets = np.zeros(rows.size + 1, dtype=np.int64)

@@ -137,8 +137,6 @@ class ExactIndex:
         if n == 0:
             return np.full((q.shape[0], k), -1, dtype=np.int64), np.full((q.shape[0], k), -np.inf, np.float32)
         kk = min(k, n)
-        out_pos = np.full((q.shape[0], k), -1, dtype=np.int64)
-        out_s = np.full((q.shape[0], k), -np.inf, dtype=np.float32)
         if self._emb_np is not None and n <= self.block_size and q.shape[0] <= self.query_batch:
             # one block, one query batch (a served request): numpy end to end, no merge step
             emb = self._emb_np if cand is None else self._emb_np[cand]
@@ -146,10 +144,15 @@ class ExactIndex:
             excl = self._exclusions(exclude, 0, q.shape[0], cand, numpy=True)
             if excl is not None:
                 s[excl] = -np.inf
-            out_pos[:, :kk], out_s[:, :kk] = top_k_rows(s, kk)
+            pos, top = top_k_rows(s, kk)
             if cand is not None:
-                out_pos[:, :kk] = cand[out_pos[:, :kk]]
-            return self._ids_of(out_pos, out_s)
+                pos = cand[pos]
+            if kk < k:
+                pos = np.hstack([pos, np.full((q.shape[0], k - kk), -1, dtype=np.int64)])
+                top = np.hstack([top, np.full((q.shape[0], k - kk), -np.inf, dtype=np.float32)])
+            return self._ids_of(pos, top)
+        out_pos = np.full((q.shape[0], k), -1, dtype=np.int64)
+        out_s = np.full((q.shape[0], k), -np.inf, dtype=np.float32)
         for start in range(0, q.shape[0], self.query_batch):
             stop = min(start + self.query_batch, q.shape[0])
             qb = torch.from_numpy(q[start:stop]).to(self.device)
@@ -180,7 +183,10 @@ class ExactIndex:
 
     def _ids_of(self, pos: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Index positions -> ids; slots without a finite score become id -1, score -inf."""
-        valid = np.isfinite(scores) & (pos >= 0)
+        valid = np.isfinite(scores)
+        if valid.all() and pos.min(initial=0) >= 0:  # every slot filled (the usual case)
+            return self._ids[pos], scores.astype(np.float32, copy=False)
+        valid &= pos >= 0
         ids = np.where(valid, self._ids[np.maximum(pos, 0)], -1)
         return ids, np.where(valid, scores, -np.inf).astype(np.float32)
 

@@ -55,7 +55,14 @@ def ragged_select(values: torch.Tensor, offsets: torch.Tensor, rows: torch.Tenso
 
 
 def pool_vectors(vectors: torch.Tensor, values: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
-    """(B, d) mean of ``vectors[values]`` per bag (values + offsets, include_last_offset); empty bag -> 0."""
+    """(B, d) mean of ``vectors[values]`` per bag (values + offsets, include_last_offset); empty bag -> 0.
+    One bag without autograd (a served request) is a gather and a mean: embedding_bag's bookkeeping
+    costs more than the sum there."""
+    if offsets.numel() == 2 and not torch.is_grad_enabled():
+        start, stop = int(offsets[0]), int(offsets[1])
+        if stop <= start:
+            return vectors.new_zeros((1, vectors.shape[1]))
+        return vectors[values[start:stop]].mean(0, keepdim=True)
     return F.embedding_bag(values, vectors, offsets, mode="mean", include_last_offset=True)
 
 
