@@ -27,19 +27,20 @@ def top_k_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         scores = np.where(np.isnan(scores), -np.inf, scores)
     n = scores.shape[1]
     if k < n:  # fast path: the k + 1 best hold the top k unless a tie straddles the k-th place
-        at = np.arange(scores.shape[0])[:, None]  # (plain fancy indexing: take_along_axis costs 10 µs)
-        part = np.argpartition(-scores, k, axis=1)[:, : k + 1]  # (B, k+1); its last is the (k+1)-th best
+        # plain fancy indexing (take_along_axis costs 10 µs a call); part's last is the (k+1)-th best
+        at = np.arange(scores.shape[0])[:, None]
+        part = np.argpartition(-scores, k, axis=1)[:, : k + 1]
         vals = scores[at, part]
         order = np.lexsort((part, -vals), axis=1)  # best first, equal values by the lower column
         part, vals = part[at, order], vals[at, order]
         if bool((vals[:, k - 1] > vals[:, k]).all()):
             return part[:, :k], vals[:, :k]
     part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    kth = np.take_along_axis(scores, part, axis=1).min(axis=1, keepdims=True)  # (B, 1) the k-th best
+    kth = np.take_along_axis(scores, part, axis=1).min(axis=1, keepdims=True)  # the k-th best
     take = scores >= kth  # (B, n): exactly k per row unless ties straddle the k-th place
     for r in np.flatnonzero(take.sum(axis=1) > k):  # those rows: the lowest tied columns first
         tied = np.flatnonzero(scores[r] == kth[r, 0])
-        take[r, tied[k - int((scores[r] > kth[r, 0]).sum()):]] = False
+        take[r, tied[k - int((scores[r] > kth[r, 0]).sum()) :]] = False
     cols = np.nonzero(take)[1].reshape(scores.shape[0], k)  # ascending columns per row
     vals = np.take_along_axis(scores, cols, axis=1)
     order = np.argsort(-vals, axis=1, kind="stable")  # stable: ties keep the lower column first
