@@ -34,7 +34,7 @@ import torch
 
 from embrec.errors import check_choice, check_float, check_positive_int
 from embrec.models.factor import BiasedDot, SampledFactorization
-from embrec.models.foldin import pair_block
+from embrec.models.foldin import pair_block, scratch
 from embrec.models.search import FloatRange, IntRange, Param
 from embrec.nn.pairwise import bpr_factor_loss
 from embrec.nn.sampling import SeenPairs, resample_seen
@@ -141,9 +141,14 @@ class BPR(SampledFactorization):
         grad = 0.5 * (big_w * m1 - h) + 0.25 * (big_w * mb - m1 * float(w @ bh) - beta * h + qh.T @ (w * bh))
         return grad, hess
 
-    def _fold_in_grad(self, ctx, items, w, z):
+    def _fold_in_grad(self, ctx, items, w, z, work):
         q = ctx["q"]
-        pi, _ = self._negatives(ctx, items)
+        if not work:  # per user, once: the negatives' distribution, the history's rows and weights
+            work["pi"] = self._negatives(ctx, items)[0]
+            work["blocks"] = [(it, q[it].astype(np.float64), w[lo : lo + it.size].astype(np.float32))
+                              for lo in range(0, items.size, pair_block(q.shape[0]))
+                              for it in [items[lo : lo + pair_block(q.shape[0])]]]
+        pi = work["pi"]
         s = q @ z.astype(np.float32) + ctx["bias"]  # (I,)
         # σ(s_j - s_i) = e_j / (e_j + e_i) with e = exp(s - max s): one exp per item, not per pair
         # (5x faster than a tanh per cell); the clip keeps e > 0 (float32), exact unless scores
@@ -151,11 +156,11 @@ class BPR(SampledFactorization):
         e = np.exp(np.maximum(s - s.max(), np.float32(-80.0)))
         col = np.zeros(q.shape[0], dtype=np.float64)
         grad = 2 * self.reg * float(w.sum()) * z
-        step = pair_block(q.shape[0])
-        for lo in range(0, items.size, step):  # blocks of history items: memory block x catalogue
-            it, wb = items[lo : lo + step], w[lo : lo + step].astype(np.float32)
-            sig = e[None, :] + e[it][:, None]  # (P, I)
+        buf = scratch(ctx, "pairs", (work["blocks"][0][0].size, q.shape[0]))  # reused by every block
+        for it, qh, wb in work["blocks"]:  # blocks of history items: memory block x catalogue
+            sig = buf[: it.size]
+            np.add(e[None, :], e[it][:, None], out=sig)  # (P, I)
             np.divide(e[None, :], sig, out=sig)  # σ(s_j - s_i)
             col += wb @ sig  # Σ_i w_i σ_ij
-            grad -= q[it].astype(np.float64).T @ (wb * (sig @ pi)).astype(np.float64)  # Σ_i w_i q_i Σ_j π'_j σ_ij
+            grad -= qh.T @ (wb * (sig @ pi)).astype(np.float64)  # Σ_i w_i q_i Σ_j π'_j σ_ij
         return grad + ctx["q64"].T @ (col * pi)  # + Σ_j π'_j q_j Σ_i w_i σ_ij

@@ -268,17 +268,19 @@ class SampledFactorization(EmbeddingModel):
         users = [(items, self._fold_in_weights(counts).astype(np.float64))
                  for items, counts in distinct_items(histories)]
         prec, mean = self._prior_weight() * ctx["prior_precision"], ctx["prior_mean"]
-        start, hess = [], []
+        start, inv = [], []
         for items, w in users:  # the minimiser of the quadratic model at 0, prior included
             g0, h0 = self._fold_in_start(ctx, items, w)
-            hess.append(h0 + prec)
-            start.append(np.linalg.solve(hess[-1], prec @ mean - g0))
+            inv.append(np.linalg.inv(h0 + prec))
+            start.append(inv[-1] @ (prec @ mean - g0))
         scale = np.array([w.sum() for _, w in users])  # the objectives grow with the history's weight
 
-        def gradient(u: int, x: np.ndarray) -> np.ndarray:
-            return self._fold_in_grad(ctx, users[u][0], users[u][1], x) + prec @ (x - mean)
+        works: list[dict[str, Any]] = [{} for _ in users]  # per-user arrays the gradient builds once
 
-        z = quasi_newton(gradient, np.stack(start), np.stack(hess), scale, steps=self.fold_in_steps)
+        def gradient(u: int, x: np.ndarray) -> np.ndarray:
+            return self._fold_in_grad(ctx, users[u][0], users[u][1], x, works[u]) + prec @ (x - mean)
+
+        z = quasi_newton(gradient, np.stack(start), np.stack(inv), scale, steps=self.fold_in_steps)
         factors = z[:, :d].astype(np.float32)
         biases = (z[:, d] if z.shape[1] > d else np.zeros(b)).astype(np.float32)
         return factors, biases
@@ -359,9 +361,10 @@ class SampledFactorization(EmbeddingModel):
         closed-form start solves it, and its Hessian starts BFGS."""
 
     @abstractmethod
-    def _fold_in_grad(self, ctx: dict[str, Any], items: np.ndarray, w: np.ndarray, z: np.ndarray
-                      ) -> np.ndarray:
-        """Gradient (float64) at z of ONE user's expected training objective."""
+    def _fold_in_grad(self, ctx: dict[str, Any], items: np.ndarray, w: np.ndarray, z: np.ndarray,
+                      work: dict[str, Any]) -> np.ndarray:
+        """Gradient (float64) at z of ONE user's expected training objective; ``work`` is that user's
+        own dict (empty on the first call) for arrays that do not change with z."""
 
     # persistence ------------------------------------------------------------------------------
     def _get_state(self) -> dict[str, np.ndarray]:

@@ -121,12 +121,14 @@ class ImplicitMF(SampledFactorization):
         hess[:d, :d] += 2 * self.reg * (1 + k) * big_w * np.eye(d)
         return grad, hess
 
-    def _fold_in_grad(self, ctx, items, w, z):
+    def _fold_in_grad(self, ctx, items, w, z, work):
         qt, d, k, big_w = ctx["qt"], ctx["q64"].shape[1], self.n_negatives, float(w.sum())
+        if not work:  # per user, once: the history's rows
+            work["qh"] = qt[items].astype(np.float64)
         s = qt @ z.astype(np.float32) + ctx["bias"]  # (I,)
         sig = sigmoid(s)  # σ(s_j)
         sh = sig[items].astype(np.float64)
-        grad = -qt[items].astype(np.float64).T @ (w * (1 - sh))  # Σ_i w_i (σ_i - 1) q̃_i
+        grad = -work["qh"].T @ (w * (1 - sh))  # Σ_i w_i (σ_i - 1) q̃_i
         grad += k * big_w * (qt.T @ (ctx["probs"] * sig)).astype(np.float64)  # k W Σ_j π_j σ_j q̃_j
         grad[:d] += 2 * self.reg * (1 + k) * big_w * z[:d]
         return grad
