@@ -44,6 +44,14 @@ class Ragged:
 
     # construction ---------------------------------------------------------------------------
     @classmethod
+    def _valid(cls, values: np.ndarray, offsets: np.ndarray) -> Ragged:
+        """A Ragged from int64 arrays that are consistent by construction (no checks: the hot path)."""
+        out = object.__new__(cls)
+        object.__setattr__(out, "values", values)
+        object.__setattr__(out, "offsets", offsets)
+        return out
+
+    @classmethod
     def from_lists(cls, rows: Iterable[Sequence[int]]) -> Ragged:
         rows = [np.asarray(r, dtype=np.int64).ravel() for r in rows]
         lengths = np.fromiter((r.size for r in rows), dtype=np.int64, count=len(rows))
@@ -93,7 +101,7 @@ class Ragged:
         rows = np.asarray(rows, dtype=np.int64)
         if rows.size == 1:  # one row (a served request): a slice
             a, b = self.offsets[rows[0]], self.offsets[rows[0] + 1]
-            return Ragged(self.values[a:b], np.array([0, b - a], dtype=np.int64))
+            return Ragged._valid(self.values[a:b], np.array([0, b - a], dtype=np.int64))
         starts = self.offsets[rows]
         lengths = self.offsets[rows + 1] - starts
         out_offsets = np.zeros(rows.size + 1, dtype=np.int64)
@@ -101,7 +109,7 @@ class Ragged:
         # position of each output value inside its source row
         within = np.arange(out_offsets[-1], dtype=np.int64) - np.repeat(out_offsets[:-1], lengths)
         values = self.values[np.repeat(starts, lengths) + within]
-        return Ragged(values, out_offsets)
+        return Ragged._valid(values, out_offsets)
 
     def tail(self, n: int) -> Ragged:
         """Keep at most the last ``n`` values of every row."""
@@ -110,7 +118,7 @@ class Ragged:
         out_offsets = np.zeros(len(self) + 1, dtype=np.int64)
         np.cumsum(lengths, out=out_offsets[1:])
         within = np.arange(out_offsets[-1], dtype=np.int64) - np.repeat(out_offsets[:-1], lengths)
-        return Ragged(self.values[np.repeat(starts, lengths) + within], out_offsets)
+        return Ragged._valid(self.values[np.repeat(starts, lengths) + within], out_offsets)
 
     def to_torch(self, device=None):
         """(values, offsets) as torch int64 tensors, ready for ``EmbeddingBag(include_last_offset=True)``."""

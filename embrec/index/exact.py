@@ -199,14 +199,18 @@ class ExactIndex:
         if part.values.size == 0:
             return None
         ids = part.values
-        known = (ids >= 0) & (ids < self._pos_of.size)
-        pos = np.full(ids.size, -1, dtype=np.int64)
-        pos[known] = self._pos_of[ids[known]]
+        if ids.min() >= 0 and ids.max() < self._pos_of.size:  # every id in range (the usual case)
+            pos = self._pos_of[ids]
+        else:
+            known = (ids >= 0) & (ids < self._pos_of.size)
+            pos = np.full(ids.size, -1, dtype=np.int64)
+            pos[known] = self._pos_of[ids[known]]
         if cand is not None:  # global positions -> places among the candidates (others cannot come back)
             at = np.minimum(np.searchsorted(cand, pos), max(cand.size - 1, 0))
             pos = np.where((pos >= 0) & (cand[at] == pos), at, -1)
         keep = pos >= 0
         if numpy:
-            return part.row_ids[keep], pos[keep]
+            rows = np.zeros(pos.size, dtype=np.int64) if len(part) == 1 else part.row_ids
+            return (rows, pos) if keep.all() else (rows[keep], pos[keep])
         return (torch.from_numpy(part.row_ids[keep]).to(self.device),
                 torch.from_numpy(pos[keep]).to(self.device))

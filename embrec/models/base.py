@@ -57,9 +57,10 @@ class Recommendations:
         """One list per query of {"item": raw id, "score": float}, best first, JSON-ready; given
         ``labels`` (a model's ``item_labels_``, by item row) each record also has "label" (None when the
         item has none)."""
-        out = []
-        for ids, scores, rows in zip(self.ids, self.scores, self.rows):
-            recs = [{"item": _plain(i), "score": float(s)} for i, s in zip(ids, scores) if i is not None]
+        out = []  # tolist(): Python scalars in one call each, not a numpy scalar per element
+        for ids, scores, rows in zip(self.ids.tolist(), np.asarray(self.scores, dtype=np.float64).tolist(),
+                                     np.asarray(self.rows).tolist()):
+            recs = [{"item": _plain(i), "score": s} for i, s in zip(ids, scores) if i is not None]
             if labels is not None:
                 for rec, row in zip(recs, rows):
                     rec["label"] = label_of(labels, int(row))

@@ -250,10 +250,18 @@ class TwoTower(EmbeddingModel):
             self._item_cache = vecs.cpu().numpy()
         return self._item_cache
 
+    def _item_tensor(self) -> torch.Tensor:
+        """``_item_vectors()`` as a tensor on the model's device, made once per item cache."""
+        vecs = self._item_vectors()
+        held = self.__dict__.get("_item_tensor_of")
+        if held is None or held[0] is not vecs:
+            held = self._item_tensor_of = (vecs, torch.as_tensor(vecs, device=self._device))
+        return held[1]
+
     @torch.no_grad()
     def _user_vectors(self, user_rows: np.ndarray, histories: Ragged) -> np.ndarray:
         eval_mode(self.net_)
-        vecs = torch.as_tensor(self._item_vectors(), device=self._device)
+        vecs = self._item_tensor()
         if self.max_history is not None:  # the history as trained on: its last max_history items
             histories = histories.tail(self.max_history)
         values, offsets = histories.to_torch(self._device)

@@ -59,7 +59,7 @@ def pool_vectors(vectors: torch.Tensor, values: torch.Tensor, offsets: torch.Ten
     One bag without autograd (a served request) is a gather and a mean: embedding_bag's bookkeeping
     costs more than the sum there."""
     if offsets.numel() == 2 and not torch.is_grad_enabled():
-        start, stop = int(offsets[0]), int(offsets[1])
+        start, stop = offsets.tolist()
         if stop <= start:
             return vectors.new_zeros((1, vectors.shape[1]))
         return vectors[values[start:stop]].mean(0, keepdim=True)

@@ -249,13 +249,16 @@ def _offline_docs(app: FastAPI) -> None:
 
 
 def _warm_up(model: Any) -> str:
-    """Build the retrieval indexes now (recommend; similar by cosine and dot); returns the index kind."""
+    """Build the retrieval indexes now (recommend; similar by cosine and dot; similar_users by cosine,
+    the default measure, for models with user vectors); returns the index kind."""
     if not hasattr(model, "index_for"):
         return "scores"
     try:
         main = model.index_for("dot")
         for measure in ("cosine", "dot"):
             model.index_for(measure, candidates=False)
+        if hasattr(model, "_user_index") and getattr(model, "users_", None) is not None and model.users_.n_ids >= 2:
+            model._user_index("cosine")
     except (ValueError, RuntimeError) as exc:
         raise ModelFileError(f"the model's embeddings cannot be indexed ({exc}); the directory is damaged.") from None
     return "exact" if main.is_exact() else getattr(main, "kind", "approximate")
