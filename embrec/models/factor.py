@@ -39,7 +39,7 @@ from embrec.errors import DataError
 from embrec.memory import check_tables
 from embrec.models.base import EmbeddingModel, Recommender, top_k_rows
 from embrec.models.distributed import local_events
-from embrec.models.foldin import distinct_items, quasi_newton
+from embrec.models.foldin import distinct_items, quasi_newton, spd_inverse
 from embrec.models.training import (
     Batches,
     TrainConfig,
@@ -271,7 +271,7 @@ class SampledFactorization(EmbeddingModel):
         start, inv = [], []
         for items, w in users:  # the minimiser of the quadratic model at 0, prior included
             g0, h0 = self._fold_in_start(ctx, items, w)
-            inv.append(np.linalg.inv(h0 + prec))
+            inv.append(spd_inverse(h0 + prec))
             start.append(inv[-1] @ (prec @ mean - g0))
         scale = np.array([w.sum() for _, w in users])  # the objectives grow with the history's weight
 

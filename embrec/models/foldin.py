@@ -20,6 +20,7 @@ Memory is bounded per user: callers stream a long history against the catalogue 
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable, Sequence
 
@@ -34,6 +35,26 @@ BLOCK_CELLS = 2**21
 def pair_block(n_items: int) -> int:
     """How many history items one block holds so that block x n_items stays within BLOCK_CELLS."""
     return max(1, BLOCK_CELLS // max(n_items, 1))
+
+
+def spd_inverse(h: np.ndarray) -> np.ndarray:
+    """The inverse of a symmetric positive definite (d, d) float64 matrix by Cholesky (LAPACK potrf +
+    potri: half numpy's general inverse at d = 65); a matrix that is not SPD goes to np.linalg.inv."""
+    from scipy.linalg import lapack
+
+    c, info = lapack.dpotrf(h, lower=False, clean=False)
+    if info == 0:
+        inv, info = lapack.dpotri(c, lower=False)
+        if info == 0:  # potri fills the upper triangle: mirror it
+            below = _below_diagonal(h.shape[0])
+            inv[below] = inv.T[below]
+            return inv
+    return np.linalg.inv(h)
+
+
+@functools.cache
+def _below_diagonal(d: int) -> np.ndarray:
+    return np.tri(d, k=-1, dtype=bool)
 
 
 def scratch(ctx: dict, name: str, shape: tuple[int, int]) -> np.ndarray:
