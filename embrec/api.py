@@ -259,6 +259,8 @@ def export(model: Any, *, out: str | Path, users: bool = True) -> dict[str, Any]
 
 
 def _id_list(name: str, ids: Any, what: str = "item id") -> list[Any]:
+    if type(ids) is list and ids and all(type(x) is int or type(x) is str for x in ids):
+        return ids  # plain already (an HTTP request's ids): nothing to convert
     if isinstance(ids, (str, bytes, dict)) or not isinstance(ids, (Sequence, np.ndarray)):
         raise InvalidParameterError(f"{name} must be a list of raw {what}s; received {_show(ids)}.")
     ids = [to_plain(x) for x in ids]
