@@ -10,31 +10,12 @@ import typer
 from embrec import api
 from embrec.cli._output import note, run, table
 from embrec.cli.data_cmds import DATA_DIR, JSON
-from embrec.cli.train_cmds import (
-    DATA,
-    DATASET,
-    FEATURE_TYPE,
-    GROUP_COL,
-    ITEM_COL,
-    ITEM_FEATURES,
-    ITEM_FEATURES_KEY,
-    ITEM_LABEL_COL,
-    MULTI_SEP,
-    OPTION,
-    RATING_COL,
-    RATING_KIND,
-    SEP,
-    TIME_COL,
-    USER_COL,
-    USER_FEATURES,
-    USER_FEATURES_KEY,
-    data_source,
-    feature_options,
-    protocol_table,
-)
+from embrec.cli.data_options import DATA_SOURCE, DataSourceOptions, data_source_options
+from embrec.cli.train_cmds import OPTION, protocol_table
 from embrec.models.search import label_of
 
 
+@data_source_options
 def tune(
     model: str = typer.Argument(
         ..., help="Model name from the registry (e.g. als, bpr, rnn, ease).", show_default=False
@@ -65,22 +46,7 @@ def tune(
         "--out",
         help="Save the tuned model (fitted on the protocol's training part) to this directory.",
     ),
-    dataset: str | None = DATASET,
-    data: Path | None = DATA,
-    user_col: str | None = USER_COL,
-    item_col: str | None = ITEM_COL,
-    rating_col: str | None = RATING_COL,
-    time_col: str | None = TIME_COL,
-    group_col: str | None = GROUP_COL,
-    rating_kind: str = RATING_KIND,
-    sep: str | None = SEP,
-    item_features: Path | None = ITEM_FEATURES,
-    item_features_key: str | None = ITEM_FEATURES_KEY,
-    user_features: Path | None = USER_FEATURES,
-    user_features_key: str | None = USER_FEATURES_KEY,
-    feature_type: list[str] | None = FEATURE_TYPE,
-    multi_sep: str = MULTI_SEP,
-    item_label_col: str | None = ITEM_LABEL_COL,
+    source: DataSourceOptions = DATA_SOURCE,
     param: list[str] | None = typer.Option(
         None, "--param", "-p", help="Fix a hyper-parameter key=value (not searched; repeat)."
     ),
@@ -91,20 +57,7 @@ def tune(
     """Tune a model's hyper-parameters, then compare defaults and tuned on the protocol's test part."""
 
     def compute() -> dict[str, Any]:
-        _, source = data_source(
-            dataset,
-            data,
-            user_col,
-            item_col,
-            rating_col,
-            time_col,
-            group_col,
-            required=False,
-            rating_kind=rating_kind,
-            sep=sep,
-            **feature_options(item_features, item_features_key, user_features, user_features_key,
-                              feature_type, multi_sep, item_label_col),
-        )
+        _, data = source.resolve(required=False)
         note(f"tuning {model} on {protocol} ...")
         return api.tune(
             model,
@@ -115,8 +68,8 @@ def tune(
             storage=storage,
             study_name=study_name,
             out=out,
-            dataset=dataset,
-            data=source,
+            dataset=source.dataset,
+            data=data,
             data_dir=data_dir,
             params=param or [],
             options=option or [],
