@@ -7,7 +7,8 @@
 
 Text is read as JSON-ish (``64``, ``0.01``, ``true``, ``none``), then checked against the annotation: an
 ``int`` takes no booleans nor fractions, a ``float`` takes ints, a ``bool`` only true/false, a ``str`` keeps the
-text as written, a sequence takes ``a,b`` or ``[a, b]``. An annotation this module does not know lets the value
+text as written, a sequence takes ``a,b`` or ``[a, b]``. An ``int`` must fit in int64 (what numpy and torch hold);
+narrower ranges (``epochs >= 1``) are the model's own checks. An annotation this module does not know lets the value
 through to the model's own checks. Values given from Python (not text) are checked the same way.
 """
 
@@ -25,6 +26,12 @@ import numpy as np
 from embrec.errors import InvalidParameterError, describe
 
 _NOTHING = object()
+#: what an int parameter may hold: the models keep counts and seeds as int64
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+class _OutOfRange(InvalidParameterError):
+    """An integer of the right type but past int64: said as it is, not as "must be an integer or none"."""
 
 
 def constructor_hints(cls: type) -> dict[str, Any]:
@@ -69,6 +76,8 @@ def _convert(key: str, value: Any, text: str | None, ann: Any) -> Any:
         for opt in (o for o in options if o is not type(None)):
             try:
                 out = _convert(key, value, text, opt)
+            except _OutOfRange:
+                raise
             except InvalidParameterError:
                 continue
             if out is not _NOTHING:
@@ -103,6 +112,11 @@ def _convert(key: str, value: Any, text: str | None, ann: Any) -> Any:
     if ann is int:
         parsed = literal(text) if text is not None else value
         if isinstance(parsed, (int, np.integer)) and not isinstance(parsed, (bool, np.bool_)):
+            if not _INT64[0] <= int(parsed) <= _INT64[1]:
+                raise _OutOfRange(
+                    f"{key} must be an integer from {_INT64[0]} to {_INT64[1]} (64 bits); "
+                    f"received {describe(_shown(value))}."
+                )
             return int(parsed)
         if (
             isinstance(parsed, float)
