@@ -95,6 +95,10 @@ class Recommender(ABC):
             raise InvalidParameterError(f"train must be an Interactions; received {type(train).__name__}.")
         if len(train) == 0 or train.n_items == 0:
             raise DataError("train must hold at least one event with a known item; received an empty table.")
+        if "ratings" in self.needs and train.rating is not None and train.rating_kind == "quantity":
+            raise DataError(f"{type(self).__name__} learns from ratings, but the rating column of train holds "
+                            "quantities (rating_kind='quantity'); if it holds ratings, read it with "
+                            "rating_kind='rating' (--rating-kind rating).")
         if valid is not None and (valid.users is not train.users or valid.items is not train.items):
             valid = valid.reencode(train.users, train.items)
         self.users_: IdVocab = train.users
