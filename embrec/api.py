@@ -288,6 +288,7 @@ def train(model_name: str, *, dataset: str | None = None, data: Data | None = No
     """
     from embrec.models import checkpoint as checkpoints
     from embrec.models import distributed
+    from embrec.models.base import refuse_quantities
     from embrec.models.outpath import check_out_path
     from embrec.models.registry import create
 
@@ -300,6 +301,7 @@ def train(model_name: str, *, dataset: str | None = None, data: Data | None = No
     result: dict[str, Any] = {"model": model_name, "params": checked, "protocol": protocol}
     if protocol is None:
         log = load_data(dataset=dataset, data=data, data_dir=data_dir)
+        refuse_quantities(model, log)
         logger.info("fitting %s on %s", model_name, log)
         start = time.perf_counter()
         with checkpoints.directory(checkpoint):

@@ -72,7 +72,7 @@ def test_train_and_evaluate_take_rating_kind(log):
     cols = f"--data {log / 'log.csv'} --user-col user --item-col item --rating-col qty".split()
     # guessed a quantity from its name: a rating model refuses it, pointing at --rating-kind
     says = user_error(invoke("train", "rating-bias", *cols, "--out", log / "m"))
-    assert "rating column of train holds quantities (rating_kind='quantity')" in says
+    assert "rating column of the data holds quantities (rating_kind='quantity')" in says
     assert "--rating-kind rating" in says
     assert not (log / "m").exists()
     r = invoke("train", "rating-bias", *cols, "--rating-kind", "rating", "--out", log / "m")
@@ -83,6 +83,11 @@ def test_train_and_evaluate_take_rating_kind(log):
     r = invoke("evaluate", log / "m", "--protocol", "leave-last-out", *cols, "--rating-kind=rating")
     assert r.exit_code == 0, r.stderr
     assert "rating-bias" in r.stdout and "re-fitted" in r.stdout
+    # tune refuses it too (before any trial)
+    says = user_error(
+        invoke("tune", "rating-bias", "--protocol", "leave-last-out", *cols, "--trials", "1")
+    )
+    assert "holds quantities" in says
     # --rating-kind still needs the column it describes
     no_rating_col = cols[:6]
     says = user_error(invoke("evaluate", log / "m", "--protocol", "leave-last-out", *no_rating_col,

@@ -41,7 +41,7 @@ from embrec.evaluation.metrics import (
     mean_popularity_percentile,
     popularity_percentiles,
 )
-from embrec.models.base import unmet_need
+from embrec.models.base import refuse_quantities, unmet_need
 
 logger = logging.getLogger(__name__)
 
@@ -245,6 +245,7 @@ def evaluate_model(name: str, model: Any, *, data_dir: str | Path | None = None,
     k = list_length(protocol, options.pop("k", None))
     ds_name, folds = load_folds(name, data_dir=data_dir, data=data, dataset=dataset, **options)
     if not hasattr(model, "items_"):
+        refuse_quantities(model, folds[0].train)
         runs = [_fit_and_score(protocol, label, model, fold, k) for fold in folds]
     else:
         folds = [_fold_of(model, folds, name)]

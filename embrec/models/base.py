@@ -95,10 +95,6 @@ class Recommender(ABC):
             raise InvalidParameterError(f"train must be an Interactions; received {type(train).__name__}.")
         if len(train) == 0 or train.n_items == 0:
             raise DataError("train must hold at least one event with a known item; received an empty table.")
-        if "ratings" in self.needs and train.rating is not None and train.rating_kind == "quantity":
-            raise DataError(f"{type(self).__name__} learns from ratings, but the rating column of train holds "
-                            "quantities (rating_kind='quantity'); if it holds ratings, read it with "
-                            "rating_kind='rating' (--rating-kind rating).")
         if valid is not None and (valid.users is not train.users or valid.items is not train.items):
             valid = valid.reencode(train.users, train.items)
         self.users_: IdVocab = train.users
@@ -463,6 +459,17 @@ def unmet_need(model_cls: type, data: Interactions) -> str | None:
         if need == "groups" and data.group is None:
             return "needs transactions (the data has no group column)"
     return None
+
+
+def refuse_quantities(model: Any, data: Interactions) -> None:
+    """DataError when ``model`` (a class or an instance) learns from ratings and ``data``'s rating column
+    holds quantities: what ``benchmark`` skips (``unmet_need``), refused where one model is fitted on a log
+    a user chose (``api.train``, ``api.evaluate``, ``api.tune``), so ``--rating-kind`` decides there too."""
+    cls = model if isinstance(model, type) else type(model)
+    if "ratings" in getattr(cls, "needs", ()) and data.rating is not None and data.rating_kind == "quantity":
+        raise DataError(f"{cls.__name__} learns from ratings, but the rating column of the data holds quantities "
+                        "(rating_kind='quantity'); if it holds ratings, read it with rating_kind='rating' "
+                        "(--rating-kind rating).")
 
 
 LABELS_KEY = "_base.item_labels"

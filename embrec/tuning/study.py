@@ -247,12 +247,15 @@ def tune(
     ``out`` saves the tuned model (fitted on the last fold's training part) through ``save``.
     ``where`` holds ``data=`` / ``dataset=`` and the protocol's options."""
     from embrec.evaluation import get_protocol, load_folds
+    from embrec.models.base import refuse_quantities
     from embrec.models.outpath import check_out_path
-    from embrec.models.registry import create
+    from embrec.models.registry import create, model_class
 
     if out is not None:  # refused now, not after the whole search (embrec.models.outpath)
         out = check_out_path(out, inputs=input_paths(where.get("dataset"), where.get("data"), data_dir), name="out")
     ds_name, folds = load_folds(protocol, data_dir=data_dir, **where)
+    # refused before the search, as train and evaluate refuse it
+    refuse_quantities(model_class(name), folds[0].train)
     found = search(
         name,
         protocol,
