@@ -244,8 +244,20 @@ def test_softmax_dnn_sampled_softmax_recovers_the_categories_and_auto_switches_o
     kw = dict(dim=16, feature_dim=8, hidden=(32,), epochs=30, lr=1e-2, batch_size=64, targets="holdout",
               holdout=0.5, seed=0)
     sampled = SoftmaxDNN(loss="sampled", num_negatives=16, **kw).fit(log)
-    assert sampled.loss_ == "sampled"
+    assert sampled.loss_ == "sampled" and sampled.sparse_  # item table, bias: sparse rows + RowAdam
     assert _same_category(sampled, category) >= 0.6
+    # its recommendations follow each user's planted category; popularity's (chance: 1/4) do not
+    from embrec.baselines.popularity import Popularity
+
+    users = list(log.users.raw_ids[1:])
+    taste = np.array([np.bincount(category[log.item[log.user == r]], minlength=5).argmax()
+                      for r in log.users.encode(users)])
+    def on_taste(model) -> float:  # noqa: E306
+        rec = model.recommend(users, k=5, exclude_seen=True)
+        return float((category[rec.rows] == taste[:, None]).mean())
+    assert on_taste(sampled) >= 0.6 > 0.45 > on_taste(Popularity().fit(log))
+    dense = SoftmaxDNN(loss="sampled", num_negatives=16, weight_decay=1e-6, **{**kw, "epochs": 2}).fit(log)
+    assert not dense.sparse_  # Adam's weight decay is dense: dense tables
     auto = SoftmaxDNN(**{**kw, "epochs": 1})
     assert auto.fit(log).loss_ == "full"  # 60 items
     assert SoftmaxDNN(full_softmax_max_items=10, **{**kw, "epochs": 1}).fit(log).loss_ == "sampled"

@@ -257,6 +257,46 @@ def test_row_adam_equals_adam_when_every_row_is_drawn():
     assert not torch.equal(after_first, start[5])
 
 
+def test_row_adam_first_step_equals_adam_on_the_drawn_rows():
+    """One step on a subset of rows (one drawn three times): the drawn rows of a 2-D table and of a 1-D
+    bias table move exactly as under dense Adam (whose zero-gradient rows do not move on step 1 either),
+    the others stay where they were."""
+    from embrec.nn.optim import RowAdam
+    from embrec.nn.pairwise import gather_rows
+
+    g = torch.Generator().manual_seed(1)
+    table, bias = torch.randn(50, 4, generator=g), torch.randn(50, generator=g)
+    rows = torch.tensor([7, 3, 7, 41, 7, 0])
+    w, u = torch.randn(6, 4, generator=g), torch.randn(6, generator=g)
+    sparse = [torch.nn.Parameter(table.clone()), torch.nn.Parameter(bias.clone())]
+    dense = [torch.nn.Parameter(table.clone()), torch.nn.Parameter(bias.clone())]
+    ((gather_rows(sparse[0], rows) * w).sum() + (gather_rows(sparse[1], rows) * u).sum()).backward()
+    ((dense[0][rows] * w).sum() + (dense[1][rows] * u).sum()).backward()
+    assert sparse[0].grad.is_sparse and sparse[1].grad.is_sparse
+    RowAdam(sparse, lr=0.05).step()
+    torch.optim.Adam(dense, lr=0.05).step()
+    for s, d, start in zip(sparse, dense, (table, bias)):
+        torch.testing.assert_close(s.detach(), d.detach(), rtol=1e-6, atol=1e-7)
+        moved = torch.zeros(50, dtype=torch.bool)
+        moved[[0, 3, 7, 41]] = True
+        assert torch.equal(s.detach()[~moved], start[~moved]) and not torch.equal(s.detach()[moved], start[moved])
+
+
+def test_key_set_agrees_with_a_python_set():
+    """The hash set of pair keys answers as a Python set, for keys that collide in their home slots
+    (multiples of a large power of two), repeated keys, and an empty set."""
+    rng = np.random.default_rng(4)
+    keys = np.concatenate([rng.integers(0, 10**12, 3000), np.arange(1, 400) * 2**40, [5, 5, 5]])
+    query = np.concatenate([keys[::3], rng.integers(0, 10**12, 5000), np.arange(1, 800) * 2**40, [5, 6]])
+    ks = sampling.KeySet(keys)
+    truth = set(keys.tolist())
+    np.testing.assert_array_equal(ks.contains(query), [q in truth for q in query.tolist()])
+    assert ks.slots.size >= 2 * np.unique(keys).size and not sampling.KeySet(np.array([])).contains(query).any()
+    assert ks.contains(query[:15].reshape(5, 3)).shape == (5, 3)
+    with pytest.raises(InvalidParameterError, match="non-negative"):
+        sampling.KeySet(np.array([3, -1]))
+
+
 def test_bpr_pair_positives_ignore_repeats():
     """positives="pairs" draws each distinct (user, item) pair: a log with every event repeated trains the
     very same factors as the log without repeats, and fold-in weighs a repeated history item once."""
@@ -308,7 +348,7 @@ def test_seen_pairs_dense_table_and_sorted_keys_agree(monkeypatch):
     dense = SeenPairs(seen, 50)
     monkeypatch.setattr(sampling, "DENSE_LOOKUP_CELLS", 10)
     keyed = SeenPairs(seen, 50)
-    assert dense.table is not None and keyed.keys is not None
+    assert dense.table is not None and keyed.hashed is not None
     assert (dense.contains(users, items) == truth).all() and (keyed.contains(users, items) == truth).all()
 
 

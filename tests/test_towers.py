@@ -10,7 +10,7 @@ import torch
 
 from embrec.data import FeatureTable, IdVocab, Ragged
 from embrec.errors import InvalidParameterError
-from embrec.nn.softmax import FullSoftmax, SampledSoftmax
+from embrec.nn.softmax import FullSoftmax, SampledSoftmax, grouped_sampled_nll
 from embrec.nn.towers import (
     BagPool,
     ContentTower,
@@ -177,3 +177,36 @@ def test_full_softmax_per_example_weighs_every_example_the_same():
     lse1 = math.log(2 + math.e ** 3)
     want = ((lse0 - 2) + ((lse1 - 3) + (lse1 - 0)) / 2) / 2  # example 0's one pair = example 1's two
     assert FullSoftmax(per_example=True)(logits, example=example, target=target).item() == pytest.approx(want, rel=1e-6)
+
+
+def test_grouped_sampled_nll_equals_the_per_target_rows():
+    """One logit row per example gives the same losses and gradients as SampledSoftmax's row per target
+    (groups = example, accidental hits removed, a per-example mask, a fully closed row), including
+    items that are targets of several examples and also drawn as negatives."""
+    g = torch.Generator().manual_seed(3)
+    b, d = 4, 5
+    example = torch.tensor([0, 0, 1, 2, 2, 2, 3])  # 7 targets
+    target_ids = torch.tensor([5, 6, 5, 7, 8, 6, 9])
+    neg_ids = torch.tensor([5, 10, 11, 6, 12, 7])
+    ids = torch.cat([target_ids, neg_ids])  # (13,)
+    t = example.numel()
+    psi = torch.randn(b, d, generator=g, requires_grad=True)
+    cand = torch.randn(ids.numel(), d, generator=g)
+    cand = cand[torch.unique(ids, return_inverse=True)[1]].clone().requires_grad_(True)  # one vector per item
+    offset = torch.randn(b, ids.numel(), generator=g)
+    logq = torch.randn(ids.numel(), generator=g)
+    mask = torch.rand(b, ids.numel(), generator=g) < 0.2
+    mask[3] = True  # example 3 leaves every candidate out: only its target's own column is left
+
+    grouped = grouped_sampled_nll(psi @ cand.T + offset - logq[None, :], example, ids, mask)
+    rows = SampledSoftmax(logq_correction=False).logits(
+        psi[example], cand[:t], target_ids, negatives=cand[t:], negative_ids=neg_ids, groups=example,
+        offset=offset[example] - logq[None, :], mask=mask[example])
+    per_target = torch.nn.functional.cross_entropy(rows, torch.arange(t), reduction="none")
+    torch.testing.assert_close(grouped, per_target, rtol=1e-5, atol=1e-6)
+    assert grouped[-1].item() == pytest.approx(0.0, abs=1e-6)  # alone in its softmax
+    want = torch.autograd.grad(per_target.sum(), (psi, cand))
+    got = torch.autograd.grad(grouped_sampled_nll(psi @ cand.T + offset - logq[None, :], example, ids, mask).sum(),
+                              (psi, cand))
+    for a, w in zip(got, want):
+        torch.testing.assert_close(a, w, rtol=1e-5, atol=1e-6)

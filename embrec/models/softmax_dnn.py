@@ -57,9 +57,10 @@ from embrec.models.history_batches import (
     valid_precision,
 )
 from embrec.models.search import Choice, FloatRange, IntRange, Param
-from embrec.models.training import TrainConfig, resolve_device, seeded, train_loop
+from embrec.models.training import TrainConfig, make_optimizer, resolve_device, seeded, train_loop
 from embrec.nn import eval_mode
-from embrec.nn.softmax import FullSoftmax, SampledSoftmax
+from embrec.nn.pairwise import gather_rows
+from embrec.nn.softmax import FullSoftmax, grouped_sampled_nll
 from embrec.nn.towers import (
     FeatureEmbedder,
     FeatureEncoder,
@@ -97,8 +98,15 @@ class SoftmaxNet(nn.Module):
         self.repeat_item = nn.Parameter(torch.zeros(n_rows))  # how much item j is bought again
         self.features: TorchItemFeatures | None = None
 
-    def user(self, values: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
-        parts = [pool_vectors(self.items.weight, values, offsets)]  # (B, d)
+    def user(self, values: torch.Tensor, offsets: torch.Tensor, *, sparse: bool = False) -> torch.Tensor:
+        """Ψ(X) (B, d). ``sparse``: the item table's gradient from the pooling is sparse over the history
+        rows (for RowAdam), not a dense table."""
+        if sparse:
+            pooled = F.embedding_bag(values, self.items.weight, offsets, mode="mean", include_last_offset=True,
+                                     sparse=True)  # (B, d), as pool_vectors
+        else:
+            pooled = pool_vectors(self.items.weight, values, offsets)  # (B, d)
+        parts = [pooled]
         if self.embed is not None:
             feats = self.features
             parts.append(pool_encoded(lambda rows: self.embed(feats.take(rows)), values, offsets))  # (B, F)
@@ -215,8 +223,14 @@ class SoftmaxDNN(EmbeddingModel):
                                                    exclude_seen=self.mode_ == "holdout")
             config = TrainConfig(epochs=self.epochs, lr=self.lr, weight_decay=self.weight_decay,
                                  patience=self.patience if validate else None, progress=self.progress)
+            # sampled softmax: a batch touches its history, target and negative rows of the item table (and
+            # of its bias and repeat rows) only; sparse row gradients + RowAdam (lazy Adam) update those rows
+            # alone, so a step no longer costs O(catalogue). Adam's weight decay is dense: it keeps dense tables.
+            self.sparse_ = not full and self.weight_decay == 0
+            tables = (self.net_.items.weight, self.net_.bias, self.net_.repeat_item) if self.sparse_ else ()
             self.history_ = train_loop(self.net_, batches=batches, loss=loss, config=config, rng=rng,
-                                       validate=validate, desc="softmax-dnn")
+                                       validate=validate, desc="softmax-dnn",
+                                       optimizer=make_optimizer(self.net_.parameters(), config, sparse=tables))
         self.net_.cpu().eval()
         if self.item_features_ is not None:  # plain tensors, not buffers: .cpu() above leaves them behind
             self.net_.features = self.item_features_.to_torch(torch.device("cpu"))
@@ -230,10 +244,11 @@ class SoftmaxDNN(EmbeddingModel):
         negs = torch.as_tensor(rng.integers(1, n, size=self.num_negatives), device=dev)  # (M,)
         ids = torch.cat([b.target, negs])  # (T + M,)
         uniq, inv = torch.unique(ids, return_inverse=True)  # (U,), (T + M,)
-        cand = self.net_.items(ids)  # (T + M, d)
-        psi = self.net_.user(b.values, b.offsets)  # (B, d)
+        sparse = self.sparse_
+        cand = gather_rows(self.net_.items.weight, ids) if sparse else self.net_.items(ids)  # (T + M, d)
+        psi = self.net_.user(b.values, b.offsets, sparse=sparse)  # (B, d)
         t = b.target.numel()
-        offset = self.net_.bias[ids][None, :]  # (1, T + M)
+        offset = (gather_rows(self.net_.bias, ids) if sparse else self.net_.bias[ids])[None, :]  # (1, T + M)
         mask = None
         if self.repeat_ or self.mode_ == "holdout":
             lookup = torch.full((n,), -1, dtype=torch.int64, device=dev)
@@ -250,16 +265,18 @@ class SoftmaxDNN(EmbeddingModel):
                 from_end = (b.offsets[1:][rows] - 1 - torch.arange(b.values.numel(), device=dev))[keep]
                 recent = like.index_put((rows[keep], col[keep]), ones * (from_end < RECENT), accumulate=True)
                 w = self.net_.repeat
+                r = gather_rows(self.net_.repeat_item, uniq) if sparse else self.net_.repeat_item[uniq]  # (U,)
                 rep = (w[0] * torch.log1p(counts) + w[1] * torch.log1p(recent)
-                       + seen * (w[2] + self.net_.repeat_item[uniq][None, :]))  # (B, U)
-                offset = offset + rep[b.example][:, inv]  # (T, T + M)
+                       + seen * (w[2] + r[None, :]))  # (B, U)
+                offset = offset + rep[:, inv]  # (B, T + M)
             if self.mode_ == "holdout":
-                mask = seen[b.example][:, inv]  # (T, T + M): the softmax runs over items not in X
+                mask = seen[:, inv]  # (B, T + M): the softmax runs over items not in X
         negative_logq = torch.full((negs.numel(),), float(np.log(negs.numel() / (n - 1))), device=dev)
-        logits = SampledSoftmax().logits(psi[b.example], cand[:t], b.target, negatives=cand[t:], negative_ids=negs,
-                                         positive_logq=logp[b.target] + float(np.log(t)),
-                                         negative_logq=negative_logq, groups=b.example, offset=offset, mask=mask)
-        nll = F.cross_entropy(logits, torch.arange(t, device=dev), reduction="none")  # (T,)
+        logq = torch.cat([logp[b.target] + float(np.log(t)), negative_logq])  # (T + M,)
+        # one logit row per example (B x (T + M)), not per target: the same softmax as SampledSoftmax's
+        # (T, T + M) rows with groups=example and accidental hits removed (grouped_sampled_nll)
+        logits = psi @ cand.T + offset - logq[None, :]  # (B, T + M)
+        nll = grouped_sampled_nll(logits, b.example, inv, mask)  # (T,)
         if not self.per_example:
             return nll.mean()
         per = torch.bincount(b.example, minlength=psi.shape[0]).to(nll.dtype)  # (B,) targets per example

@@ -115,3 +115,35 @@ class SampledSoftmax:
         logits = self.logits(query, positive, positive_ids, **kwargs)  # (T, T + M)
         labels = torch.arange(logits.shape[0], device=logits.device)  # (T,)
         return F.cross_entropy(logits, labels)
+
+
+def grouped_sampled_nll(logits: torch.Tensor, example: torch.Tensor, column_item: torch.Tensor,
+                        mask: torch.Tensor | None = None) -> torch.Tensor:
+    """(T,) sampled-softmax cross-entropy of T targets from one logit row per **example**, not per target.
+
+    ``logits`` (B, C): example b against C candidates, whose first T columns are the targets (target k is
+    column k, of example ``example[k]``); ``column_item`` (C,) the candidates' item (any integer key);
+    ``mask`` (B, C) candidates an example leaves out (e.g. its history). Target k's softmax runs over its
+    own column and every column of its example that is not masked, not one of the example's targets
+    and not the same item as the target (an accidental hit) — the rows ``SampledSoftmax.logits`` builds
+    with ``groups=example`` and ``remove_accidental_hits``, but at B x C cost instead of T x C: with
+
+        P_b = Σ_c exp(l_bc)             over the columns open to example b
+        G_bu = Σ_{c: item c = u} exp(l_bc)   the same sum over one item's columns
+
+    target k of example b, item u, has the denominator exp(l_bk) + P_b - G_bu (shifted by the row's
+    maximum, so nothing overflows)."""
+    b, t = logits.shape[0], example.shape[0]
+    closed = torch.zeros_like(logits, dtype=torch.bool) if mask is None else mask.clone()
+    closed[example, torch.arange(t, device=logits.device)] = True  # the example's own targets
+    open_logits = logits.masked_fill(closed, -torch.inf)  # (B, C)
+    top = open_logits.max(dim=1).values.detach()  # (B,)
+    top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))  # a row with nothing open
+    ex = torch.exp(open_logits - top[:, None])  # (B, C), 0 where closed
+    _, key = torch.unique(column_item, return_inverse=True)  # (C,) item -> 0..U-1
+    per_item = torch.zeros(b, int(key.max()) + 1, dtype=ex.dtype, device=ex.device).index_add(1, key, ex)  # (B, U)
+    own = logits[example, torch.arange(t, device=logits.device)]  # (T,)
+    row_top = top[example]  # (T,)
+    shift = torch.maximum(row_top, own.detach())  # (T,)
+    rest = (ex.sum(1)[example] - per_item[example, key[:t]]).clamp_min(0.0)  # (T,) open, other items
+    return shift + torch.log(torch.exp(own - shift) + rest * torch.exp(row_top - shift)) - own
