@@ -9,7 +9,10 @@ one epoch (the median of ``--epochs``) of embrec BPR with ``positives="events"``
 ``positives="pairs"`` (one per distinct pair: implicit's epoch), implicit's BPR (``num_threads=1``, factors
 64) and embrec implicit-mf, each timed in this process one after the other. ``--ranks`` times one BPR epoch
 under ``torchrun --standalone --nproc-per-node R`` (batch_size per rank = 15000 / R: the same global batch)
-and a 2-"node" c10d rendezvous on 127.0.0.1. Prints one JSON line per measurement, with the load average.
+and a 2-"node" c10d rendezvous on 127.0.0.1. Prints one JSON line per measurement, with the load average;
+``*_cpu_s`` are the same epochs in CPU seconds of this process (``time.process_time``), which a shared
+machine's load inflates less than wall seconds. ``--no-calibration`` skips the fold-in calibration that
+follows each fit (not part of an epoch), ``--bpr-only`` the implicit-mf row.
 """
 
 from __future__ import annotations
@@ -30,7 +33,9 @@ from threadpoolctl import threadpool_limits
 
 from embrec.datasets import synthetic
 from embrec.models.bpr import BPR
+from embrec.models.factor import SampledFactorization
 from embrec.models.implicit_mf import ImplicitMF
+from embrec.models.training import epoch_callback
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -43,11 +48,31 @@ def median_epoch(model) -> float:
     return float(np.median([h["seconds"] for h in model.history_]))
 
 
-def single(events: int, epochs: int) -> dict:
+def fit_timed(model, log) -> float:
+    """Fit ``model``; the median CPU seconds of its epochs (time.process_time between epoch ends, the first
+    from the start of the first epoch): on a shared machine less disturbed than wall time by waiting."""
+    marks: list[float] = []
+    with epoch_callback(lambda row, _: marks.append(time.process_time())):
+        start = [0.0]
+        orig = model._epoch_batches
+
+        def batches(rng, epoch):
+            if epoch == 1:
+                start[0] = time.process_time()
+            return orig(rng, epoch)
+
+        model._epoch_batches = batches
+        model.fit(log)
+        del model._epoch_batches
+    return float(np.median(np.diff([start[0], *marks])))
+
+
+def single(events: int, epochs: int, peers: bool = True) -> dict:
     log = shop(events)
     row: dict = {"events": events, "users": log.users.n_ids, "items": log.items.n_ids}
     for positives in ("events", "pairs"):
-        m = BPR(epochs=epochs, positives=positives, progress=False).fit(log)
+        m = BPR(epochs=epochs, positives=positives, progress=False)
+        row[f"bpr_{positives}_cpu_s"] = round(fit_timed(m, log), 3)
         row[f"bpr_{positives}_s"] = round(median_epoch(m), 3)
     from implicit.cpu.bpr import BayesianPersonalizedRanking
 
@@ -60,9 +85,10 @@ def single(events: int, epochs: int) -> dict:
     csr.data[:] = 1.0
     peer = BayesianPersonalizedRanking(factors=64, iterations=epochs, random_state=0, num_threads=1)
     with threadpool_limits(1, "blas"):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         peer.fit(csr, show_progress=False)
         row["implicit_bpr_s"] = round((time.perf_counter() - t0) / epochs, 3)
+        row["implicit_bpr_cpu_s"] = round((time.process_time() - c0) / epochs, 3)
     row["triples_events"], row["triples_pairs"] = int(known.sum()), int(csr.nnz)
     row["bpr_pairs/implicit"] = round(row["bpr_pairs_s"] / row["implicit_bpr_s"], 2)
     row["bpr_events/implicit per triple"] = round(
@@ -70,8 +96,14 @@ def single(events: int, epochs: int) -> dict:
         / (row["implicit_bpr_s"] / row["triples_pairs"]),
         2,
     )
-    m = ImplicitMF(epochs=epochs, progress=False).fit(log)
-    row["implicit_mf_s"] = round(median_epoch(m), 3)
+    row["bpr_events/implicit per triple, cpu"] = round(
+        (row["bpr_events_cpu_s"] / row["triples_events"])
+        / (row["implicit_bpr_cpu_s"] / row["triples_pairs"]),
+        2,
+    )
+    if peers:
+        m = ImplicitMF(epochs=epochs, progress=False).fit(log)
+        row["implicit_mf_s"] = round(median_epoch(m), 3)
     row["load"] = round(os.getloadavg()[0], 2)
     return row
 
@@ -170,6 +202,12 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--ranks", default="")
     parser.add_argument("--skip-single", action="store_true")
+    parser.add_argument("--bpr-only", action="store_true", help="skip implicit-mf")
+    parser.add_argument(
+        "--no-calibration",
+        action="store_true",
+        help="skip the fold-in calibration after each fit (not part of an epoch; saves minutes)",
+    )
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -177,15 +215,23 @@ def main() -> None:
     if args.worker:
         worker(sizes[0], 0)
         return
+    if args.no_calibration:
+        SampledFactorization.calibrate_fold_in = lambda self, *a, **k: 0.0
     for run in range(args.runs if not args.skip_single else 0):
-        rows = [single(n, args.epochs) for n in sizes]
+        rows = [single(n, args.epochs, peers=not args.bpr_only) for n in sizes]
         for row in rows:
             print(json.dumps({"run": run, **row}), flush=True)
         if len(rows) >= 2:
-            ratio = {
-                k: round(rows[-1][k] / rows[0][k], 2)
-                for k in ("bpr_events_s", "bpr_pairs_s", "implicit_bpr_s", "implicit_mf_s")
-            }
+            keys = (
+                "bpr_events_s",
+                "bpr_events_cpu_s",
+                "bpr_pairs_s",
+                "bpr_pairs_cpu_s",
+                "implicit_bpr_s",
+                "implicit_bpr_cpu_s",
+                "implicit_mf_s",
+            )
+            ratio = {k: round(rows[-1][k] / rows[0][k], 2) for k in keys if k in rows[0]}
             print(json.dumps({"run": run, f"{sizes[-1]}/{sizes[0]}": ratio}), flush=True)
     for r in [int(x) for x in args.ranks.split(",") if x]:
         print(json.dumps(ranked(sizes[0], r)), flush=True)

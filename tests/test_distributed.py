@@ -66,7 +66,7 @@ def fitted(tmp_path_factory) -> Path:
 
 @pytest.mark.parametrize("name", list(MODELS))
 def test_two_ranks_train_every_gradient_model(fitted, name):
-    model = embrec.load(fitted / name)
+    model = embrec.load(fitted / name.replace(":", "-"))
     log = tiny_log()
     user = log.users.raw_ids[1]
     recs = model.recommend([user], k=5)

@@ -18,8 +18,11 @@ learnt per-item repeat propensity for j ∈ X. It only learns something when tar
 (``targets="next-basket"`` or ``"next-period"``: Online Retail); ``None`` turns it on exactly then.
 
 ``loss="sampled"`` replaces the softmax over all items by one over the batch's targets plus ``num_negatives``
-uniformly drawn items, with logQ correction (``embrec.nn.softmax.SampledSoftmax``, the two-tower's): an epoch
-no longer costs batch x catalogue. ``loss="auto"`` (the default) takes the full softmax up to
+uniformly drawn items, with logQ correction and accidental hits removed (the two-tower's
+``embrec.nn.softmax.SampledSoftmax``, computed with one logit row per example: ``grouped_sampled_nll``); the
+item table, its bias and repeat rows then get sparse row gradients (``gather_rows``, a sparse EmbeddingBag
+for the history) and lazy row-wise Adam (``embrec.nn.optim.RowAdam``; with ``weight_decay`` > 0 they stay
+dense), so an epoch no longer costs batch x catalogue. ``loss="auto"`` (the default) takes the full softmax up to
 ``full_softmax_max_items`` items and the sampled one above (the threshold is measured: docs/benchmarks.md,
 "Sampled softmax in softmax-dnn").
 
