@@ -88,16 +88,46 @@ def from_file(
     check_choice("missing_users", missing_users, ("error", "unknown"))
     path = Path(path).expanduser()
     name = name or path.name
-    cols = {"user_col": user_col, "item_col": item_col, "rating_col": rating_col,
-            "time_col": time_col, "group_col": group_col}
+    cols = {
+        "user_col": user_col,
+        "item_col": item_col,
+        "rating_col": rating_col,
+        "time_col": time_col,
+        "group_col": group_col,
+    }
     check_distinct_columns(cols)
     if time_format is not None and time_col is None:
-        raise DataError(f"time_format={describe(time_format)} was given without time_col; name the time column.")
+        raise DataError(
+            f"time_format={describe(time_format)} was given without time_col; name the time column."
+        )
+    if path.is_dir():
+        return _from_dir(
+            path,
+            cols,
+            time_format=time_format,
+            duplicates=duplicates,
+            missing_users=missing_users,
+            name=name,
+            rating_kind=rating_kind,
+            sep=sep,
+            item_label_col=item_label_col,
+            item_features=item_features,
+            item_features_key=item_features_key,
+            user_features=user_features,
+            user_features_key=user_features_key,
+            feature_types=feature_types,
+            multi_sep=multi_sep,
+        )
     frame = read_table(path, id_cols=[c for c in (user_col, item_col, group_col) if c], sep=sep)
     _check_columns(frame, cols, path)
-    attrs = Attributes.read(item_features=item_features, item_key=item_features_key or item_col,
-                            user_features=user_features, user_key=user_features_key or user_col,
-                            feature_types=feature_types, multi_sep=multi_sep)
+    attrs = Attributes.read(
+        item_features=item_features,
+        item_key=item_features_key or item_col,
+        user_features=user_features,
+        user_key=user_features_key or user_col,
+        feature_types=feature_types,
+        multi_sep=multi_sep,
+    )
     labels = attrs.label_source(item_label_col, frame, item_col, path.name)
     used = [c for c in cols.values() if c is not None]
     frame = frame[list(dict.fromkeys(used))]
@@ -120,17 +150,119 @@ def from_file(
         kind = rating_kind
         if kind == "auto":
             kind, why = guess_rating_kind(rating_col, frame[rating_col])
-            logger.info("%s: rating column %r read as a %s (%s; pass rating_kind= / --rating-kind to say "
-                        "otherwise)", path.name, rating_col, kind, why)
-    log = Interactions.from_frame(frame, user_col=user_col, item_col=item_col, rating_col=rating_col,
-                                  time_col=time_col, group_col=group_col, missing_users=missing_users,
-                                  name=name, rating_kind=kind, items=attrs.item_vocab(frame[item_col]))
+            logger.info(
+                "%s: rating column %r read as a %s (%s; pass rating_kind= / --rating-kind to say "
+                "otherwise)",
+                path.name,
+                rating_col,
+                kind,
+                why,
+            )
+    log = Interactions.from_frame(
+        frame,
+        user_col=user_col,
+        item_col=item_col,
+        rating_col=rating_col,
+        time_col=time_col,
+        group_col=group_col,
+        missing_users=missing_users,
+        name=name,
+        rating_kind=kind,
+        items=attrs.item_vocab(frame[item_col]),
+    )
     attrs.attach(log, labels)
     logger.info("loaded %r from %s", log, path)
     return log
 
 
-_QUANTITY_NAMES = ("qty", "quantity", "count", "amount", "units", "clicks", "plays", "views", "purchases")
+def _from_dir(
+    path: Path,
+    cols: dict[str, str | None],
+    *,
+    time_format: str | None,
+    duplicates: str,
+    missing_users: Literal["error", "unknown"],
+    name: str,
+    rating_kind: str,
+    sep: str | None,
+    item_label_col: str | None,
+    item_features_key: str | None,
+    user_features_key: str | None,
+    **attributes: object,
+) -> Interactions:
+    """``from_file`` of a directory of Parquet files: one streaming pass (``embrec.datasets.parquet_stream``)."""
+    from embrec.datasets.parquet_stream import read_parquet_dir
+
+    if duplicates != "keep":
+        raise InvalidParameterError(
+            f"duplicates={duplicates!r} is not available for a directory of Parquet files "
+            f"({path.name}); expected duplicates='keep' (drop duplicates when writing it)."
+        )
+    if sep is not None:
+        raise InvalidParameterError(
+            f"sep={describe(sep)} separates the columns of a text file; {path.name} is a "
+            "directory of Parquet files, which has none."
+        )
+    log, stats = read_parquet_dir(
+        path,
+        user_col=str(cols["user_col"]),
+        item_col=str(cols["item_col"]),
+        rating_col=cols["rating_col"],
+        time_col=cols["time_col"],
+        group_col=cols["group_col"],
+        time_format=time_format,
+        missing_users=missing_users,
+        name=name,
+    )
+    if stats is not None:
+        kind, why = rating_kind, ""
+        if kind == "auto":
+            kind, why = guess_rating_kind_from(
+                str(cols["rating_col"]), stats.low, stats.high, stats.whole
+            )
+            logger.info(
+                "%s: rating column %r read as a %s (%s; pass rating_kind= / --rating-kind to say "
+                "otherwise)",
+                path.name,
+                cols["rating_col"],
+                kind,
+                why,
+            )
+        log.rating_kind = kind
+    attrs = Attributes.read(
+        item_key=item_features_key or str(cols["item_col"]),
+        user_key=user_features_key or str(cols["user_col"]),
+        **attributes,
+    )  # type: ignore[arg-type]
+    labels = None
+    if item_label_col is not None:
+        if attrs.items is None or item_label_col not in attrs.items.columns:
+            raise DataError(
+                f"item_label_col={item_label_col[:40]!r} must be a column of the item features file "
+                f"when the log is a directory of Parquet files ({path.name})."
+            )
+        labels = attrs.label_source(
+            item_label_col, pd.DataFrame(), str(cols["item_col"]), path.name
+        )
+    vocab = attrs.item_vocab(pd.Series(log.items.raw_ids))
+    if vocab is not None and vocab != log.items:
+        log = log.reencode(log.users, vocab)
+    attrs.attach(log, labels)
+    logger.info("loaded %r from %s", log, path)
+    return log
+
+
+_QUANTITY_NAMES = (
+    "qty",
+    "quantity",
+    "count",
+    "amount",
+    "units",
+    "clicks",
+    "plays",
+    "views",
+    "purchases",
+)
 _RATING_NAMES = ("rating", "score", "stars", "grade")
 
 
@@ -151,28 +283,46 @@ def guess_rating_kind(name: str, values: pd.Series) -> tuple[str, str]:
     v = v[np.isfinite(v)]
     if v.size == 0:
         return "rating", "it holds no number"
-    whole = bool(np.all(v == np.round(v)))
-    lo, hi = float(v.min()), float(v.max())
+    return guess_rating_kind_from(
+        name, float(v.min()), float(v.max()), bool(np.all(v == np.round(v)))
+    )
+
+
+def guess_rating_kind_from(name: str, lo: float, hi: float, whole: bool) -> tuple[str, str]:
+    """``guess_rating_kind`` from the column's name and its values' range and wholeness (a streamed log)."""
+    low = str(name).lower()
+    if any(w in low for w in _QUANTITY_NAMES):
+        return "quantity", f"its name {str(name)[:40]!r} says so"
+    if any(w in low for w in _RATING_NAMES):
+        return "rating", f"its name {str(name)[:40]!r} says so"
+    if not np.isfinite(lo):
+        return "rating", "it holds no number"
     if whole and (hi > 10 or lo < -10):
         return "quantity", f"whole numbers from {lo:g} to {hi:g}, beyond a rating scale"
-    return "rating", f"values from {lo:g} to {hi:g}{' (whole numbers)' if whole else ''}, a rating scale"
+    return (
+        "rating",
+        f"values from {lo:g} to {hi:g}{' (whole numbers)' if whole else ''}, a rating scale",
+    )
 
 
-def read_table(path: str | Path, *, id_cols: list[str] | tuple[str, ...] = (),
-               sep: str | None = None) -> pd.DataFrame:
+def read_table(
+    path: str | Path, *, id_cols: list[str] | tuple[str, ...] = (), sep: str | None = None
+) -> pd.DataFrame:
     """The file as a DataFrame, by extension; ``id_cols`` of text files are read as ids and ``sep``
     separates their columns (None: sniffed; see above)."""
     path = Path(path).expanduser()
     sep = check_sep(sep)
     suffix = _suffix(path)
     if suffix not in SUFFIXES:
-        raise DataError(
-            f"path must end with one of {', '.join(SUFFIXES)}; received {path.name!r}."
-        )
+        raise DataError(f"path must end with one of {', '.join(SUFFIXES)}; received {path.name!r}.")
     if not path.is_file():
-        raise DatasetNotFoundError(f"path {str(path)!r} does not exist or is not a file; expected a {suffix} file.")
+        raise DatasetNotFoundError(
+            f"path {str(path)!r} does not exist or is not a file; expected a {suffix} file."
+        )
     if path.stat().st_size == 0:
-        raise DataError(f"file {path} is empty; expected a header row and at least one row of interactions.")
+        raise DataError(
+            f"file {path} is empty; expected a header row and at least one row of interactions."
+        )
     try:
         if suffix in (".parquet", ".pq"):
             frame = pd.read_parquet(path)
@@ -181,17 +331,23 @@ def read_table(path: str | Path, *, id_cols: list[str] | tuple[str, ...] = (),
         else:
             sep = sep or sniff_sep(path, default="\t" if suffix == ".tsv" else ",")
             # pandas renames a repeated header name ("user", "user.1") without a word: refuse it instead
-            _check_unique_header(path, pd.read_csv(path, sep=sep, header=None, nrows=1, dtype=str).iloc[0])
+            _check_unique_header(
+                path, pd.read_csv(path, sep=sep, header=None, nrows=1, dtype=str).iloc[0]
+            )
             frame = pd.read_csv(path, sep=sep, dtype={c: str for c in id_cols})
             for col in id_cols:
                 if col in frame.columns:
                     frame[col] = _text_ids(frame[col])
     except pd.errors.EmptyDataError:
-        raise DataError(f"file {path} is empty; expected a header row and at least one row of interactions.") from None
+        raise DataError(
+            f"file {path} is empty; expected a header row and at least one row of interactions."
+        ) from None
     except pd.errors.ParserError as exc:
         shown = {"\t": "tab"}.get(str(sep), repr(sep))
-        raise DataError(f"file {path} could not be read as {suffix} with columns separated by {shown} "
-                        f"({_first_line(exc)}); give the separator with sep= / --sep.") from None
+        raise DataError(
+            f"file {path} could not be read as {suffix} with columns separated by {shown} "
+            f"({_first_line(exc)}); give the separator with sep= / --sep."
+        ) from None
     except (ValueError, OSError, zipfile.BadZipFile, KeyError) as exc:
         if isinstance(exc, DataError):
             raise
@@ -208,8 +364,10 @@ def _check_unique_header(path: Path, names: Iterable[object]) -> None:
     seen: set[str] = set()
     for name in map(str, names):
         if name in seen:
-            raise DataError(f"file {path.name} names the column {describe(name)} twice in its header; "
-                            "expected each column name once.")
+            raise DataError(
+                f"file {path.name} names the column {describe(name)} twice in its header; "
+                "expected each column name once."
+            )
         seen.add(name)
 
 
@@ -222,10 +380,14 @@ def check_sep(sep: str | None) -> str | None:
     if sep is None:
         return None
     if not isinstance(sep, str) or not sep:
-        raise InvalidParameterError(f"sep must be one character such as ',', ';' or '\\t' (or 'tab'); received {describe(sep)}.")
+        raise InvalidParameterError(
+            f"sep must be one character such as ',', ';' or '\\t' (or 'tab'); received {describe(sep)}."
+        )
     sep = SEP_NAMES.get(sep.lower(), sep)
-    if len(sep) != 1 or sep in "\"\r\n":
-        raise InvalidParameterError(f"sep must be one character such as ',', ';' or '\\t' (or 'tab'); received {describe(sep)}.")
+    if len(sep) != 1 or sep in '"\r\n':
+        raise InvalidParameterError(
+            f"sep must be one character such as ',', ';' or '\\t' (or 'tab'); received {describe(sep)}."
+        )
     return sep
 
 
@@ -260,7 +422,9 @@ def _check_columns(frame: pd.DataFrame, cols: dict[str, str | None], path: Path)
             continue
         close = difflib.get_close_matches(str(col), present, n=1, cutoff=0.6)
         hint = f"; did you mean {close[0]!r}?" if close else "."
-        raise DataError(f"{param}={col!r} is not a column of {path.name}; its columns are {present}{hint}")
+        raise DataError(
+            f"{param}={col!r} is not a column of {path.name}; its columns are {present}{hint}"
+        )
 
 
 def _text_ids(col: pd.Series) -> pd.Series:
@@ -279,8 +443,10 @@ def check_distinct_columns(cols: dict[str, str | None]) -> None:
         if col is None:
             continue
         if col in seen:
-            raise DataError(f"{seen[col]} and {param} must name different columns; received {describe(col)} "
-                            "for both.")
+            raise DataError(
+                f"{seen[col]} and {param} must name different columns; received {describe(col)} "
+                "for both."
+            )
         seen[col] = param
 
 
@@ -295,6 +461,8 @@ def _maybe_dates(col: pd.Series, name: str, time_format: str | None) -> pd.Serie
         return col
     if time_format is None:
         text = col.dropna().astype(str).str.strip()
-        if len(text) and text.str.fullmatch(r"-?\d+(?:\.\d+)?").all():  # unix seconds too big for int64
+        if (
+            len(text) and text.str.fullmatch(r"-?\d+(?:\.\d+)?").all()
+        ):  # unix seconds too big for int64
             return pd.to_numeric(col, errors="coerce").astype("float64").where(col.notna())
     return parse_times(col, name, time_format=time_format)
