@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -64,8 +65,20 @@ _THEMES: dict[str, tuple[str, ...]] = {
     "jewellery": ("necklace", "bracelet", "earrings", "ring", "pendant", "brooch"),
     "pets": ("collar", "leash", "kennel", "catnip", "chew", "feeder"),
 }
-_ADJECTIVES = ("vintage", "large", "small", "red", "blue", "pink", "white", "retro", "green", "gold",
-               "classic", "mini")
+_ADJECTIVES = (
+    "vintage",
+    "large",
+    "small",
+    "red",
+    "blue",
+    "pink",
+    "white",
+    "retro",
+    "green",
+    "gold",
+    "classic",
+    "mini",
+)
 _SYLLABLES = ("ka", "lo", "mi", "ren", "tas", "vo", "zu", "pel", "dor", "shi")
 
 
@@ -88,8 +101,15 @@ class SyntheticTruth:
     description: np.ndarray
 
 
-def synthetic_truth(*, n_users: int = 1000, n_items: int = 500, n_categories: int = 10, seed: int = 0,
-                    popularity_exponent: float = 1.0, n_favourites: int = 5) -> SyntheticTruth:
+def synthetic_truth(
+    *,
+    n_users: int = 1000,
+    n_items: int = 500,
+    n_categories: int = 10,
+    seed: int = 0,
+    popularity_exponent: float = 1.0,
+    n_favourites: int = 5,
+) -> SyntheticTruth:
     """The structure ``synthetic()`` plants for these parameters (it depends on nothing else)."""
     n_users = check_positive_int("n_users", n_users)
     n_items = check_positive_int("n_items", n_items)
@@ -105,7 +125,8 @@ def synthetic_truth(*, n_users: int = 1000, n_items: int = 500, n_categories: in
     weight = (rng.permutation(n_items) + 1.0) ** -popularity_exponent
     sampler = _CategorySampler(category, weight, n_categories)
     successor = sampler.draw(category, rng)
-    for _ in range(8):  # redraw successors that point to themselves (kept only in 1-item categories)
+    # redraw successors that point to themselves (kept only in 1-item categories)
+    for _ in range(8):
         same = successor == np.arange(n_items)
         if not same.any():
             break
@@ -119,27 +140,65 @@ def synthetic_truth(*, n_users: int = 1000, n_items: int = 500, n_categories: in
     adj = rng.integers(0, len(_ADJECTIVES), size=n_items)
     w1, w2 = rng.integers(0, 6, size=(2, n_items))
     w2 = np.where(w2 == w1, (w2 + 1) % 6, w2)
-    desc = np.array([f"{_ADJECTIVES[a]} {words[c][x]} {words[c][y]}"
-                     for a, c, x, y in zip(adj, category, w1, w2)], dtype=object)
+    desc = np.array(
+        [
+            f"{_ADJECTIVES[a]} {words[c][x]} {words[c][y]}"
+            for a, c, x, y in zip(adj, category, w1, w2)
+        ],
+        dtype=object,
+    )
 
     def pad(a: np.ndarray, fill) -> np.ndarray:
         return np.concatenate([np.full((1, *a.shape[1:]), fill, dtype=a.dtype), a])
 
     return SyntheticTruth(
-        item_category=pad(category.astype(np.int64), -1), user_segment=pad(segment.astype(np.int64), -1),
-        successor=pad(successor + 1, 0), favourites=pad(favourites + 1, 0), popularity=pad(weight, 0.0),
-        category_labels=labels, price=pad(price.astype(np.float32), np.nan), description=pad(desc, ""),
+        item_category=pad(category.astype(np.int64), -1),
+        user_segment=pad(segment.astype(np.int64), -1),
+        successor=pad(successor + 1, 0),
+        favourites=pad(favourites + 1, 0),
+        popularity=pad(weight, 0.0),
+        category_labels=labels,
+        price=pad(price.astype(np.float32), np.nan),
+        description=pad(desc, ""),
     )
 
 
-def synthetic(*, n_users: int = 1000, n_items: int = 500, n_interactions: int = 20000, n_categories: int = 10,
-              seed: int = 0, mean_basket_size: float = 4.0, popularity_exponent: float = 1.0,
-              segment_affinity: float = 0.7, category_affinity: float = 0.8, repeat_probability: float = 0.3,
-              successor_probability: float = 0.4, n_favourites: int = 5, activity_sigma: float = 1.0,
-              start: str = "2023-01-01", days: int = 365, name: str = "synthetic") -> Interactions:
-    """A seeded shop log with planted structure (see the module docstring for the full recipe)."""
-    truth = synthetic_truth(n_users=n_users, n_items=n_items, n_categories=n_categories, seed=seed,
-                            popularity_exponent=popularity_exponent, n_favourites=n_favourites)
+def synthetic(
+    *,
+    n_users: int = 1000,
+    n_items: int = 500,
+    n_interactions: int = 20000,
+    n_categories: int = 10,
+    seed: int = 0,
+    mean_basket_size: float = 4.0,
+    popularity_exponent: float = 1.0,
+    segment_affinity: float = 0.7,
+    category_affinity: float = 0.8,
+    repeat_probability: float = 0.3,
+    successor_probability: float = 0.4,
+    n_favourites: int = 5,
+    activity_sigma: float = 1.0,
+    start: str = "2023-01-01",
+    days: int = 365,
+    name: str = "synthetic",
+    out: str | Path | None = None,
+    chunk_rows: int = 1 << 20,
+) -> Interactions | Path:
+    """A seeded shop log with planted structure (see the module docstring for the full recipe).
+
+    With ``out`` (a new or empty directory) the log is not returned but written there in chunks of about
+    ``chunk_rows`` rows (whole baskets) as ``part-00000.parquet``, ... (columns user, item, quantity,
+    timestamp, basket; see ``embrec.datasets.synthetic_parquet``), and ``out`` is returned: the same seed
+    gives the same events as the log returned without ``out``, whatever ``chunk_rows``.
+    """
+    truth = synthetic_truth(
+        n_users=n_users,
+        n_items=n_items,
+        n_categories=n_categories,
+        seed=seed,
+        popularity_exponent=popularity_exponent,
+        n_favourites=n_favourites,
+    )
     n = check_positive_int("n_interactions", n_interactions)
     mean_size = check_float("mean_basket_size", mean_basket_size, low=1.0)
     p_seg = check_float("segment_affinity", segment_affinity, low=0.0, high=1.0)
@@ -151,7 +210,9 @@ def synthetic(*, n_users: int = 1000, n_items: int = 500, n_interactions: int = 
     try:
         t0 = np.datetime64(pd.Timestamp(start).to_datetime64(), "s")
     except (ValueError, TypeError):
-        raise InvalidParameterError(f"start must be a date such as '2023-01-01'; received {describe(start)}.") from None
+        raise InvalidParameterError(
+            f"start must be a date such as '2023-01-01'; received {describe(start)}."
+        ) from None
 
     rng = np.random.default_rng(np.random.SeedSequence(_seed(seed)).spawn(2)[1])
     category = truth.item_category[1:]
@@ -159,15 +220,31 @@ def synthetic(*, n_users: int = 1000, n_items: int = 500, n_interactions: int = 
     succ, fav, segment = truth.successor[1:] - 1, truth.favourites[1:] - 1, truth.user_segment[1:]
 
     # baskets: sizes, owners, times, themes ---------------------------------------------------------
-    sizes = _basket_sizes(n, mean_size, rng)
+    sizes, owner, seconds, theme = _baskets(
+        n, n_users, n_categories, mean_size, sigma, days, p_seg, segment, rng
+    )
     n_baskets = sizes.size
-    first = rng.permutation(n_users)[: min(n_users, n_baskets)]
-    activity = rng.lognormal(0.0, sigma, size=n_users)
-    owner = np.concatenate([first, rng.choice(n_users, size=n_baskets - first.size, p=activity / activity.sum())])
-    seconds = rng.integers(0, days, size=n_baskets) * 86400 + 8 * 3600 + rng.integers(0, 12 * 3600, size=n_baskets)
-    order = np.argsort(seconds, kind="stable")
-    sizes, owner, seconds = sizes[order], owner[order], seconds[order]
-    theme = np.where(rng.random(n_baskets) < p_seg, segment[owner], rng.integers(0, n_categories, size=n_baskets))
+    if out is not None:
+        from embrec.datasets.synthetic_parquet import write_rows
+
+        rows = RowRecipe(
+            p_succ=p_succ, p_rep=p_rep, p_cat=p_cat, succ=succ, fav=fav, sampler=sampler
+        )
+        return write_rows(
+            out,
+            n,
+            rows,
+            sizes,
+            owner,
+            seconds,
+            theme,
+            rng,
+            t0=t0,
+            n_users=n_users,
+            n_items=n_items,
+            chunk_rows=chunk_rows,
+            name=name,
+        )
 
     # rows ---------------------------------------------------------------------------------------------
     basket = np.repeat(np.arange(n_baskets), sizes)  # (n,) basket of each row
@@ -188,7 +265,7 @@ def synthetic(*, n_users: int = 1000, n_items: int = 500, n_interactions: int = 
     succ_rows = succ_rows[np.argsort(pos[succ_rows], kind="stable")]
     bounds = np.searchsorted(pos[succ_rows], np.arange(1, int(pos.max()) + 2))
     for k in range(bounds.size - 1):  # position by position: row r follows row r - 1
-        rows = succ_rows[bounds[k]:bounds[k + 1]]
+        rows = succ_rows[bounds[k] : bounds[k + 1]]
         item[rows] = succ[item[rows - 1]]
     quantity = rng.geometric(0.5, size=n).astype(np.float32)
 
@@ -196,18 +273,77 @@ def synthetic(*, n_users: int = 1000, n_items: int = 500, n_interactions: int = 
     items = IdVocab(_ids("I", n_items), name="item")
     labels = truth.category_labels
     item_features = FeatureTable(
-        n_rows=items.size, categorical={"category": truth.item_category + 1},
-        numeric={"price": truth.price}, text={"description": truth.description},
+        n_rows=items.size,
+        categorical={"category": truth.item_category + 1},
+        numeric={"price": truth.price},
+        text={"description": truth.description},
         vocabularies={"category": list(labels)},
     )
-    user_features = FeatureTable(n_rows=users.size, categorical={"segment": truth.user_segment + 1},
-                                 vocabularies={"segment": list(labels)})
-    log = Interactions(user=user + 1, item=item + 1, users=users, items=items, rating=quantity, rating_kind="quantity",
-                       timestamp=t0 + seconds[basket].astype("timedelta64[s]"), group=basket,
-                       item_features=item_features, user_features=user_features, name=name,
-                       item_labels=np.asarray(truth.description, dtype=object))  # labels: the short texts
+    user_features = FeatureTable(
+        n_rows=users.size,
+        categorical={"segment": truth.user_segment + 1},
+        vocabularies={"segment": list(labels)},
+    )
+    log = Interactions(
+        user=user + 1,
+        item=item + 1,
+        users=users,
+        items=items,
+        rating=quantity,
+        rating_kind="quantity",
+        timestamp=t0 + seconds[basket].astype("timedelta64[s]"),
+        group=basket,
+        item_features=item_features,
+        user_features=user_features,
+        name=name,
+        item_labels=np.asarray(truth.description, dtype=object),
+    )  # labels: the short texts
     logger.info("generated %r (seed %s, %d baskets)", log, seed, n_baskets)
     return log
+
+
+def _baskets(
+    n: int,
+    n_users: int,
+    n_categories: int,
+    mean_size: float,
+    sigma: float,
+    days: int,
+    p_seg: float,
+    segment: np.ndarray,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, ...]:
+    """(sizes, owner, seconds, theme) of every basket, in time order (the draws of ``synthetic``)."""
+    sizes = _basket_sizes(n, mean_size, rng)
+    n_baskets = sizes.size
+    first = rng.permutation(n_users)[: min(n_users, n_baskets)]
+    activity = rng.lognormal(0.0, sigma, size=n_users)
+    owner = np.concatenate(
+        [first, rng.choice(n_users, size=n_baskets - first.size, p=activity / activity.sum())]
+    )
+    seconds = (
+        rng.integers(0, days, size=n_baskets) * 86400
+        + 8 * 3600
+        + rng.integers(0, 12 * 3600, size=n_baskets)
+    )
+    order = np.argsort(seconds, kind="stable")
+    sizes, owner, seconds = sizes[order], owner[order], seconds[order]
+    theme = np.where(
+        rng.random(n_baskets) < p_seg, segment[owner], rng.integers(0, n_categories, size=n_baskets)
+    )
+    return sizes, owner, seconds, theme
+
+
+@dataclass(frozen=True)
+class RowRecipe:
+    """What the row draws of ``synthetic`` need besides the baskets (0-based item and user indices)."""
+
+    p_succ: float
+    p_rep: float
+    p_cat: float
+    succ: np.ndarray
+    fav: np.ndarray
+    sampler: _CategorySampler
 
 
 class _CategorySampler:
@@ -232,7 +368,9 @@ class _CategorySampler:
         return self.order[idx]
 
     def draw_any(self, size: int, rng: np.random.Generator) -> np.ndarray:
-        return np.searchsorted(self.cum_any, rng.random(size), side="right").clip(max=self.cum_any.size - 1)
+        return np.searchsorted(self.cum_any, rng.random(size), side="right").clip(
+            max=self.cum_any.size - 1
+        )
 
 
 def _basket_sizes(n: int, mean: float, rng: np.random.Generator) -> np.ndarray:
@@ -271,5 +409,7 @@ def _word_pools(labels: list[str]) -> list[tuple[str, ...]]:
 
 def _seed(seed: int) -> int:
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise InvalidParameterError(f"seed must be a non-negative integer; received {describe(seed)}.")
+        raise InvalidParameterError(
+            f"seed must be a non-negative integer; received {describe(seed)}."
+        )
     return int(seed)
