@@ -226,7 +226,12 @@ def _unified_schema(dataset: ds.Dataset, used: dict[str, str], root: Path) -> pa
     """One type per used column over every file (ints widen to int64, ints beside floats to float64);
     a column missing from a file or of another kind of type in another file is refused."""
     seen: dict[str, tuple[str, str]] = {}  # column -> (kind, first file)
-    part_names = set(dataset.partitioning.schema.names) if dataset.partitioning else set()
+    part_names = {  # the keys of hive folders (key=value) above the files
+        seg.split("=", 1)[0]
+        for frag in dataset.get_fragments()
+        for seg in Path(frag.path).relative_to(root).parts[:-1]
+        if "=" in seg
+    }
     all_names: set[str] = set()
     for frag in dataset.get_fragments():
         phys = frag.physical_schema
@@ -318,6 +323,8 @@ class _GrowingVocab:
             pos[new] = np.arange(start, start + int(new.sum()))
             self.known = pa.concat_arrays([self.known, uniq.filter(pa.array(new))])
         idx = enc.indices
+        if not len(uniq):  # every value missing
+            return np.full(len(values), -1, dtype=np.int32)
         codes = pos[pc.fill_null(idx, 0).to_numpy()].astype(np.int32)
         if idx.null_count:
             codes[idx.is_null().to_numpy(zero_copy_only=False)] = -1
