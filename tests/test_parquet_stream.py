@@ -96,8 +96,12 @@ def test_synthetic_out_writes_the_in_memory_events(tmp_path):
     params = dict(n_users=120, n_items=50, n_interactions=4000, seed=5, mean_basket_size=5.0)
     out = synthetic(**params, out=tmp_path / "shop", chunk_rows=600)
     assert out == tmp_path / "shop" and len(list(out.glob("part-*.parquet"))) >= 6
-    written = from_file(out, **SHOP).to_frame()
-    memory = synthetic(**params).to_frame()
+    log = from_file(
+        out, **SHOP, item_features=out / "_item_features.parquet", item_label_col="description"
+    )
+    written, in_memory = log.to_frame(), synthetic(**params)
+    memory = in_memory.to_frame()
+    assert np.array_equal(log.item_labels, in_memory.item_labels)  # the feature file beside the log
     for col in ("user", "item", "rating", "timestamp", "group"):
         assert np.array_equal(written[col].to_numpy(), memory[col].to_numpy()), col
     with pytest.raises(OutputPathError, match="not empty"):

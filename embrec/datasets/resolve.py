@@ -113,8 +113,10 @@ def verified_files(folder: Path) -> dict[str, str] | None:
             raise TypeError
         return {str(k): str(v) for k, v in files.items()}
     except (OSError, ValueError, KeyError, TypeError):
-        raise DataError(f"the download manifest {path} is damaged; delete the folder {folder} to download the "
-                        "dataset again.") from None
+        raise DataError(
+            f"the download manifest {path} is damaged; delete the folder {folder} to download the "
+            "dataset again."
+        ) from None
 
 
 _CHECKED: set[tuple[str, int]] = set()
@@ -134,7 +136,8 @@ def check_installed(folder: Path) -> None:
         if got != want:
             raise ChecksumMismatchError(
                 f"{rel} in the downloaded dataset folder {folder} changed after it was verified (sha256 must be "
-                f"{want}; received {got}); delete the folder to download the dataset again.")
+                f"{want}; received {got}); delete the folder to download the dataset again."
+            )
     _CHECKED.add(key)
 
 
@@ -212,11 +215,18 @@ def fetch(spec: DatasetSpec, *, timeout: float = 60.0) -> Path:
                 f"dataset {spec.name!r} is not available locally and downloading {url} failed "
                 f"({reason}); {_manual(spec)}."
             ) from None
-        logger.info("downloaded %s (%d bytes, sha256 %s)", spec.archive_name, part.stat().st_size, digest)
+        logger.info(
+            "downloaded %s (%d bytes, sha256 %s)", spec.archive_name, part.stat().st_size, digest
+        )
         staging = Path(tempfile.mkdtemp(prefix=f".{spec.name}-", dir=root))
         _unpack(part, staging, spec, url)
-        _verify(staging, spec, url, covered=spec.archive_sha256 is not None and digest == spec.archive_sha256,
-                archive_sha256=digest)
+        _verify(
+            staging,
+            spec,
+            url,
+            covered=spec.archive_sha256 is not None and digest == spec.archive_sha256,
+            archive_sha256=digest,
+        )
         _install(staging, target)
         staging = None
     finally:
@@ -257,7 +267,9 @@ def _unpack(archive: Path, dest: Path, spec: DatasetSpec, url: str) -> None:
                         continue
                     parts = parts[1:]
                 if any(p in ("..", "") for p in parts) or info.filename.startswith("/"):
-                    raise DataError(f"archive {url} holds an unsafe member path {info.filename!r}; refusing it.")
+                    raise DataError(
+                        f"archive {url} holds an unsafe member path {info.filename!r}; refusing it."
+                    )
                 out = dest.joinpath(*parts)
                 out.parent.mkdir(parents=True, exist_ok=True)
                 with zf.open(info) as src, open(out, "wb") as dst:
@@ -269,7 +281,9 @@ def _unpack(archive: Path, dest: Path, spec: DatasetSpec, url: str) -> None:
         ) from None
 
 
-def _verify(folder: Path, spec: DatasetSpec, url: str, *, covered: bool, archive_sha256: str) -> None:
+def _verify(
+    folder: Path, spec: DatasetSpec, url: str, *, covered: bool, archive_sha256: str
+) -> None:
     """Check every extracted file, drop the ones nothing vouches for, write the manifest."""
     if not spec.is_present(folder):
         _not_the_dataset(folder, spec, url, sorted(p.name for p in folder.iterdir()), [])
@@ -290,17 +304,27 @@ def _verify(folder: Path, spec: DatasetSpec, url: str, *, covered: bool, archive
             continue
         files[rel] = got
     if unverified:
-        logger.warning("not installing %s from %s: no checksum covers %s", ", ".join(unverified[:5]) +
-                       (", ..." if len(unverified) > 5 else ""), url, "them" if len(unverified) > 1 else "it")
+        logger.warning(
+            "not installing %s from %s: no checksum covers %s",
+            ", ".join(unverified[:5]) + (", ..." if len(unverified) > 5 else ""),
+            url,
+            "them" if len(unverified) > 1 else "it",
+        )
     if not spec.is_present(folder):
         _not_the_dataset(folder, spec, url, sorted(files), unverified)
     manifest = {"dataset": spec.name, "url": url, "archive_sha256": archive_sha256, "files": files}
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
 
 
-def _not_the_dataset(folder: Path, spec: DatasetSpec, url: str, received: list[str], unverified: list[str]) -> None:
+def _not_the_dataset(
+    folder: Path, spec: DatasetSpec, url: str, received: list[str], unverified: list[str]
+) -> None:
     expected = list(spec.required) + ([f"one of {list(spec.any_of)}"] if spec.any_of else [])
-    dropped = f" (files no checksum covers are not installed: {', '.join(unverified[:3])})" if unverified else ""
+    dropped = (
+        f" (files no checksum covers are not installed: {', '.join(unverified[:3])})"
+        if unverified
+        else ""
+    )
     raise DataError(
         f"the archive downloaded from {url} does not hold the files of dataset {spec.name!r}; "
         f"expected {expected}, received {received}{dropped}."

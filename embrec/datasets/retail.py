@@ -42,10 +42,23 @@ from embrec.errors import DataError, DatasetNotFoundError
 
 logger = logging.getLogger(__name__)
 
-FILES: tuple[str, ...] = ("online_retail.parquet", "online_retail.csv", "Online Retail.csv",
-                          "Online Retail.xlsx", "online_retail.xlsx")
-COLUMNS: tuple[str, ...] = ("invoiceno", "stockcode", "description", "quantity", "invoicedate",
-                            "unitprice", "customerid", "country")
+FILES: tuple[str, ...] = (
+    "online_retail.parquet",
+    "online_retail.csv",
+    "Online Retail.csv",
+    "Online Retail.xlsx",
+    "online_retail.xlsx",
+)
+COLUMNS: tuple[str, ...] = (
+    "invoiceno",
+    "stockcode",
+    "description",
+    "quantity",
+    "invoicedate",
+    "unitprice",
+    "customerid",
+    "country",
+)
 _ALIASES = {"invoice": "invoiceno", "price": "unitprice", "customer id": "customerid"}
 _MISSING_DESCRIPTION = "Unknown"
 N_PRICE_BUCKETS = 5
@@ -58,8 +71,12 @@ def find_file(folder: Path) -> Path:
     for name in FILES:
         if (Path(folder) / name).is_file():
             if verified is not None and name not in verified:
-                logger.warning("ignoring %s in %s: it is not part of the verified download (put your own copy in "
-                               "--data-dir or $EMBREC_DATA instead)", name, folder)
+                logger.warning(
+                    "ignoring %s in %s: it is not part of the verified download (put your own copy in "
+                    "--data-dir or $EMBREC_DATA instead)",
+                    name,
+                    folder,
+                )
                 continue
             return Path(folder) / name
     raise DatasetNotFoundError(
@@ -73,13 +90,17 @@ def read_online_retail(path: str | Path) -> pd.DataFrame:
     suffix = path.suffix.lower()
     readers = {".parquet": pd.read_parquet, ".csv": _read_csv, ".xlsx": _read_xlsx_cached}
     if suffix not in readers:
-        raise DataError(f"an Online Retail file must be .parquet, .csv or .xlsx; received {path.name!r}.")
+        raise DataError(
+            f"an Online Retail file must be .parquet, .csv or .xlsx; received {path.name!r}."
+        )
     try:
         frame = readers[suffix](path)
     except DataError:
         raise
     except (ValueError, OSError, zipfile.BadZipFile, KeyError) as exc:
-        raise DataError(f"Online Retail file {path} could not be read as {suffix} ({exc}).") from None
+        raise DataError(
+            f"Online Retail file {path} could not be read as {suffix} ({exc})."
+        ) from None
     return _standardise(frame, path)
 
 
@@ -94,12 +115,23 @@ def load_online_retail(folder: Path) -> Interactions:
     path = find_file(folder)
     frame = clean(read_online_retail(path))
     log = Interactions.from_frame(
-        frame, user_col="customerid", item_col="stockcode", rating_col="quantity", rating_kind="quantity",
-        time_col="invoicedate", group_col="invoiceno", missing_users="unknown", name="online-retail",
+        frame,
+        user_col="customerid",
+        item_col="stockcode",
+        rating_col="quantity",
+        rating_kind="quantity",
+        time_col="invoicedate",
+        group_col="invoiceno",
+        missing_users="unknown",
+        name="online-retail",
     )
     log.item_features = FeatureTable.from_frame(
-        item_table(frame), id_col="stockcode", vocab=log.items, categorical=["price_bucket"],
-        numeric=["unitprice"], text=["description"],
+        item_table(frame),
+        id_col="stockcode",
+        vocab=log.items,
+        categorical=["price_bucket"],
+        numeric=["unitprice"],
+        text=["description"],
     )
     log.item_labels = log.item_features.text["description"].copy()  # shown beside stock codes
     logger.info("loaded %r from %s", log, path)
@@ -129,7 +161,9 @@ def price_buckets(prices: np.ndarray, n: int = N_PRICE_BUCKETS) -> np.ndarray:
 
 # reading ---------------------------------------------------------------------------------------
 def _standardise(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
-    frame = frame.rename(columns=lambda c: _ALIASES.get(str(c).strip().lower(), str(c).strip().lower()))
+    frame = frame.rename(
+        columns=lambda c: _ALIASES.get(str(c).strip().lower(), str(c).strip().lower())
+    )
     missing = [c for c in COLUMNS if c not in frame.columns and c != "country"]
     if missing:
         raise DataError(
@@ -145,14 +179,22 @@ def _standardise(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
-    dtypes = {"InvoiceNo": str, "StockCode": str, "Description": str, "CustomerID": "float64",
-              "Invoice": str, "Customer ID": "float64"}
+    dtypes = {
+        "InvoiceNo": str,
+        "StockCode": str,
+        "Description": str,
+        "CustomerID": "float64",
+        "Invoice": str,
+        "Customer ID": "float64",
+    }
     try:
         frame = pd.read_csv(path, dtype=dtypes, encoding="utf-8")
     except UnicodeDecodeError:  # the circulating Kaggle CSV is latin-1
         frame = pd.read_csv(path, dtype=dtypes, encoding="ISO-8859-1")
     except pd.errors.EmptyDataError:
-        raise DataError(f"Online Retail file {path} is empty; expected a header and rows.") from None
+        raise DataError(
+            f"Online Retail file {path} is empty; expected a header and rows."
+        ) from None
     date_col = next((c for c in frame.columns if c.strip().lower() == "invoicedate"), None)
     if date_col is not None and not pd.api.types.is_datetime64_any_dtype(frame[date_col]):
         frame[date_col] = _parse_dates(frame[date_col])
@@ -172,10 +214,19 @@ def _parse_dates(col: pd.Series) -> pd.Series:
 def _read_xlsx_cached(path: Path) -> pd.DataFrame:
     """Read the workbook once; keep a Parquet copy in the cache keyed by the file's size and mtime."""
     stat = path.stat()
-    converted = cache_root() / "online-retail" / ".converted" / f"{path.stem}-{stat.st_size}-{stat.st_mtime_ns}.parquet"
+    converted = (
+        cache_root()
+        / "online-retail"
+        / ".converted"
+        / f"{path.stem}-{stat.st_size}-{stat.st_mtime_ns}.parquet"
+    )
     if converted.is_file():
         return pd.read_parquet(converted)
-    logger.info("reading %s with openpyxl (about a minute; a Parquet copy is kept in %s)", path, converted.parent)
+    logger.info(
+        "reading %s with openpyxl (about a minute; a Parquet copy is kept in %s)",
+        path,
+        converted.parent,
+    )
     frame = pd.read_excel(path, engine="openpyxl")
     frame = _standardise(frame, path)
     tmp: str | None = None
@@ -187,7 +238,11 @@ def _read_xlsx_cached(path: Path) -> pd.DataFrame:
         os.replace(tmp, converted)
         tmp = None
     except OSError as exc:  # a read-only cache only costs speed
-        logger.warning("could not keep a Parquet copy of %s (%s); the next load reads the xlsx again", path, exc)
+        logger.warning(
+            "could not keep a Parquet copy of %s (%s); the next load reads the xlsx again",
+            path,
+            exc,
+        )
     finally:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)

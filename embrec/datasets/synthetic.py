@@ -188,7 +188,8 @@ def synthetic(
 
     With ``out`` (a new or empty directory) the log is not returned but written there in chunks of about
     ``chunk_rows`` rows (whole baskets) as ``part-00000.parquet``, ... (columns user, item, quantity,
-    timestamp, basket; see ``embrec.datasets.synthetic_parquet``), and ``out`` is returned: the same seed
+    timestamp, basket; see ``embrec.datasets.synthetic_parquet``) beside ``_item_features.parquet`` and
+    ``_user_features.parquet`` (skipped by the log's scan), and ``out`` is returned: the same seed
     gives the same events as the log returned without ``out``, whatever ``chunk_rows``.
     """
     truth = synthetic_truth(
@@ -225,12 +226,12 @@ def synthetic(
     )
     n_baskets = sizes.size
     if out is not None:
-        from embrec.datasets.synthetic_parquet import write_rows
+        from embrec.datasets.synthetic_parquet import write_features, write_rows
 
         rows = RowRecipe(
             p_succ=p_succ, p_rep=p_rep, p_cat=p_cat, succ=succ, fav=fav, sampler=sampler
         )
-        return write_rows(
+        path = write_rows(
             out,
             n,
             rows,
@@ -245,6 +246,8 @@ def synthetic(
             chunk_rows=chunk_rows,
             name=name,
         )
+        write_features(path, truth, n_users=n_users, n_items=n_items)
+        return path
 
     # rows ---------------------------------------------------------------------------------------------
     basket = np.repeat(np.arange(n_baskets), sizes)  # (n,) basket of each row

@@ -16,10 +16,13 @@ user's rows of a chunk are written as text ids (``U0001``...), like ``synthetic(
 
 Files: ``part-00000.parquet``, ``part-00001.parquet``, ... (lexicographic = log order), columns ``user``
 (text), ``item`` (text), ``quantity`` (float32), ``timestamp`` (timestamp[s]), ``basket`` (int64; a basket
-never spans two files). Read them back with::
+never spans two files). Beside them ``_item_features.parquet`` (item, category, price, description: the
+item features and labels of ``synthetic()``) and ``_user_features.parquet`` (user, segment); their leading
+``_`` keeps them out of the log's scan. Read them back with::
 
     from_file(out, user_col="user", item_col="item", rating_col="quantity", time_col="timestamp",
-              group_col="basket")
+              group_col="basket", item_features=out / "_item_features.parquet",
+              user_features=out / "_user_features.parquet")
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from tqdm.auto import tqdm
 from embrec.errors import OutputPathError, check_positive_int
 
 if TYPE_CHECKING:
-    from embrec.datasets.synthetic import RowRecipe
+    from embrec.datasets.synthetic import RowRecipe, SyntheticTruth
 
 logger = logging.getLogger(__name__)
 
@@ -172,3 +175,26 @@ def write_rows(
         "wrote %s: %d events in %d Parquet files (%d baskets)", out, n, len(chunks), sizes.size
     )
     return out
+
+
+def write_features(out: Path, truth: SyntheticTruth, *, n_users: int, n_items: int) -> None:
+    """``_item_features.parquet`` and ``_user_features.parquet`` of the planted truth in ``out``."""
+    from embrec.datasets.synthetic import _ids
+
+    labels = np.asarray(truth.category_labels, dtype=object)
+    items = pa.table(
+        {
+            "item": pa.array(_ids("I", n_items), type=pa.string()),
+            "category": pa.array(labels[truth.item_category[1:]], type=pa.string()),
+            "price": pa.array(truth.price[1:]),
+            "description": pa.array(truth.description[1:], type=pa.string()),
+        }
+    )
+    pq.write_table(items, out / "_item_features.parquet")
+    users = pa.table(
+        {
+            "user": pa.array(_ids("U", n_users), type=pa.string()),
+            "segment": pa.array(labels[truth.user_segment[1:]], type=pa.string()),
+        }
+    )
+    pq.write_table(users, out / "_user_features.parquet")

@@ -1,0 +1,175 @@
+"""Peak memory (RSS) of logs larger than memory (issue 14, part 2): the synthetic shop written to a Parquet
+directory chunk by chunk, streamed back into ``Interactions``, and the steps run on it.
+
+    python benchmarks/bench_memory.py --events 1e6,4e6,16e6 --root /tmp/embrec-mem
+    python benchmarks/bench_memory.py --events 50e6 --steps write,load,bpr --root /tmp/embrec-mem
+
+Synthetic shop (``embrec.datasets.synthetic(..., out=DIR)``, seed 0, users = events / 20, 50,000 items, as
+benchmarks/bench_scale.py). Every step runs in a fresh child process (one at a time) that reports its own
+peak RSS (``getrusage(RUSAGE_SELF).ru_maxrss``), its RSS after the imports (``base``) and its wall time:
+
+- ``write``: ``synthetic(..., out=DIR)`` (skipped when DIR already holds the log);
+- ``load``: ``from_file(DIR, ...)`` (user, item, quantity, timestamp, basket columns);
+- ``load-pandas`` (the peer): ``from_file`` of the same rows as one Parquet file (pandas, object ids);
+- ``bpr``: load + ``BPR(epochs=1)`` fit (default ``positives="events"``: one triple per event);
+- ``two-tower``: load (with ``_item_features.parquet``) + ``TwoTower(epochs=1)`` fit, on the whole log or the ``--tower-events`` first events
+  (``Interactions.subset`` of a prefix; the table says which);
+- ``evaluate``: load + leave-last-out (``evaluate_model``) of ``BPR(epochs=1)``, no bootstrap.
+
+Prints one JSON line per step with ``peak_mb``, ``base_mb``, ``(peak - base) / million events`` and the
+1-minute load average before and after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+COLS = dict(
+    user_col="user",
+    item_col="item",
+    rating_col="quantity",
+    time_col="timestamp",
+    group_col="basket",
+)
+STEPS = ("write", "load", "load-pandas", "bpr", "two-tower", "evaluate")
+
+
+def rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def shop_params(events: int) -> dict:
+    return dict(n_users=events // 20, n_items=50_000, n_interactions=events, seed=0)
+
+
+def child(step: str, events: int, root: Path, tower_events: int) -> dict:
+    """One step, in this (fresh) process."""
+    import numpy as np
+    import pyarrow.dataset  # noqa: F401  (imported before ``base``: the library, not the log)
+    import torch
+
+    from embrec.datasets import from_file, synthetic
+    from embrec.evaluation import evaluate_model
+    from embrec.models.bpr import BPR
+    from embrec.models.two_tower import TwoTower
+
+    torch.set_num_threads(1)
+    base = rss_mb()
+    data = root / f"shop-{events}"
+    out: dict = {}
+    t0 = time.perf_counter()
+    if step == "write":
+        synthetic(**shop_params(events), out=data)
+    elif step == "load-pandas":
+        log = from_file(root / f"shop-{events}.parquet", **COLS)
+    else:
+        feats = {"item_features": data / "_item_features.parquet"} if step == "two-tower" else {}
+        log = from_file(data, **COLS, **feats)
+        out["load_s"] = round(time.perf_counter() - t0, 2)
+        if step == "bpr":
+            t1 = time.perf_counter()
+            m = BPR(epochs=1, progress=False).fit(log)
+            out["fit_s"] = round(time.perf_counter() - t1, 2)
+            out["epoch_s"] = round(m.history_[0]["seconds"], 2)
+        elif step == "two-tower":
+            if tower_events and tower_events < len(log):
+                log = log.subset(np.arange(tower_events))
+                out["fitted_events"] = tower_events
+            t1 = time.perf_counter()
+            m = TwoTower(epochs=1, patience=None, progress=False).fit(log)
+            out["fit_s"] = round(time.perf_counter() - t1, 2)
+        elif step == "evaluate":
+            t1 = time.perf_counter()
+            res = evaluate_model(
+                "leave-last-out", BPR(epochs=1, progress=False), data=log, n_boot=0
+            )
+            out["evaluate_s"] = round(time.perf_counter() - t1, 2)
+            out["of_which_fit_s"] = round(res["fit_seconds"], 2)
+            out["ndcg@10"] = round(res["metrics"]["ndcg@10"], 4)
+    out["wall_s"] = round(time.perf_counter() - t0, 2)
+    out.update(base_mb=round(base), peak_mb=round(rss_mb()))
+    return out
+
+
+def run_step(step: str, events: int, root: Path, tower_events: int) -> dict:
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        step,
+        "--events",
+        str(events),
+        "--root",
+        str(root),
+        "--tower-events",
+        str(tower_events),
+    ]
+    load0 = os.getloadavg()[0]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        return {
+            "step": step,
+            "events": events,
+            "error": proc.stderr.strip().splitlines()[-1:],
+            "returncode": proc.returncode,
+        }
+    row = {"step": step, "events": events, **json.loads(proc.stdout.strip().splitlines()[-1])}
+    row["mb_per_M_events"] = round((row["peak_mb"] - row["base_mb"]) / (events / 1e6), 1)
+    row["load"] = [round(load0, 2), round(os.getloadavg()[0], 2)]
+    return row
+
+
+def single_file(events: int, root: Path) -> Path:
+    """The same rows as one Parquet file (for the pandas peer)."""
+    import pyarrow.dataset as ds
+    import pyarrow.parquet as pq
+
+    path = root / f"shop-{events}.parquet"
+    if not path.exists():
+        files = sorted(str(p) for p in (root / f"shop-{events}").glob("part-*.parquet"))
+        pq.write_table(ds.dataset(files, format="parquet").to_table(), path)
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--events", default="1e6,4e6,16e6")
+    parser.add_argument("--steps", default="write,load,load-pandas,bpr,two-tower,evaluate")
+    parser.add_argument("--root", default="/tmp/embrec-mem")
+    parser.add_argument(
+        "--tower-events", type=int, default=0, help="fit the two-tower on this prefix (0: all)"
+    )
+    parser.add_argument("--child", default="", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    root = Path(args.root)
+    root.mkdir(parents=True, exist_ok=True)
+    sizes = [int(float(e)) for e in args.events.split(",")]
+    if args.child:
+        print(json.dumps(child(args.child, sizes[0], root, args.tower_events)), flush=True)
+        return
+    steps = [s.strip() for s in args.steps.split(",") if s.strip()]
+    bad = [s for s in steps if s not in STEPS]
+    if bad:
+        parser.error(f"--steps must name steps among {', '.join(STEPS)}; received {bad[0]!r}")
+    for n in sizes:
+        for step in steps:
+            if step == "write" and (root / f"shop-{n}").exists():
+                continue
+            if step == "load-pandas":
+                single_file(n, root)
+            print(json.dumps(run_step(step, n, root, args.tower_events)), flush=True)
+
+
+if __name__ == "__main__":
+    main()
