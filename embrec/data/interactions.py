@@ -74,7 +74,7 @@ class Interactions:
         else:
             self.rating_kind = None
         if self.timestamp is not None:
-            self.timestamp = np.asarray(self.timestamp).astype("datetime64[ns]")
+            self.timestamp = np.asarray(self.timestamp).astype("datetime64[ns]", copy=False)
         if self.group is not None:
             self.group = np.ascontiguousarray(self.group, dtype=np.int64)
 
