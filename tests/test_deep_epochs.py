@@ -61,8 +61,13 @@ def test_carve_valid_holds_out_the_last_event_of_seeded_users_with_three_events(
     again = carve_valid(log, max_users=50, seed=0)[1]
     assert np.array_equal(again.user, valid.user)  # seeded
     assert valid.items is log.items and train.users is log.users  # the vocabularies are shared
+    pairs = {(int(u), int(i)) for u, i in zip(valid.user, valid.item)}
+    assert not pairs & {(int(u), int(i)) for u, i in zip(train.user, train.item)}  # held items are new to them
     everyone = carve_valid(log, max_users=10_000, seed=0)[1]
-    assert len(everyone) == int((counts[1:] >= 3).sum())
+    new_last = [u for u, i in zip(log.user[last], log.item[last])
+                if counts[u] >= 3 and ((log.user == u) & (log.item == i)).sum() == 1]
+    assert sorted(everyone.user.tolist()) == sorted(int(u) for u in new_last)
+    assert 0 < len(new_last) < int((counts[1:] >= 3).sum())  # the synthetic log has repeats to leave out
     assert carve_valid(log, max_users=0, seed=0) == (log, None)
     few = log.subset(log.user <= 10)  # 10 users: too few to early-stop on
     assert carve_valid(few, max_users=1000, seed=0)[1] is None

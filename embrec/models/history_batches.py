@@ -193,13 +193,19 @@ def _concat(parts: list[Ragged]) -> Ragged:
 
 def carve_valid(train: Interactions, *, max_users: int, seed: int) -> tuple[Interactions, Interactions | None]:
     """(train without the slice, the slice): the last event (by time) of up to ``max_users`` seeded random
-    users with at least 3 events, for early stopping when ``fit`` is given no ``valid``; (train, None)
-    when ``max_users`` is 0 or fewer than 20 users qualify. Vocabularies are shared with ``train``."""
+    users with at least 3 events whose last item is new to them (no earlier event with it), for early
+    stopping when ``fit`` is given no ``valid``; (train, None) when ``max_users`` is 0 or fewer than 20
+    users qualify. Vocabularies are shared with ``train``. The slice is what the protocols that hand ``fit``
+    no ``valid`` score (leave-last-out, ml100k-top10: new items, seen ones excluded), so score it with
+    ``exclude_seen=True``."""
     if max_users <= 0:
         return train, None
     last = last_event_mask(train)
     counts = np.bincount(train.user[train.user > 0], minlength=train.users.size)
-    last &= counts[train.user] >= 3
+    pair_counts = np.unique(train.user * np.int64(train.items.size) + train.item, return_inverse=True,
+                            return_counts=True)
+    once = pair_counts[2][pair_counts[1]] == 1  # (events,) the user's only event with this item
+    last &= (counts[train.user] >= 3) & once
     rows = np.flatnonzero(last)
     if rows.size < 20:
         return train, None

@@ -200,10 +200,11 @@ class SoftmaxDNN(EmbeddingModel):
         elif self.features:
             raise DataError(f"features={self.features} were asked for but the training log has no item features.")
         device = resolve_device(self.device)
-        history = self.seen_
+        history, carved = self.seen_, False
         if valid is None:  # early stopping on a slice of train: the last event of up to valid_users users
             train, valid = carve_valid(train, max_users=self.valid_users, seed=self.seed)
-            history = train.user_histories() if valid is not None else history
+            carved = valid is not None
+            history = train.user_histories() if carved else history
         maker = ExampleMaker(local_interactions(train), targets=self.mode_, holdout=self.holdout,
                              max_history=self.max_history, min_examples=self.min_epoch_examples)
         loss_fn = FullSoftmax(per_example=self.per_example)
@@ -231,7 +232,7 @@ class SoftmaxDNN(EmbeddingModel):
             validate = None
             if valid is not None and len(valid):
                 validate = lambda: valid_precision(self._scores, history, valid, k=10,  # noqa: E731
-                                                   exclude_seen=self.mode_ == "holdout")
+                                                   exclude_seen=carved or self.mode_ == "holdout")
             config = TrainConfig(epochs=self.epochs, lr=self.lr, weight_decay=self.weight_decay,
                                  patience=self.patience if validate else None, progress=self.progress)
             # sampled softmax: a batch touches its history, target and negative rows of the item table (and

@@ -150,10 +150,11 @@ class TwoTower(EmbeddingModel):
             logger.warning("two-tower: %d items have no feature value; their vectors rest on their id embedding.",
                            empty.size - 1)
         self.n_id_rows_ = self.items_.size if self.item_ids else 0
-        history = self.seen_
+        history, carved = self.seen_, False
         if valid is None:  # early stopping on a slice of train: the last event of up to valid_users users
             train, valid = carve_valid(train, max_users=self.valid_users, seed=self.seed)
-            history = train.user_histories() if valid is not None else history
+            carved = valid is not None
+            history = train.user_histories() if carved else history
         maker = ExampleMaker(local_interactions(train), targets=self.targets, holdout=self.holdout,
                              max_history=self.max_history, min_examples=self.min_epoch_examples)
         self.mode_ = maker.mode
@@ -185,7 +186,7 @@ class TwoTower(EmbeddingModel):
                 def validate() -> float:
                     self._item_cache = None  # the weights moved since the last epoch
                     return valid_precision(self._scores, history, valid, k=10,
-                                           exclude_seen=self.mode_ == "holdout")
+                                           exclude_seen=carved or self.mode_ == "holdout")
             config = TrainConfig(epochs=self.epochs, lr=self.lr, weight_decay=self.weight_decay,
                                  patience=self.patience if validate else None, progress=self.progress)
             self.history_ = train_loop(self.net_, batches=batches, loss=loss, config=config, rng=rng,
