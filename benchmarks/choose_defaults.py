@@ -1,8 +1,8 @@
 """Choose a model's defaults on validation parts only, across datasets (docs/benchmarks.md, "Defaults").
 
     EMBREC_DATA=../shared/datasets .venv/bin/python benchmarks/choose_defaults.py MODEL \
-        [--tune 8] [--candidate 'name:key=value,key=value'] [--protocols ml-llo,retail-llo,ml-top10] \
-        [--out runs/defaults/MODEL.json]
+        [--tune 8] [--candidate 'name:key=value;key=value'] [--protocols ml-llo,retail-llo,ml-top10] \
+        [--no-valid] [--out runs/defaults/MODEL.json]
 
 The procedure, for one model:
 1. On every protocol listed, carve the validation part from the protocol's TRAINING part by its own rule
@@ -10,7 +10,11 @@ The procedure, for one model:
 2. Candidates: the current defaults, every ``--candidate``, and (``--tune N``) the best of N Optuna trials
    on each protocol's carved validation part (``embrec.tuning.search``).
 3. Fit popularity and every candidate on each carved training part; score the validation part with the
-   protocol's own metric (hit@10 for leave-last-out, precision@10 for ml100k-top10).
+   protocol's own metric (hit@10 for leave-last-out, precision@10 for ml100k-top10). By default the carved
+   validation part is also handed to ``fit`` as ``valid`` (early stopping on it); ``--no-valid`` fits as
+   the scored protocols do (leave-last-out and ml100k-top10 hand ``fit`` no ``valid``), so a model that
+   early-stops does it on a slice of its own training part (``valid_users``) and the figure is what the
+   benchmark will see.
 4. A candidate's score on a protocol is its figure over the best candidate's figure there (1.0 = the best
    of the candidates on that protocol); the chosen default is the candidate with the best WORST score over
    the protocols (good on all, not best on one). Ties -> the current defaults. The ratio to popularity on
@@ -56,10 +60,16 @@ def carve(key: str) -> tuple[str, Any, str, list[Any]]:
 
 
 def score(
-    name: str, params: dict[str, Any], protocol: str, fold: Any, metric: str
+    name: str,
+    params: dict[str, Any],
+    protocol: str,
+    fold: Any,
+    metric: str,
+    *,
+    use_valid: bool = True,
 ) -> tuple[float, float]:
     start = time.perf_counter()
-    model = create(name, **params).fit(fold.train, valid=fold.valid)
+    model = create(name, **params).fit(fold.train, valid=fold.valid if use_valid else None)
     seconds = time.perf_counter() - start
     return float(protocol_metrics(get_protocol(protocol))(model, fold)[metric]), seconds
 
@@ -76,6 +86,9 @@ def main() -> None:
     ap.add_argument("--candidate", action="append", default=[], help="label:key=value;key=value")
     ap.add_argument("--protocols", default="ml-llo,retail-llo,ml-top10")
     ap.add_argument("--tune-on", default=None, help="protocols to tune on (default: all listed)")
+    ap.add_argument(
+        "--no-valid", action="store_true", help="fit without valid=, as the scored protocols do"
+    )
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -111,7 +124,9 @@ def main() -> None:
         row = {}
         for k in keys:
             protocol, fold, metric, _ = carved[k]
-            value, seconds = score(args.model, params, protocol, fold, metric)
+            value, seconds = score(
+                args.model, params, protocol, fold, metric, use_valid=not args.no_valid
+            )
             row[k] = {
                 "value": value,
                 "ratio": value / pop[k] if pop[k] else float("nan"),
@@ -157,6 +172,7 @@ def main() -> None:
                     "table": table,
                     "tuned": tuned_info,
                     "chosen": best,
+                    "valid": not args.no_valid,
                 },
                 indent=1,
                 default=str,

@@ -13,7 +13,10 @@ Two ways to cut a user's training history into (input items, target items), both
   every event of the 30 days after it, one per row (an item bought three times counts three times) —
   the shape of the retail protocol (a month of purchases from the history before it).
 
-``"auto"`` picks next-basket when the log has transactions, else holdout. A batch keeps the inputs as
+``"auto"`` picks next-basket when the log has transactions, else holdout. ``min_examples`` makes an epoch
+at least that many examples: a log with few users (ml-100k: 943 holdout examples, 8 batches of 128) gets
+several fresh holdout draws per epoch (the same examples repeated in the other modes), so the number of
+optimizer steps an epoch takes does not shrink with the number of users. A batch keeps the inputs as
 values + offsets (ragged, no padding) and the targets as (example, item) pairs::
 
     inputs  = [[4, 9, 9], [7]]     -> values [4, 9, 9, 7], offsets [0, 3, 4]
@@ -31,6 +34,7 @@ import torch
 from embrec.data.interactions import Interactions
 from embrec.data.ragged import Ragged
 from embrec.errors import DataError, check_choice
+from embrec.evaluation.splits import last_event_mask
 from embrec.models.base import top_k_rows
 from embrec.models.training import Batches, n_batches
 
@@ -87,10 +91,12 @@ def _repeat_customers(train: Interactions) -> bool:
 class ExampleMaker:
     """Draws a fresh set of examples each epoch from the training log."""
 
-    def __init__(self, train: Interactions, *, targets: str, holdout: float, max_history: int | None) -> None:
+    def __init__(self, train: Interactions, *, targets: str, holdout: float, max_history: int | None,
+                 min_examples: int = 0) -> None:
         self.mode = resolve_targets(targets, train)
         self.holdout = holdout
         self.max_history = max_history
+        self.min_examples = int(min_examples)
         order = np.lexsort((np.arange(len(train)),
                             train.timestamp if train.timestamp is not None else np.zeros(len(train)), train.user))
         known = train.user[order] > 0
@@ -117,6 +123,14 @@ class ExampleMaker:
                 raise DataError("targets='holdout' needs users with at least two distinct items; this log has none.")
 
     def draw(self, rng: np.random.Generator) -> Examples:
+        """One epoch's examples: at least ``min_examples`` of them (fresh draws, or repeats; see the module)."""
+        parts = [self._draw_once(rng)]
+        while len(parts) * len(parts[0]) < self.min_examples:
+            parts.append(self._draw_once(rng))
+        return parts[0] if len(parts) == 1 else Examples(_concat([p.inputs for p in parts]),
+                                                         _concat([p.targets for p in parts]))
+
+    def _draw_once(self, rng: np.random.Generator) -> Examples:
         if self.mode == "next-basket":
             return self._next_basket()
         if self.mode == "next-period":
@@ -169,6 +183,37 @@ class ExampleMaker:
             ins.append(inp)
             outs.append(np.sort(tgt))
         return Examples(Ragged.from_lists(ins), Ragged.from_lists(outs))
+
+
+def _concat(parts: list[Ragged]) -> Ragged:
+    """The rows of every part, one after another."""
+    return Ragged.from_lengths(np.concatenate([p.values for p in parts]),
+                               np.concatenate([p.lengths for p in parts]))
+
+
+def carve_valid(train: Interactions, *, max_users: int, seed: int) -> tuple[Interactions, Interactions | None]:
+    """(train without the slice, the slice): the last event (by time) of up to ``max_users`` seeded random
+    users with at least 3 events whose last item is new to them (no earlier event with it), for early
+    stopping when ``fit`` is given no ``valid``; (train, None) when ``max_users`` is 0 or fewer than 20
+    users qualify. Vocabularies are shared with ``train``. The slice is what the protocols that hand ``fit``
+    no ``valid`` score (leave-last-out, ml100k-top10: new items, seen ones excluded), so score it with
+    ``exclude_seen=True``."""
+    if max_users <= 0:
+        return train, None
+    last = last_event_mask(train)
+    counts = np.bincount(train.user[train.user > 0], minlength=train.users.size)
+    pair_counts = np.unique(train.user * np.int64(train.items.size) + train.item, return_inverse=True,
+                            return_counts=True)
+    once = pair_counts[2][pair_counts[1]] == 1  # (events,) the user's only event with this item
+    last &= (counts[train.user] >= 3) & once
+    rows = np.flatnonzero(last)
+    if rows.size < 20:
+        return train, None
+    if rows.size > max_users:
+        rows = np.sort(np.random.default_rng(seed).choice(rows, size=max_users, replace=False))
+    held = np.zeros(len(train), dtype=bool)
+    held[rows] = True
+    return train.subset(~held), train.subset(held)
 
 
 def _slices(values: np.ndarray, starts: np.ndarray, stops: np.ndarray) -> Ragged:

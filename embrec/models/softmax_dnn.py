@@ -55,6 +55,7 @@ from embrec.models.history_batches import (
     TARGETS,
     ExampleMaker,
     HistoryBatch,
+    carve_valid,
     history_batches,
     resolve_targets,
     valid_precision,
@@ -159,7 +160,7 @@ class SoftmaxDNN(EmbeddingModel):
                  epochs: int = 30, batch_size: int = 128, lr: float = 1e-3, weight_decay: float = 0.0,
                  patience: int | None = 5, length_buckets: bool = False, per_example: bool = False,
                  loss: str = "auto", full_softmax_max_items: int = FULL_SOFTMAX_MAX_ITEMS, num_negatives: int = 1024,
-                 device: str | None = None,
+                 min_epoch_examples: int = 0, valid_users: int = 0, device: str | None = None,
                  seed: int = 0, progress: bool | None = None) -> None:
         self.dim = check_positive_int("dim", dim)
         self.feature_dim = check_positive_int("feature_dim", feature_dim)
@@ -180,6 +181,8 @@ class SoftmaxDNN(EmbeddingModel):
         self.loss = check_choice("loss", loss, ("auto", "full", "sampled"))
         self.full_softmax_max_items = check_positive_int("full_softmax_max_items", full_softmax_max_items)
         self.num_negatives = check_positive_int("num_negatives", num_negatives)
+        self.min_epoch_examples = check_positive_int("min_epoch_examples", min_epoch_examples, minimum=0)
+        self.valid_users = check_positive_int("valid_users", valid_users, minimum=0)
         self.device = device
         self.seed = seed
         self.progress = progress
@@ -197,7 +200,13 @@ class SoftmaxDNN(EmbeddingModel):
         elif self.features:
             raise DataError(f"features={self.features} were asked for but the training log has no item features.")
         device = resolve_device(self.device)
-        maker = ExampleMaker(local_interactions(train), targets=self.mode_, holdout=self.holdout, max_history=self.max_history)
+        history, carved = self.seen_, False
+        if valid is None:  # early stopping on a slice of train: the last event of up to valid_users users
+            train, valid = carve_valid(train, max_users=self.valid_users, seed=self.seed)
+            carved = valid is not None
+            history = train.user_histories() if carved else history
+        maker = ExampleMaker(local_interactions(train), targets=self.mode_, holdout=self.holdout,
+                             max_history=self.max_history, min_examples=self.min_epoch_examples)
         loss_fn = FullSoftmax(per_example=self.per_example)
         full = self.loss == "full" or (self.loss == "auto" and self.items_.n_ids <= self.full_softmax_max_items)
         self.loss_ = "full" if full else "sampled"
@@ -222,8 +231,8 @@ class SoftmaxDNN(EmbeddingModel):
 
             validate = None
             if valid is not None and len(valid):
-                validate = lambda: valid_precision(self._scores, self.seen_, valid, k=10,  # noqa: E731
-                                                   exclude_seen=self.mode_ == "holdout")
+                validate = lambda: valid_precision(self._scores, history, valid, k=10,  # noqa: E731
+                                                   exclude_seen=carved or self.mode_ == "holdout")
             config = TrainConfig(epochs=self.epochs, lr=self.lr, weight_decay=self.weight_decay,
                                  patience=self.patience if validate else None, progress=self.progress)
             # sampled softmax: a batch touches its history, target and negative rows of the item table (and

@@ -51,6 +51,7 @@ from embrec.models.history_batches import (
     TARGETS,
     ExampleMaker,
     HistoryBatch,
+    carve_valid,
     history_batches,
     valid_precision,
 )
@@ -106,8 +107,8 @@ class TwoTower(EmbeddingModel):
                  num_negatives: int = 0, temperature: float = 1.0, targets: str = "auto", holdout: float = 0.2,
                  max_history: int | None = None, pooling: str = "ragged", dropout: float = 0.0, epochs: int = 30,
                  batch_size: int = 128, lr: float = 1e-3, weight_decay: float = 0.0, patience: int | None = 5,
-                 length_buckets: bool = False, device: str | None = None, seed: int = 0,
-                 progress: bool | None = None) -> None:
+                 length_buckets: bool = False, min_epoch_examples: int = 0, valid_users: int = 0,
+                 device: str | None = None, seed: int = 0, progress: bool | None = None) -> None:
         self.dim = check_positive_int("dim", dim)
         self.feature_dim = check_positive_int("feature_dim", feature_dim)
         self.item_hidden = tuple(check_positive_int("item_hidden", h) for h in item_hidden)
@@ -130,6 +131,8 @@ class TwoTower(EmbeddingModel):
         self.weight_decay = check_float("weight_decay", weight_decay, low=0.0)
         self.patience = None if patience is None else check_positive_int("patience", patience)
         self.length_buckets = bool(length_buckets)
+        self.min_epoch_examples = check_positive_int("min_epoch_examples", min_epoch_examples, minimum=0)
+        self.valid_users = check_positive_int("valid_users", valid_users, minimum=0)
         self.device = device
         self.seed = seed
         self.progress = progress
@@ -147,9 +150,15 @@ class TwoTower(EmbeddingModel):
             logger.warning("two-tower: %d items have no feature value; their vectors rest on their id embedding.",
                            empty.size - 1)
         self.n_id_rows_ = self.items_.size if self.item_ids else 0
-        maker = ExampleMaker(local_interactions(train), targets=self.targets, holdout=self.holdout, max_history=self.max_history)
+        history, carved = self.seen_, False
+        if valid is None:  # early stopping on a slice of train: the last event of up to valid_users users
+            train, valid = carve_valid(train, max_users=self.valid_users, seed=self.seed)
+            carved = valid is not None
+            history = train.user_histories() if carved else history
+        maker = ExampleMaker(local_interactions(train), targets=self.targets, holdout=self.holdout,
+                             max_history=self.max_history, min_examples=self.min_epoch_examples)
         self.mode_ = maker.mode
-        counts = train.item_counts().astype(np.float64)
+        counts = self.item_counts_.astype(np.float64)  # of the whole train, carved slice included
         self._logp = torch.as_tensor(np.log(np.maximum(counts, 1.0) / max(counts.sum(), 1.0)), dtype=torch.float32)
         # catalogue items without a training event (e.g. from an item features file): never a softmax
         # candidate while training, and no id part afterwards, so their vectors come from their features
@@ -176,8 +185,8 @@ class TwoTower(EmbeddingModel):
             if valid is not None and len(valid):
                 def validate() -> float:
                     self._item_cache = None  # the weights moved since the last epoch
-                    return valid_precision(self._scores, self.seen_, valid, k=10,
-                                           exclude_seen=self.mode_ == "holdout")
+                    return valid_precision(self._scores, history, valid, k=10,
+                                           exclude_seen=carved or self.mode_ == "holdout")
             config = TrainConfig(epochs=self.epochs, lr=self.lr, weight_decay=self.weight_decay,
                                  patience=self.patience if validate else None, progress=self.progress)
             self.history_ = train_loop(self.net_, batches=batches, loss=loss, config=config, rng=rng,
