@@ -61,7 +61,7 @@ def test_partitioned_dir_equals_the_same_rows_as_one_csv(shop):
     same_log(one, streamed)
     assert streamed.rating_kind == "quantity" and len(streamed) == 2500
     # chunks of 97 rows: vocabularies grown over 26 chunks end in the same sorted order
-    small, _ = read_parquet_dir(shop / "dir", **SHOP, chunk_rows=97, progress=False)
+    small, _ = read_parquet_dir(shop / "dir", SHOP, chunk_rows=97, progress=False)
     small.rating_kind = "quantity"
     same_log(one, small)
 

@@ -205,11 +205,7 @@ def _from_dir(
         )
     log, stats = read_parquet_dir(
         path,
-        user_col=str(cols["user_col"]),
-        item_col=str(cols["item_col"]),
-        rating_col=cols["rating_col"],
-        time_col=cols["time_col"],
-        group_col=cols["group_col"],
+        cols,
         time_format=time_format,
         missing_users=missing_users,
         name=name,

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import difflib
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -84,20 +84,18 @@ def parquet_files(root: Path) -> list[Path]:
 
 def read_parquet_dir(
     root: str | Path,
+    cols: Mapping[str, str | None],
     *,
-    user_col: str,
-    item_col: str,
-    rating_col: str | None = None,
-    time_col: str | None = None,
-    group_col: str | None = None,
     time_format: str | None = None,
     missing_users: Literal["error", "unknown"] = "error",
     name: str | None = None,
     chunk_rows: int = CHUNK_ROWS,
     progress: bool | None = None,
 ) -> tuple[Interactions, RatingStats | None]:
-    """(Interactions, rating statistics or None) of the directory ``root``; ``rating_kind`` is left to the
-    caller (``from_file`` guesses it from the statistics). ``progress`` None: a bar on a terminal."""
+    """(Interactions, rating statistics or None) of the directory ``root``. ``cols`` maps ``user_col``,
+    ``item_col`` (required) and ``rating_col``, ``time_col``, ``group_col`` (None: absent) to column names,
+    as ``from_file`` has checked them; ``rating_kind`` is left to the caller (``from_file`` guesses it
+    from the statistics). ``progress`` None: a bar on a terminal."""
     root = Path(root).expanduser()
     name = name or root.name
     files = parquet_files(root)
@@ -106,13 +104,6 @@ def read_parquet_dir(
             f"directory {root} holds no .parquet or .pq file; expected a Parquet dataset "
             "(a folder of Parquet files, hive partitions allowed)."
         )
-    cols = {
-        "user_col": user_col,
-        "item_col": item_col,
-        "rating_col": rating_col,
-        "time_col": time_col,
-        "group_col": group_col,
-    }
     used = {p: c for p, c in cols.items() if c is not None}
     try:
         dataset = ds.dataset(

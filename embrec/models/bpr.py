@@ -145,9 +145,9 @@ class BPR(SampledFactorization):
         q = ctx["q"]
         if not work:  # per user, once: the negatives' distribution, the history's rows and weights
             work["pi"] = self._negatives(ctx, items)[0]
-            work["blocks"] = [(it, q[it].astype(np.float64), w[lo : lo + it.size].astype(np.float32))
-                              for lo in range(0, items.size, pair_block(q.shape[0]))
-                              for it in [items[lo : lo + pair_block(q.shape[0])]]]
+            step = pair_block(q.shape[0])
+            work["blocks"] = [(items[lo : lo + step], q[items[lo : lo + step]].astype(np.float64),
+                               w[lo : lo + step].astype(np.float32)) for lo in range(0, items.size, step)]
         pi = work["pi"]
         s = q @ z.astype(np.float32) + ctx["bias"]  # (I,)
         # σ(s_j - s_i) = e_j / (e_j + e_i) with e = exp(s - max s): one exp per item, not per pair

@@ -216,6 +216,19 @@ def carve_valid(train: Interactions, *, max_users: int, seed: int) -> tuple[Inte
     return train.subset(~held), train.subset(held)
 
 
+def early_stopping_split(train: Interactions, valid: Interactions | None, seen: Ragged, *, max_users: int,
+                         seed: int) -> tuple[Interactions, Interactions | None, Ragged, bool]:
+    """(train, valid, the histories to score valid with, carved): ``valid`` as given, or else the slice of
+    ``carve_valid`` (train then loses it, and the histories come from what is left); ``carved`` says the
+    slice is one, to be scored with ``exclude_seen=True``."""
+    if valid is not None:
+        return train, valid, seen, False
+    train, valid = carve_valid(train, max_users=max_users, seed=seed)
+    if valid is None:
+        return train, None, seen, False
+    return train, valid, train.user_histories(), True
+
+
 def _slices(values: np.ndarray, starts: np.ndarray, stops: np.ndarray) -> Ragged:
     """Ragged whose row i is values[starts[i]:stops[i]], vectorised."""
     lengths = stops - starts

@@ -55,7 +55,7 @@ from embrec.models.history_batches import (
     TARGETS,
     ExampleMaker,
     HistoryBatch,
-    carve_valid,
+    early_stopping_split,
     history_batches,
     resolve_targets,
     valid_precision,
@@ -200,11 +200,9 @@ class SoftmaxDNN(EmbeddingModel):
         elif self.features:
             raise DataError(f"features={self.features} were asked for but the training log has no item features.")
         device = resolve_device(self.device)
-        history, carved = self.seen_, False
-        if valid is None:  # early stopping on a slice of train: the last event of up to valid_users users
-            train, valid = carve_valid(train, max_users=self.valid_users, seed=self.seed)
-            carved = valid is not None
-            history = train.user_histories() if carved else history
+        # no valid: early stopping on a slice of train, the last event of up to valid_users users
+        train, valid, history, carved = early_stopping_split(train, valid, self.seen_, max_users=self.valid_users,
+                                                             seed=self.seed)
         maker = ExampleMaker(local_interactions(train), targets=self.mode_, holdout=self.holdout,
                              max_history=self.max_history, min_examples=self.min_epoch_examples)
         loss_fn = FullSoftmax(per_example=self.per_example)

@@ -51,7 +51,7 @@ from embrec.models.history_batches import (
     TARGETS,
     ExampleMaker,
     HistoryBatch,
-    carve_valid,
+    early_stopping_split,
     history_batches,
     valid_precision,
 )
@@ -150,11 +150,9 @@ class TwoTower(EmbeddingModel):
             logger.warning("two-tower: %d items have no feature value; their vectors rest on their id embedding.",
                            empty.size - 1)
         self.n_id_rows_ = self.items_.size if self.item_ids else 0
-        history, carved = self.seen_, False
-        if valid is None:  # early stopping on a slice of train: the last event of up to valid_users users
-            train, valid = carve_valid(train, max_users=self.valid_users, seed=self.seed)
-            carved = valid is not None
-            history = train.user_histories() if carved else history
+        # no valid: early stopping on a slice of train, the last event of up to valid_users users
+        train, valid, history, carved = early_stopping_split(train, valid, self.seen_, max_users=self.valid_users,
+                                                             seed=self.seed)
         maker = ExampleMaker(local_interactions(train), targets=self.targets, holdout=self.holdout,
                              max_history=self.max_history, min_examples=self.min_epoch_examples)
         self.mode_ = maker.mode
