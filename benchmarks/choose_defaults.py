@@ -2,11 +2,24 @@
 
     EMBREC_DATA=../shared/datasets .venv/bin/python benchmarks/choose_defaults.py MODEL \
         [--tune 8] [--candidate 'name:key=value;key=value'] [--protocols ml-llo,retail-llo,ml-top10] \
-        [--no-valid] [--out runs/defaults/MODEL.json]
+        [--no-valid] [--reference ease,item-knn] [--out runs/defaults/MODEL.json]
 
 The procedure, for one model:
 1. On every protocol listed, carve the validation part from the protocol's TRAINING part by its own rule
-   (``embrec.tuning.validation_fold``); the scored part is never read.
+   (``embrec.tuning.validation_fold``); the scored part is never read. Besides the three protocols we
+   score (``ml-llo``, ``retail-llo``, ``ml-top10``), two parts imitate the regime of a held-out
+   MovieLens-format log we do not have (610 users, 9.7k items, 100k ratings: few users with long
+   histories, a wide long-tailed catalogue), built from data we have by fixed rules:
+   - ``ml-few``: ml-100k's users cut into ``FEW_GROUPS`` disjoint seeded groups (seed 0) of ~314 users;
+     each group, all its events, is a log of its own (its own vocabularies, as a user's own file would
+     give); leave-last-out on it, and the validation part carved inside its training part as above;
+     every group is fitted on its own and the figure pools the groups' users (hits / users). About 33k
+     events a group: a model whose training length is counted in passes over the data sees 1/3 of the
+     optimizer steps it gets on ml-100k.
+   - ``synth-wide``: ``embrec.datasets.synthetic`` shaped like the held-out log (``SYNTH_WIDE``: 610
+     users, 9,700 items with a Zipf popularity, 100k events, no repeat purchases, as in a ratings log);
+     leave-last-out, validation carved inside train. A wide catalogue: ~10 events an item, most items
+     rare, so uniformly drawn negatives are mostly items nobody looks at.
 2. Candidates: the current defaults, every ``--candidate``, and (``--tune N``) the best of N Optuna trials
    on each protocol's carved validation part (``embrec.tuning.search``).
 3. Fit popularity and every candidate on each carved training part; score the validation part with the
@@ -16,9 +29,10 @@ The procedure, for one model:
    early-stops does it on a slice of its own training part (``valid_users``) and the figure is what the
    benchmark will see.
 4. A candidate's score on a protocol is its figure over the best candidate's figure there (1.0 = the best
-   of the candidates on that protocol); the chosen default is the candidate with the best WORST score over
-   the protocols (good on all, not best on one). Ties -> the current defaults. The ratio to popularity on
-   the same part is printed beside each figure.
+   of the candidates on that protocol); the chosen default is, among the candidates above popularity on
+   every part, the one with the best WORST score over the protocols (good on all, not best on one). Ties
+   -> the current defaults. The ratio to popularity on the same part is printed beside each figure, and
+   ``--reference`` models (e.g. EASE) are fitted at their defaults beside, to show what a part allows.
 
 Prints a markdown table (candidate x protocol, ratio in brackets) and writes the JSON with ``--out``.
 One torch thread, one BLAS thread; the machine is shared, so fit seconds are only indicative.
@@ -36,42 +50,87 @@ from typing import Any
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from embrec import api, datasets  # noqa: E402
+from embrec.data.interactions import Interactions  # noqa: E402
 from embrec.evaluation import get_protocol, load_folds  # noqa: E402
 from embrec.models.registry import create  # noqa: E402
 from embrec.tuning import search, validation_fold  # noqa: E402
-from embrec.tuning.study import protocol_metrics  # noqa: E402
 
 PROTOCOLS = {
     "ml-llo": ("leave-last-out", {"dataset": "ml-100k"}, "hit@10"),
     "retail-llo": ("leave-last-out", {"dataset": "online-retail"}, "hit@10"),
     "ml-top10": ("ml100k-top10", {}, "precision@10"),
+    "ml-few": ("leave-last-out", {"few": "ml-100k"}, "hit@10"),
+    "synth-wide": ("leave-last-out", {"synthetic": True}, "hit@10"),
+}
+
+#: ``ml-few``: how many disjoint user groups ml-100k is cut into (seed 0)
+FEW_GROUPS = 3
+#: ``synth-wide``: the shape of the held-out MovieLens-format log (ratings: no repeats)
+SYNTH_WIDE = {
+    "n_users": 610,
+    "n_items": 9700,
+    "n_interactions": 100_000,
+    "repeat_probability": 0.0,
+    "seed": 0,
 }
 
 
-def carve(key: str) -> tuple[str, Any, str, list[Any]]:
+def user_groups(log: Interactions, groups: int, seed: int = 0) -> list[Interactions]:
+    """``log`` cut into ``groups`` disjoint seeded groups of users, each with all its events and its own
+    (compacted) vocabularies."""
+    users = np.unique(log.user[log.user > 0])
+    part = np.random.default_rng(seed).permutation(users.size) % groups
+    owner = np.zeros(log.users.size, dtype=np.int64) - 1
+    owner[users] = part
+    return [log.subset(owner[log.user] == g).compact() for g in range(groups)]
+
+
+def carve(key: str) -> tuple[str, list[Any], str, list[Any]]:
+    """(protocol, the carved validation folds, metric, the protocol's folds): one fold, or one per
+    ``ml-few`` group (tuning searches on the first)."""
     protocol, where, metric = PROTOCOLS[key]
-    if where.get("dataset"):
-        where = {"data": datasets.load(where["dataset"])}
-    _, folds = load_folds(protocol, **where)
-    return protocol, validation_fold(protocol, folds[0]), metric, folds
+    if where.get("few"):
+        logs = user_groups(datasets.load(where["few"]), FEW_GROUPS)
+    elif where.get("synthetic"):
+        logs = [datasets.synthetic(**SYNTH_WIDE)]
+    elif where.get("dataset"):
+        logs = [datasets.load(where["dataset"])]
+    else:
+        logs = [None]
+    carved, originals = [], []
+    for log in logs:
+        _, folds = load_folds(protocol, **({} if log is None else {"data": log}))
+        carved.append(validation_fold(protocol, folds[0]))
+        originals.append(folds[0])
+    return protocol, carved, metric, originals
 
 
 def score(
     name: str,
     params: dict[str, Any],
     protocol: str,
-    fold: Any,
+    folds: list[Any],
     metric: str,
     *,
     use_valid: bool = True,
-) -> tuple[float, float]:
-    start = time.perf_counter()
-    model = create(name, **params).fit(fold.train, valid=fold.valid if use_valid else None)
-    seconds = time.perf_counter() - start
-    return float(protocol_metrics(get_protocol(protocol))(model, fold)[metric]), seconds
+) -> tuple[float, float, int]:
+    """(the metric pooled over the folds' units, fit seconds summed, units): every fold fitted on its
+    own."""
+    num = den = seconds = 0.0
+    n = 0
+    for fold in folds:
+        start = time.perf_counter()
+        model = create(name, **params).fit(fold.train, valid=fold.valid if use_valid else None)
+        seconds += time.perf_counter() - start
+        units = get_protocol(protocol).score(model, fold).units
+        num += float(units.num[metric].sum())
+        den += float(units.den[metric].sum())
+        n += int(units.units.size)
+    return num / den, seconds, n
 
 
 def parse_candidate(text: str, model: str) -> tuple[str, dict[str, Any]]:
@@ -89,6 +148,11 @@ def main() -> None:
     ap.add_argument(
         "--no-valid", action="store_true", help="fit without valid=, as the scored protocols do"
     )
+    ap.add_argument(
+        "--reference",
+        default="",
+        help="models fitted at their defaults beside (e.g. ease,item-knn)",
+    )
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -103,7 +167,9 @@ def main() -> None:
     if args.tune:
         for k in (args.tune_on or args.protocols).split(","):
             protocol, _, _, folds = carved[k]
-            found = search(args.model, protocol, folds, trials=args.tune, seed=0, progress=False)
+            found = search(
+                args.model, protocol, folds[:1], trials=args.tune, seed=0, progress=False
+            )
             candidates[f"tuned on {k}"] = found["best"]["params"]
             tuned_info[k] = {
                 "trials": len(found["trials"]),
@@ -116,16 +182,30 @@ def main() -> None:
                 flush=True,
             )
     table: dict[str, dict[str, Any]] = {}
-    pop = {}
+    pop, users = {}, {}
     for k in keys:
-        protocol, fold, metric, _ = carved[k]
-        pop[k] = score("popularity", {}, protocol, fold, metric)[0]
+        protocol, folds, metric, _ = carved[k]
+        pop[k], _, users[k] = score("popularity", {}, protocol, folds, metric)
+    print(
+        "# popularity: " + ", ".join(f"{k} {pop[k]:.4f} ({users[k]} users)" for k in keys),
+        flush=True,
+    )
+    reference = {}
+    for name in [m for m in args.reference.split(",") if m]:
+        reference[name] = {}
+        for k in keys:
+            protocol, folds, metric, _ = carved[k]
+            reference[name][k] = score(name, {}, protocol, folds, metric)[0]
+        print(
+            f"# {name} (reference): " + ", ".join(f"{k} {reference[name][k]:.4f}" for k in keys),
+            flush=True,
+        )
     for label, params in candidates.items():
         row = {}
         for k in keys:
-            protocol, fold, metric, _ = carved[k]
-            value, seconds = score(
-                args.model, params, protocol, fold, metric, use_valid=not args.no_valid
+            protocol, folds, metric, _ = carved[k]
+            value, seconds, _ = score(
+                args.model, params, protocol, folds, metric, use_valid=not args.no_valid
             )
             row[k] = {
                 "value": value,
@@ -147,18 +227,27 @@ def main() -> None:
             table[c][k]["relative"] = table[c][k]["value"] / top if top else float("nan")
     for c in table:
         table[c]["worst"] = min(table[c][k]["relative"] for k in keys)
-    best = max(table, key=lambda c: (round(table[c]["worst"], 4), c == "defaults"))
+        table[c]["clears_popularity"] = all(table[c][k]["value"] > pop[k] for k in keys)
+    # the best worst case among the candidates above popularity on every part (all, if none is)
+    eligible = [c for c in table if table[c]["clears_popularity"]] or list(table)
+    best = max(eligible, key=lambda c: (round(table[c]["worst"], 4), c == "defaults"))
     print(
         f"\n{args.model}: validation parts (carved from each protocol's training part); popularity "
         + ", ".join(f"{k} {pop[k]:.4f}" for k in keys)
+        + "; users "
+        + ", ".join(f"{k} {users[k]}" for k in keys)
     )
+    for name, row in reference.items():
+        print(f"{name} (reference, its defaults): " + ", ".join(f"{k} {row[k]:.4f}" for k in keys))
     print("| candidate | params | " + " | ".join(keys) + " | worst of best |")
     print("|---|---|" + "---|" * len(keys) + "---|")
     for label, row in table.items():
         mark = "**" if label == best else ""
         cells = " | ".join(f"{row[k]['value']:.4f} ({row[k]['ratio']:.2f}x)" for k in keys)
+        flag = "" if row["clears_popularity"] else " (not above popularity everywhere)"
         print(
-            f"| {mark}{label}{mark} | {candidates[label] or '(current)'} | {cells} | {row['worst']:.2f} |"
+            f"| {mark}{label}{mark} | {candidates[label] or '(current)'} | {cells} | "
+            f"{row['worst']:.2f}{flag} |"
         )
     print(f"\nchosen: {best} {candidates[best]}")
     if args.out:
@@ -168,6 +257,8 @@ def main() -> None:
                 {
                     "model": args.model,
                     "popularity": pop,
+                    "users": users,
+                    "reference": reference,
                     "candidates": candidates,
                     "table": table,
                     "tuned": tuned_info,
