@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from embrec.errors import InvalidParameterError, check_choice, check_positive_int
+from embrec.errors import InvalidParameterError, ModelStateError, check_choice, check_positive_int
 from embrec.errors import describe as _show
 from embrec.models.base import label_of
 from embrec.models.io import to_plain
@@ -65,12 +65,18 @@ def open_model(path: str | Path) -> Any:
 
 def model_name(model: Any) -> str:
     """The registry name of a model's class (e.g. ``"popularity"``), else the class name."""
+    return _class_name(type(model))
+
+
+@functools.cache
+def _class_name(cls: type) -> str:
+    """``model_name`` of a class, looked up once per class (the registry is fixed at import)."""
     from embrec.models.registry import name_of
 
     try:
-        return name_of(type(model))
+        return name_of(cls)
     except InvalidParameterError:
-        return type(model).__name__
+        return cls.__name__
 
 
 def describe(model: Any) -> dict[str, Any]:
@@ -216,8 +222,10 @@ def embed(model: Any, *, history: Sequence[Any]) -> dict[str, Any]:
             f"embeddings need a model with a user tower; received a {model_name(model)!r} model, which has none.")
     history = _id_list("history", history)
     vec = np.asarray(model.user_embedding(history=history), dtype=np.float64).ravel()
-    return {"model": model_name(model), "history": history, "dim": int(vec.size),
-            "vector": [float(x) for x in vec]}
+    if not np.isfinite(vec).all():  # JSON has no NaN or infinity (orjson would write null)
+        raise ModelStateError(f"the {model_name(model)!r} model gives this history a non-finite embedding "
+                              f"({int((~np.isfinite(vec)).sum())} of {vec.size} values are NaN or infinite).")
+    return {"model": model_name(model), "history": history, "dim": int(vec.size), "vector": vec.tolist()}
 
 
 EXPORT_SUFFIXES = (".parquet", ".jsonl")

@@ -54,11 +54,13 @@ class Ragged:
     @classmethod
     def from_lists(cls, rows: Iterable[Sequence[int]]) -> Ragged:
         rows = [np.asarray(r, dtype=np.int64).ravel() for r in rows]
+        if len(rows) == 1:  # one row (a served request): its values and [0, n]
+            return cls._valid(rows[0].copy(), np.array([0, rows[0].size], dtype=np.int64))
         lengths = np.fromiter((r.size for r in rows), dtype=np.int64, count=len(rows))
         offsets = np.zeros(len(rows) + 1, dtype=np.int64)
         np.cumsum(lengths, out=offsets[1:])
         values = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
-        return cls(values, offsets)
+        return cls._valid(values, offsets)  # consistent by construction
 
     @classmethod
     def from_lengths(cls, values: np.ndarray, lengths: np.ndarray) -> Ragged:

@@ -134,12 +134,11 @@ class Recommender(ABC):
             raise InvalidParameterError("give exactly one of users= or histories=; received "
                                         f"{'both' if users is not None else 'neither'}.")
         if users is not None:
-            if isinstance(users, (str, bytes)) or np.ndim(users) == 0:
+            if type(users) is not list and (isinstance(users, (str, bytes)) or np.ndim(users) == 0):
                 raise InvalidParameterError(f"users must be a list of raw user ids; received {users!r}.")
             rows = self.users_.encode(list(users), unknown="error")
             return rows, self.seen_.select(rows)
-        if isinstance(histories, (str, bytes)) or any(
-                isinstance(h, (str, bytes)) or np.ndim(h) != 1 for h in histories):
+        if isinstance(histories, (str, bytes)) or not all(_is_id_list(h) for h in histories):
             raise InvalidParameterError("histories must be a list of lists of raw item ids; "
                                         f"received {histories!r:.60}.")
         lists = []
@@ -493,6 +492,13 @@ def with_denied(exclude: Ragged | None, deny: np.ndarray | None, n_rows: int) ->
     order = np.argsort(rows, kind="stable")
     values = np.concatenate([exclude.values, np.tile(deny, n_rows)])[order]
     return Ragged.from_lengths(values, exclude.lengths + deny.size)
+
+
+def _is_id_list(h: Any) -> bool:
+    """Whether ``h`` is one flat sequence of ids (a list of ints or strings is, without numpy's look)."""
+    if type(h) is list and all(type(x) is str or type(x) is int for x in h):
+        return True
+    return not isinstance(h, (str, bytes)) and np.ndim(h) == 1
 
 
 def _plain(x: Any) -> Any:

@@ -58,6 +58,7 @@ from embrec.models.history_batches import (
 from embrec.models.search import Choice, FloatRange, IntRange, Param
 from embrec.models.training import TrainConfig, resolve_device, seeded, train_loop
 from embrec.nn import eval_mode
+from embrec.nn.inference import DenseStack
 from embrec.nn.softmax import FullSoftmax, SampledSoftmax
 from embrec.nn.towers import ContentTower, FeatureEncoder, ItemFeatures, mlp, pool_vectors
 
@@ -247,32 +248,40 @@ class TwoTower(EmbeddingModel):
         self.__dict__.pop("_indexes", None)
 
     # embeddings ---------------------------------------------------------------------------------
-    @torch.no_grad()
     def _item_vectors(self) -> np.ndarray:
-        if self._item_cache is None:
-            eval_mode(self.net_)
-            rows = torch.arange(self.items_.size, device=self._device)
-            vecs = self.net_.items(rows)  # (N, d)
-            vecs[0] = 0.0
-            self._item_cache = vecs.cpu().numpy()
+        if self._item_cache is None:  # computed once per weights (the cached path is a served request's)
+            with torch.no_grad():
+                eval_mode(self.net_)
+                rows = torch.arange(self.items_.size, device=self._device)
+                vecs = self.net_.items(rows)  # (N, d)
+                vecs[0] = 0.0
+                self._item_cache = vecs.cpu().numpy()
         return self._item_cache
 
-    def _item_tensor(self) -> torch.Tensor:
-        """``_item_vectors()`` as a tensor on the model's device, made once per item cache."""
+    def _user_stack(self) -> DenseStack:
+        """The user MLP as NumPy arrays, copied once per item cache: whatever drops the item cache (a
+        refit, an epoch's validation, a load, ``add_items``) drops this copy too."""
         vecs = self._item_vectors()
-        held = self.__dict__.get("_item_tensor_of")
+        held = self.__dict__.get("_user_stack_of")
         if held is None or held[0] is not vecs:
-            held = self._item_tensor_of = (vecs, torch.as_tensor(vecs, device=self._device))
+            held = self._user_stack_of = (vecs, DenseStack.from_sequential(self.net_.user_mlp))
         return held[1]
 
-    @torch.no_grad()
     def _user_vectors(self, user_rows: np.ndarray, histories: Ragged) -> np.ndarray:
-        eval_mode(self.net_)
-        vecs = self._item_tensor()
+        """(B, d) MLP(mean of the history's item vectors), in NumPy: the item vectors are cached and a
+        served request is one row, for which torch's per-op dispatch costs more than the arithmetic."""
+        vecs = self._item_vectors()  # (N, d)
         if self.max_history is not None:  # the history as trained on: its last max_history items
             histories = histories.tail(self.max_history)
-        values, offsets = histories.to_torch(self._device)
-        return self.net_.user_ragged(vecs, values, offsets).cpu().numpy()
+        if len(histories) == 1:  # one user (a served request): a gather and a mean
+            rows = histories.values
+            pooled = vecs[rows].sum(axis=0, keepdims=True)  # (1, d); an empty history pools to 0
+            pooled /= max(rows.size, 1)
+        else:
+            with torch.no_grad():
+                values, offsets = histories.to_torch()
+                pooled = pool_vectors(torch.from_numpy(vecs), values, offsets).numpy()  # (B, d)
+        return self._user_stack()(pooled)  # (B, d)
 
     # cold items ---------------------------------------------------------------------------------
     def embed_items(self, frame: pd.DataFrame, *, id_col: str = "item") -> np.ndarray:
