@@ -14,7 +14,10 @@ For every endpoint (floor /healthz, /healthz, /recommend by user, /recommend by 
 runs for ``--seconds``; the whole grid is repeated ``--runs`` times (cells interleaved, so load changes
 hit every cell alike). Bodies are drawn at random (Lua) from 200 prepared requests. It reports
 requests/s, p50/p99 latency, non-2xx responses and socket errors, the ratio of each cell to the floor
-and to the same run's /healthz, the spread (min–max over runs) and ``uptime`` before and after.
+and to the same run's /healthz, the spread (min–max over runs) and ``uptime`` before and after, and the
+server's CPU time per request (all its threads, ``/proc/PID/task/*/schedstat``, over the cell): on a
+shared machine the other processes take CPU share away from the server, which moves requests/s and
+latency, while the CPU a request costs moves much less.
 ``--pin`` pins the server(s) to CPU 0 and wrk to CPU 1 (taskset). wrk is the Debian package ``wrk``;
 when it is not on PATH the script installs it with apt-get (and says so).
 """
@@ -139,8 +142,25 @@ end
     return where
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time the process has run so far, all its threads (``/proc/PID/task/*/schedstat``, ns)."""
+    total = 0
+    for stat in Path(f"/proc/{pid}/task").glob("*/schedstat"):
+        try:
+            total += int(stat.read_text().split()[0])
+        except (OSError, ValueError, IndexError):  # a thread that just ended
+            continue
+    return total / 1e9
+
+
 def run_wrk(
-    wrk: str, url: str, conns: int, seconds: float, script: Path | None, cpu: str | None
+    wrk: str,
+    url: str,
+    conns: int,
+    seconds: float,
+    script: Path | None,
+    cpu: str | None,
+    server_pid: int,
 ) -> dict:
     cmd = [
         wrk,
@@ -156,8 +176,14 @@ def run_wrk(
     cmd.append(url)
     if cpu is not None:
         cmd = ["taskset", "-c", cpu] + cmd
+    cpu_before = cpu_seconds(server_pid)
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    cpu_used = cpu_seconds(server_pid) - cpu_before
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
     return {
+        "requests": requests,
+        # server CPU per request: what a busy machine changes least (the CPU share is what it takes away)
+        "cpu_us": cpu_used / max(requests, 1) * 1e6,
         "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
         "p50": _ms(re.search(r"\s50%\s+([\d.]+\w+)", out).group(1)),
         "p99": _ms(re.search(r"\s99%\s+([\d.]+\w+)", out).group(1)),
@@ -210,16 +236,18 @@ def main() -> None:
                     raise RuntimeError(f"{name} answered {r.status_code}: {r.text[:200]}")
             load_before = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
             cells = [
-                ("floor /healthz", f"http://127.0.0.1:{floor_port}/healthz", None),
-                ("/healthz", f"http://127.0.0.1:{port}/healthz", None),
+                ("floor /healthz", f"http://127.0.0.1:{floor_port}/healthz", None, floor.pid),
+                ("/healthz", f"http://127.0.0.1:{port}/healthz", None, server.pid),
             ]
-            cells += [(name, f"http://127.0.0.1:{port}", scripts[name]) for name in reqs]
+            cells += [
+                (name, f"http://127.0.0.1:{port}", scripts[name], server.pid) for name in reqs
+            ]
             results: dict[tuple[str, int], list[dict]] = {}
             for _ in range(args.runs):
                 for c in conns:
-                    for label, url, script in cells:
+                    for label, url, script, pid in cells:
                         results.setdefault((label, c), []).append(
-                            run_wrk(wrk, url, c, args.seconds, script, wrk_cpu)
+                            run_wrk(wrk, url, c, args.seconds, script, wrk_cpu, pid)
                         )
             load_after = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
         finally:
@@ -236,14 +264,15 @@ def report(results, cells, conns, args, load_before: str, load_after: str) -> No
     )
     print(f"load before: {load_before}\nload after:  {load_after}")
     print(
-        "| endpoint | conns | req/s | p50 ms | p99 ms | × floor req/s | × /healthz req/s | p50 ÷ floor p50 | errors |"
+        "| endpoint | conns | req/s | p50 ms | p99 ms | × floor req/s | × /healthz req/s | p50 ÷ floor p50 "
+        "| server CPU µs/req | × /healthz CPU | errors |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     out = []
     for c in conns:
         floor = results[("floor /healthz", c)]
         health = results[("/healthz", c)]
-        for label, _, _ in cells:
+        for label, *_ in cells:
             rs = results[(label, c)]
             rps = [r["rps"] for r in rs]
             x_floor = [r["rps"] / f["rps"] for r, f in zip(rs, floor)]
@@ -251,12 +280,15 @@ def report(results, cells, conns, args, load_before: str, load_after: str) -> No
             p50 = [r["p50"] for r in rs]
             p50_ratio = [r["p50"] / f["p50"] for r, f in zip(rs, floor)]
             errors = sum(r["non2xx"] + r["socket_errors"] for r in rs)
+            cpu = [r["cpu_us"] for r in rs]
+            cpu_ratio = [r["cpu_us"] / h["cpu_us"] for r, h in zip(rs, health)]
             print(
                 f"| {label} | {c} | {np.median(rps):,.0f} ({min(rps):,.0f}-{max(rps):,.0f}) | "
                 f"{np.median(p50):.2f} | {np.median([r['p99'] for r in rs]):.2f} | "
                 f"{np.median(x_floor):.2f} ({min(x_floor):.2f}-{max(x_floor):.2f}) | "
                 f"{np.median(x_health):.2f} ({min(x_health):.2f}-{max(x_health):.2f}) | "
-                f"{np.median(p50_ratio):.2f} | {errors} |"
+                f"{np.median(p50_ratio):.2f} | {np.median(cpu):,.0f} ({min(cpu):,.0f}-{max(cpu):,.0f}) | "
+                f"{np.median(cpu_ratio):.2f} | {errors} |"
             )
             out.append({"endpoint": label, "connections": c, "runs": rs})
     if args.json:

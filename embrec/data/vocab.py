@@ -134,8 +134,10 @@ class IdVocab:
 
     def decode(self, idx: Any) -> np.ndarray:
         """Raw ids of dense indices; index 0 (padding/unknown) decodes to None."""
-        idx = np.atleast_1d(np.asarray(idx, dtype=np.int64))
-        if idx.size and not (int(idx.min()) >= 0 and int(idx.max()) <= self.n_ids):
+        idx = np.asarray(idx, dtype=np.int64)
+        if idx.ndim == 0:
+            idx = idx.reshape(1)
+        if idx.size and int(idx.view(np.uint64).max()) > self.n_ids:  # as uint64, a negative index is huge
             raise InvalidParameterError(
                 f"{self.name} indices must lie in 0..{self.n_ids}; received {int(idx.min())}..{int(idx.max())}."
             )

@@ -21,8 +21,11 @@ MEASURES = ("dot", "cosine")
 
 def normalize_rows(x: np.ndarray) -> np.ndarray:
     """Rows scaled to unit L2 norm (zero rows stay zero)."""
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return (x / np.maximum(norms, 1e-12)).astype(np.float32)
+    x = np.asarray(x)
+    if x.dtype.kind != "f":
+        x = x.astype(np.float64)
+    norms = np.sqrt(np.add.reduce(x * x, axis=1, keepdims=True))  # np.linalg.norm's sum, without its dispatch
+    return (x / np.maximum(norms, 1e-12)).astype(np.float32, copy=False)
 
 
 def allowed_positions(allow: np.ndarray | None, pos_of: np.ndarray) -> np.ndarray | None:
@@ -200,7 +203,7 @@ class ExactIndex:
         if part.values.size == 0:
             return None
         ids = part.values
-        if ids.min() >= 0 and ids.max() < self._pos_of.size:  # every id in range (the usual case)
+        if int(ids.view(np.uint64).max()) < self._pos_of.size:  # every id in range (as uint64, a negative is huge)
             pos = self._pos_of[ids]
         else:
             known = (ids >= 0) & (ids < self._pos_of.size)
