@@ -177,3 +177,17 @@ def test_a_non_finite_embedding_is_refused_not_sent_as_null(two_tower):
             api.embed(two_tower, history=history)
     finally:
         vecs[1] = saved
+
+
+def test_without_orjson_responses_are_json_dumps_bytes(monkeypatch):
+    """An environment installed before orjson was declared still serves (json.dumps, slower)."""
+    import embrec.serve.app as app_module
+
+    monkeypatch.setattr(app_module, "orjson", None)
+    content = {"items": [{"item": "I9", "score": -3.0e-7, "label": "crème"}], "user": None}
+    assert (
+        encode_json(content)
+        == json.dumps(content, ensure_ascii=False, separators=(",", ":")).encode()
+    )
+    with pytest.raises(ValueError):
+        encode_json({"x": float("inf")})

@@ -32,7 +32,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import orjson
 from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
 from fastapi.responses import HTMLResponse, Response
@@ -60,6 +59,11 @@ from embrec.serve.schemas import (
     SimilarUsersResponse,
 )
 
+try:
+    import orjson
+except ImportError:  # an environment installed before embrec declared it: json.dumps (create_app warns)
+    orjson = None
+
 logger = logging.getLogger(__name__)
 
 _ERRORS = {code: {"model": ErrorResponse} for code in (400, 404, 413, 415, 422)}
@@ -79,6 +83,9 @@ def create_app(model_dir: str | Path, *, max_body_bytes: int = MAX_BODY_BYTES) -
                     n_users=info["n_users"], index=index, can_similar=info["can_similar"],
                     can_embed=info["can_embed"])
     logger.info("serving %s from %s (%d items, %s index)", health.model, model_dir, health.n_items, index)
+    if orjson is None:
+        logger.warning("orjson is not installed (an environment older than embrec's dependencies): responses "
+                       "are encoded by json.dumps, 20-45 µs slower a request; pip install orjson")
 
     app = FastAPI(title="embrec", version=__version__, docs_url=None, redoc_url=None,
                   description=f"Recommendations from the {health.model!r} model in {str(model_dir)!r}.")
@@ -170,10 +177,12 @@ def encode_json(content: Any) -> bytes:
     service never hands it one (``embrec.api`` returns only finite scores and refuses a non-finite
     embedding). What orjson refuses (an integer past 64 bits, a non-string key) goes through
     ``json.dumps``, for which NaN or infinity is an error (ValueError)."""
-    try:
-        return orjson.dumps(content)
-    except orjson.JSONEncodeError:
-        return json.dumps(content, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
+    if orjson is not None:
+        try:
+            return orjson.dumps(content)
+        except orjson.JSONEncodeError:
+            pass
+    return json.dumps(content, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
 
 
 class JSONBody(Response):
