@@ -53,12 +53,29 @@ class BPR(SampledFactorization):
         "neg_alpha": FloatRange(0.0, 1.0),
     }
 
-    def __init__(self, *, factors: int = 64, n_negatives: int = 1, epochs: int = 30, batch_size: int = 15000,
-                 lr: float = 0.005, reg: float = 1e-4, bias_reg: float = 1e-4, neg_alpha: float = 0.0,
-                 verify_negatives: bool = True, positives: str = "events", init_std: float = 0.1,
-                 history_weight: float = 0.0, fold_in_steps: int = 8,
-                 valid_k: int = 5, valid_exclude_seen: bool = False, patience: int | None = None,
-                 device: str | None = None, seed: int = 0, progress: bool | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        factors: int = 64,
+        n_negatives: int = 1,
+        epochs: int = 30,
+        batch_size: int = 15000,
+        lr: float = 0.005,
+        reg: float = 1e-4,
+        bias_reg: float = 1e-4,
+        neg_alpha: float = 0.0,
+        verify_negatives: bool = True,
+        positives: str = "events",
+        init_std: float = 0.1,
+        history_weight: float = 0.0,
+        fold_in_steps: int = 8,
+        valid_k: int = 5,
+        valid_exclude_seen: bool = False,
+        patience: int | None = None,
+        device: str | None = None,
+        seed: int = 0,
+        progress: bool | None = None,
+    ) -> None:
         self.factors = check_positive_int("factors", factors)
         self.n_negatives = check_positive_int("n_negatives", n_negatives)
         self.epochs = check_positive_int("epochs", epochs)
@@ -80,7 +97,9 @@ class BPR(SampledFactorization):
         self.progress = progress
 
     def _prepare(self, rng: np.random.Generator) -> None:
-        self.seen_pairs_ = SeenPairs(self.seen_, self.items_.size) if self.verify_negatives else None
+        self.seen_pairs_ = (
+            SeenPairs(self.seen_, self.items_.size) if self.verify_negatives else None
+        )
         if self.positives == "pairs":  # each distinct (user, item) pair once
             n = np.int64(self.items_.size)
             keys = np.unique(self.pos_users_.astype(np.int64) * n + self.pos_items_)
@@ -88,9 +107,15 @@ class BPR(SampledFactorization):
 
     def _fold_in_weights(self, counts: np.ndarray) -> np.ndarray:
         # fold-in weighs a history's pairs as training drew them: by count, or each distinct pair once
-        return np.ones(counts.shape, dtype=np.float32) if self.positives == "pairs" else counts.astype(np.float32)
+        return (
+            np.ones(counts.shape, dtype=np.float32)
+            if self.positives == "pairs"
+            else counts.astype(np.float32)
+        )
 
-    def _epoch_batches(self, rng: np.random.Generator, epoch: int) -> Iterator[tuple[np.ndarray, ...]]:
+    def _epoch_batches(
+        self, rng: np.random.Generator, epoch: int
+    ) -> Iterator[tuple[np.ndarray, ...]]:
         n = self.pos_users_.size
         idx = rng.integers(0, n, size=n)  # bootstrap: events drawn with replacement
         users, pos = self.pos_users_[idx], self.pos_items_[idx]
@@ -103,8 +128,16 @@ class BPR(SampledFactorization):
 
     def _batch_loss(self, module: BiasedDot, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
         users, pos, neg = batch  # (B,), (B,), (B, K)
-        return bpr_factor_loss(module.user_factors, module.item_factors, module.item_bias, users, pos, neg,
-                               reg=self.reg, bias_reg=self.bias_reg)
+        return bpr_factor_loss(
+            module.user_factors,
+            module.item_factors,
+            module.item_bias,
+            users,
+            pos,
+            neg,
+            reg=self.reg,
+            bias_reg=self.bias_reg,
+        )
 
     # fold-in: one user's expected training objective over the sampler, p the user's factors,
     #   f(p) = Σ_i w_i Σ_j π'_j softplus(s_j - s_i) + reg W |p|²,    s_j = p · q_j + b_j
@@ -138,7 +171,9 @@ class BPR(SampledFactorization):
         h = qh.T @ w  # Σ w_i q_i
         hess = 0.25 * (big_w * m2 - np.outer(m1, h) - np.outer(h, m1) + (qh.T * w) @ qh)
         hess += 2 * self.reg * big_w * np.eye(d)
-        grad = 0.5 * (big_w * m1 - h) + 0.25 * (big_w * mb - m1 * float(w @ bh) - beta * h + qh.T @ (w * bh))
+        grad = 0.5 * (big_w * m1 - h) + 0.25 * (
+            big_w * mb - m1 * float(w @ bh) - beta * h + qh.T @ (w * bh)
+        )
         return grad, hess
 
     def _fold_in_grad(self, ctx, items, w, z, work):
@@ -146,8 +181,14 @@ class BPR(SampledFactorization):
         if not work:  # per user, once: the negatives' distribution, the history's rows and weights
             work["pi"] = self._negatives(ctx, items)[0]
             step = pair_block(q.shape[0])
-            work["blocks"] = [(items[lo : lo + step], q[items[lo : lo + step]].astype(np.float64),
-                               w[lo : lo + step].astype(np.float32)) for lo in range(0, items.size, step)]
+            work["blocks"] = [
+                (
+                    items[lo : lo + step],
+                    q[items[lo : lo + step]].astype(np.float64),
+                    w[lo : lo + step].astype(np.float32),
+                )
+                for lo in range(0, items.size, step)
+            ]
         pi = work["pi"]
         s = q @ z.astype(np.float32) + ctx["bias"]  # (I,)
         # σ(s_j - s_i) = e_j / (e_j + e_i) with e = exp(s - max s): one exp per item, not per pair
@@ -156,7 +197,9 @@ class BPR(SampledFactorization):
         e = np.exp(np.maximum(s - s.max(), np.float32(-80.0)))
         col = np.zeros(q.shape[0], dtype=np.float64)
         grad = 2 * self.reg * float(w.sum()) * z
-        buf = scratch(ctx, "pairs", (work["blocks"][0][0].size, q.shape[0]))  # reused by every block
+        buf = scratch(
+            ctx, "pairs", (work["blocks"][0][0].size, q.shape[0])
+        )  # reused by every block
         for it, qh, wb in work["blocks"]:  # blocks of history items: memory block x catalogue
             sig = buf[: it.size]
             np.add(e[None, :], e[it][:, None], out=sig)  # (P, I)

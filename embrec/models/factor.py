@@ -82,7 +82,9 @@ class SampledFactorization(EmbeddingModel):
     def _fit(self, train: Interactions, valid: Interactions | None) -> None:
         known = train.user > 0
         if not known.any():
-            raise DataError("train must hold at least one event of a known user; every user id is missing.")
+            raise DataError(
+                "train must hold at least one event of a known user; every user id is missing."
+            )
         self.pos_users_ = train.user[known]
         self.pos_items_ = train.item[known]
         mine = local_events(self.pos_users_)  # under torch.distributed: this rank's users' events
@@ -90,22 +92,37 @@ class SampledFactorization(EmbeddingModel):
             self.pos_users_, self.pos_items_ = self.pos_users_[mine], self.pos_items_[mine]
         self.sampler_ = ItemSampler.popularity(self.item_counts_, alpha=self.neg_alpha)
         device = resolve_device(self.device)
-        config = TrainConfig(epochs=self.epochs, lr=self.lr, optimizer="adam", patience=self.patience,
-                             progress=self.progress)
+        config = TrainConfig(
+            epochs=self.epochs,
+            lr=self.lr,
+            optimizer="adam",
+            patience=self.patience,
+            progress=self.progress,
+        )
         with seeded(self.seed) as rng:
-            module = BiasedDot(self.users_.size, self.items_.size, self.factors, self.init_std).to(device)
+            module = BiasedDot(self.users_.size, self.items_.size, self.factors, self.init_std).to(
+                device
+            )
             self._prepare(rng)
             # validation drives early stopping (and the best-epoch restore) only when patience is set
-            validate = self._validator(module, valid) if valid is not None and self.patience else None
+            validate = (
+                self._validator(module, valid) if valid is not None and self.patience else None
+            )
             # the batch losses give sparse row gradients of the four tables: RowAdam moves the drawn rows
             tables = (module.user_factors, module.item_factors, module.user_bias, module.item_bias)
             self.history_ = train_loop(
                 module,
-                batches=lambda r, e: Batches(self._to_device(self._epoch_batches(r, e), device),
-                                             n_batches(self.pos_users_.size, self.batch_size)),
+                batches=lambda r, e: Batches(
+                    self._to_device(self._epoch_batches(r, e), device),
+                    n_batches(self.pos_users_.size, self.batch_size),
+                ),
                 loss=lambda batch: self._batch_loss(module, batch),
-                config=config, rng=rng, validate=validate, desc=type(self).__name__,
-                optimizer=make_optimizer(module.parameters(), config, sparse=tables))
+                config=config,
+                rng=rng,
+                validate=validate,
+                desc=type(self).__name__,
+                optimizer=make_optimizer(module.parameters(), config, sparse=tables),
+            )
         self._store(module)
         # users of the vocabulary without a training event keep no random factors: they score by item bias
         idle = np.bincount(train.user[known], minlength=self.users_.size) == 0
@@ -120,7 +137,9 @@ class SampledFactorization(EmbeddingModel):
         """Hook run once before training (e.g. the seen-pair keys of BPR's negative check)."""
 
     @abstractmethod
-    def _epoch_batches(self, rng: np.random.Generator, epoch: int) -> Iterator[tuple[np.ndarray, ...]]:
+    def _epoch_batches(
+        self, rng: np.random.Generator, epoch: int
+    ) -> Iterator[tuple[np.ndarray, ...]]:
         """Batches of numpy arrays (users, positives, negatives (B, K)) for one epoch."""
 
     @abstractmethod
@@ -191,7 +210,9 @@ class SampledFactorization(EmbeddingModel):
         return np.hstack([u, np.ones((u.shape[0], 1), dtype=u.dtype)])  # (B, d + 1)
 
     def _candidate_vectors(self) -> np.ndarray:
-        return np.hstack([self.item_factors_, self.item_bias_[:, None]]).astype(np.float32)  # (I, d + 1)
+        return np.hstack([self.item_factors_, self.item_bias_[:, None]]).astype(
+            np.float32
+        )  # (I, d + 1)
 
     # the user's own history ------------------------------------------------------------------
     # With ``history_weight`` w > 0 the ranking score of item i for a user with history H is
@@ -202,8 +223,12 @@ class SampledFactorization(EmbeddingModel):
     def _score_scale(self, q: np.ndarray) -> np.ndarray:
         """(B,) standard deviation over items of each query's retrieval scores."""
         if "_candidate_cov" not in self.__dict__:
-            self._candidate_cov = np.cov(self._candidate_vectors()[1:].astype(np.float64), rowvar=False, bias=True)
-        var = np.einsum("bi,ij,bj->b", q.astype(np.float64), self._candidate_cov, q.astype(np.float64))
+            self._candidate_cov = np.cov(
+                self._candidate_vectors()[1:].astype(np.float64), rowvar=False, bias=True
+            )
+        var = np.einsum(
+            "bi,ij,bj->b", q.astype(np.float64), self._candidate_cov, q.astype(np.float64)
+        )
         return np.sqrt(np.maximum(var, 1e-12)).astype(np.float32)
 
     def _history_counts(self, histories: Ragged, exclude: Ragged | None = None):
@@ -225,8 +250,15 @@ class SampledFactorization(EmbeddingModel):
         scores[rows, items] += self.history_weight * np.log1p(counts)
         return scores
 
-    def top_k(self, user_rows: np.ndarray, histories: Ragged, k: int, *, exclude: Ragged | None = None,
-              allow: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def top_k(
+        self,
+        user_rows: np.ndarray,
+        histories: Ragged,
+        k: int,
+        *,
+        exclude: Ragged | None = None,
+        allow: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
         if not self.history_weight:
             return super().top_k(user_rows, histories, k, exclude=exclude, allow=allow)
         if allow is not None:  # restricted: score the (bonus-including) dense scores, masked
@@ -241,7 +273,9 @@ class SampledFactorization(EmbeddingModel):
         in_hist = np.isin(np.arange(len(q))[:, None] * n + found, rows * n + items)
         scores[in_hist | (found < 0)] = -np.inf
         cand = self._candidate_vectors()
-        bonus = (q[rows] * cand[items]).sum(1) / scale[rows] + self.history_weight * np.log1p(counts)
+        bonus = (q[rows] * cand[items]).sum(1) / scale[rows] + self.history_weight * np.log1p(
+            counts
+        )
         hist = Ragged.group(rows, items, len(q))  # rows are sorted (from sorted keys): order kept
         h_items = hist.to_padded(pad=0)  # (B, H)
         h_scores = np.full(h_items.shape, -np.inf, dtype=np.float32)
@@ -265,20 +299,26 @@ class SampledFactorization(EmbeddingModel):
         if b == 0:
             return np.zeros((0, d), dtype=np.float32), np.zeros(0, dtype=np.float32)
         ctx = self._fold_in_context()
-        users = [(items, self._fold_in_weights(counts).astype(np.float64))
-                 for items, counts in distinct_items(histories)]
+        users = [
+            (items, self._fold_in_weights(counts).astype(np.float64))
+            for items, counts in distinct_items(histories)
+        ]
         prec, mean = self._prior_weight() * ctx["prior_precision"], ctx["prior_mean"]
         start, inv = [], []
         for items, w in users:  # the minimiser of the quadratic model at 0, prior included
             g0, h0 = self._fold_in_start(ctx, items, w)
             inv.append(spd_inverse(h0 + prec))
             start.append(inv[-1] @ (prec @ mean - g0))
-        scale = np.array([w.sum() for _, w in users])  # the objectives grow with the history's weight
+        # the objectives grow with the history's weight
+        scale = np.array([w.sum() for _, w in users])
 
-        works: list[dict[str, Any]] = [{} for _ in users]  # per-user arrays the gradient builds once
+        # per-user arrays the gradient builds once
+        works: list[dict[str, Any]] = [{} for _ in users]
 
         def gradient(u: int, x: np.ndarray) -> np.ndarray:
-            return self._fold_in_grad(ctx, users[u][0], users[u][1], x, works[u]) + prec @ (x - mean)
+            return self._fold_in_grad(ctx, users[u][0], users[u][1], x, works[u]) + prec @ (
+                x - mean
+            )
 
         z = quasi_newton(gradient, np.stack(start), np.stack(inv), scale, steps=self.fold_in_steps)
         factors = z[:, :d].astype(np.float32)
@@ -290,9 +330,12 @@ class SampledFactorization(EmbeddingModel):
         ctx = self.__dict__.get("_fold_in_ctx")
         if ctx is None:
             q = np.ascontiguousarray(self.item_factors_, dtype=np.float32)  # (I, d)
-            ctx = {"q": q, "q64": q.astype(np.float64),
-                   "bias": (self.item_bias_ + self.global_bias_).astype(np.float32),  # (I,)
-                   "probs": self.sampler_probabilities().astype(np.float32)}  # (I,)
+            ctx = {
+                "q": q,
+                "q64": q.astype(np.float64),
+                "bias": (self.item_bias_ + self.global_bias_).astype(np.float32),  # (I,)
+                "probs": self.sampler_probabilities().astype(np.float32),  # (I,)
+            }
             ctx.update(self._fold_in_moments(ctx))
             ctx["prior_mean"], ctx["prior_precision"] = self._user_prior()
             self._fold_in_ctx = ctx
@@ -321,12 +364,19 @@ class SampledFactorization(EmbeddingModel):
         for weight in PRIOR_WEIGHTS:
             self.fold_in_prior_ = weight
             folded, _ = self.top_k(np.zeros_like(users), hist, k, exclude=hist)
-            overlap = float(np.mean([np.intersect1d(a[a > 0], b[b > 0]).size for a, b in zip(stored, folded)]))
+            overlap = float(
+                np.mean([np.intersect1d(a[a > 0], b[b > 0]).size for a, b in zip(stored, folded)])
+            )
             if overlap > best_overlap:
                 best, best_overlap = weight, overlap
         self.fold_in_prior_ = best
-        logger.info("fold-in prior weight %s (top-%d overlap %.2f on %d training users)", best, k,
-                    best_overlap / k, users.size)
+        logger.info(
+            "fold-in prior weight %s (top-%d overlap %.2f on %d training users)",
+            best,
+            k,
+            best_overlap / k,
+            users.size,
+        )
         return best
 
     def _user_prior(self) -> tuple[np.ndarray, np.ndarray]:
@@ -355,30 +405,47 @@ class SampledFactorization(EmbeddingModel):
         return self.sampler_.probabilities()
 
     @abstractmethod
-    def _fold_in_start(self, ctx: dict[str, Any], items: np.ndarray, w: np.ndarray
-                       ) -> tuple[np.ndarray, np.ndarray]:
+    def _fold_in_start(
+        self, ctx: dict[str, Any], items: np.ndarray, w: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Gradient and Hessian (float64) at 0 of the quadratic model of ONE user's objective: the
         closed-form start solves it, and its Hessian starts BFGS."""
 
     @abstractmethod
-    def _fold_in_grad(self, ctx: dict[str, Any], items: np.ndarray, w: np.ndarray, z: np.ndarray,
-                      work: dict[str, Any]) -> np.ndarray:
+    def _fold_in_grad(
+        self,
+        ctx: dict[str, Any],
+        items: np.ndarray,
+        w: np.ndarray,
+        z: np.ndarray,
+        work: dict[str, Any],
+    ) -> np.ndarray:
         """Gradient (float64) at z of ONE user's expected training objective; ``work`` is that user's
         own dict (empty on the first call) for arrays that do not change with z."""
 
     # persistence ------------------------------------------------------------------------------
     def _get_state(self) -> dict[str, np.ndarray]:
-        return {"user_factors": self.user_factors_, "item_factors": self.item_factors_,
-                "user_bias": self.user_bias_, "item_bias": self.item_bias_,
-                "global_bias": np.array([self.global_bias_], dtype=np.float32)}
+        return {
+            "user_factors": self.user_factors_,
+            "item_factors": self.item_factors_,
+            "user_bias": self.user_bias_,
+            "item_bias": self.item_bias_,
+            "global_bias": np.array([self.global_bias_], dtype=np.float32),
+        }
 
     def _get_extra(self) -> dict[str, Any]:
         return {"fold_in_prior": self.fold_in_prior_}
 
     def _set_state(self, state: dict[str, np.ndarray], extra: dict[str, Any]) -> None:
-        self.fold_in_prior_ = extra.get("fold_in_prior")  # None (an older save): calibrated on first use
-        shapes = {"user_factors": (self.users_.size, self.factors), "item_factors": (self.items_.size, self.factors),
-                  "user_bias": (self.users_.size,), "item_bias": (self.items_.size,), "global_bias": (1,)}
+        # None (an older save): calibrated on first use
+        self.fold_in_prior_ = extra.get("fold_in_prior")
+        shapes = {
+            "user_factors": (self.users_.size, self.factors),
+            "item_factors": (self.items_.size, self.factors),
+            "user_bias": (self.users_.size,),
+            "item_bias": (self.items_.size,),
+            "global_bias": (1,),
+        }
         for name, shape in shapes.items():
             if state[name].shape != shape:
                 raise ValueError(f"{name} has shape {state[name].shape}, expected {shape}")

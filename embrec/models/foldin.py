@@ -64,7 +64,9 @@ def scratch(ctx: dict, name: str, shape: tuple[int, int]) -> np.ndarray:
     local = ctx.setdefault("scratch", threading.local())
     buf = getattr(local, name, None)
     if buf is None or buf.shape[0] < shape[0] or buf.shape[1] != shape[1]:
-        buf = np.empty((max(shape[0], 0 if buf is None else buf.shape[0]), shape[1]), dtype=np.float32)
+        buf = np.empty(
+            (max(shape[0], 0 if buf is None else buf.shape[0]), shape[1]), dtype=np.float32
+        )
         setattr(local, name, buf)
     return buf[: shape[0]]
 
@@ -209,7 +211,8 @@ def quasi_newton(
             sy = float(s_k @ y_k)
             if sy > 1e-12 * float(np.sqrt((s_k @ s_k) * (y_k @ y_k))):  # BFGS update of H⁻¹
                 hy = hi @ y_k
-                if first:  # Oren-Luenberger: the start's estimate rescaled to the curvature measured
+                # Oren-Luenberger: the start's estimate rescaled to the curvature measured
+                if first:
                     gamma = sy / float(y_k @ hy)
                     hi, hy = hi * gamma, hy * gamma
                 first = False

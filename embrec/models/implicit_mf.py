@@ -49,11 +49,26 @@ class ImplicitMF(SampledFactorization):
 
     _fold_in_user_bias = True
 
-    def __init__(self, *, factors: int = 64, n_negatives: int = 5, epochs: int = 10, batch_size: int = 5000,
-                 lr: float = 0.005, reg: float = 1e-3, neg_alpha: float = 0.0, init_std: float = 0.1, history_weight: float = 0.0,
-                 fold_in_steps: int = 4, valid_k: int = 5, valid_exclude_seen: bool = False,
-                 patience: int | None = None, device: str | None = None, seed: int = 0,
-                 progress: bool | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        factors: int = 64,
+        n_negatives: int = 5,
+        epochs: int = 10,
+        batch_size: int = 5000,
+        lr: float = 0.005,
+        reg: float = 1e-3,
+        neg_alpha: float = 0.0,
+        init_std: float = 0.1,
+        history_weight: float = 0.0,
+        fold_in_steps: int = 4,
+        valid_k: int = 5,
+        valid_exclude_seen: bool = False,
+        patience: int | None = None,
+        device: str | None = None,
+        seed: int = 0,
+        progress: bool | None = None,
+    ) -> None:
         self.factors = check_positive_int("factors", factors)
         self.n_negatives = check_positive_int("n_negatives", n_negatives)
         self.epochs = check_positive_int("epochs", epochs)
@@ -71,7 +86,9 @@ class ImplicitMF(SampledFactorization):
         self.seed = int(seed)
         self.progress = progress
 
-    def _epoch_batches(self, rng: np.random.Generator, epoch: int) -> Iterator[tuple[np.ndarray, ...]]:
+    def _epoch_batches(
+        self, rng: np.random.Generator, epoch: int
+    ) -> Iterator[tuple[np.ndarray, ...]]:
         n = self.pos_users_.size
         order = rng.permutation(n)
         negatives = self.sampler_.sample(rng, (n, self.n_negatives))  # (N, K)
@@ -107,8 +124,11 @@ class ImplicitMF(SampledFactorization):
         qt = np.hstack([ctx["q64"], np.ones((ctx["q64"].shape[0], 1))])  # (I, d + 1): [q_j, 1]
         sig = 1.0 / (1.0 + np.exp(-ctx["bias"].astype(np.float64)))  # σ(s_j) at z = 0
         pi = ctx["probs"].astype(np.float64)
-        return {"qt": qt.astype(np.float32), "neg_grad0": qt.T @ (pi * sig),  # Σ π σ q̃
-                "neg_hess0": (qt.T * (pi * sig * (1 - sig))) @ qt}  # Σ π σ' q̃ q̃ᵀ
+        return {
+            "qt": qt.astype(np.float32),
+            "neg_grad0": qt.T @ (pi * sig),  # Σ π σ q̃
+            "neg_hess0": (qt.T * (pi * sig * (1 - sig))) @ qt,
+        }  # Σ π σ' q̃ q̃ᵀ
 
     def _fold_in_start(self, ctx, items, w):
         """One exact Newton step from z = 0: the minimiser of f's second-order expansion there (a

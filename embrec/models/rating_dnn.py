@@ -97,8 +97,18 @@ _CHUNK_PAIRS = 2**18
 
 
 class _RatingNet(torch.nn.Module):
-    def __init__(self, n_users: int, n_items: int, factors: int, hidden: tuple[int, ...], dropout: float,
-                 mean: float, init_std: float, product: bool, embedding_dropout: float) -> None:
+    def __init__(
+        self,
+        n_users: int,
+        n_items: int,
+        factors: int,
+        hidden: tuple[int, ...],
+        dropout: float,
+        mean: float,
+        init_std: float,
+        product: bool,
+        embedding_dropout: float,
+    ) -> None:
         super().__init__()
         check_tables("factors", factors, {"user": n_users, "item": n_items})
         self.user = torch.nn.Embedding(n_users, factors)  # (N+1, d)
@@ -120,8 +130,9 @@ class _RatingNet(torch.nn.Module):
         self.out = torch.nn.Linear(width, 1)
         self.register_buffer("mean", torch.tensor(float(mean)))
 
-    def head(self, p: torch.Tensor, q: torch.Tensor, bu: torch.Tensor, bi: torch.Tensor,
-             biases: bool) -> torch.Tensor:
+    def head(
+        self, p: torch.Tensor, q: torch.Tensor, bu: torch.Tensor, bi: torch.Tensor, biases: bool
+    ) -> torch.Tensor:
         """Ratings from user rows p (..., d), item rows q (..., d) and biases (...)."""
         p, q = self.embedding_dropout(p), self.embedding_dropout(q)
         r = self.out(self.mlp(torch.cat([p, q], dim=-1))).squeeze(-1)  # (...)
@@ -130,19 +141,26 @@ class _RatingNet(torch.nn.Module):
         return self.mean + bu + bi + r if biases else r
 
     def forward(self, users: torch.Tensor, items: torch.Tensor, biases: bool) -> torch.Tensor:
-        return self.head(self.user(users), self.item(items), self.user_bias(users).squeeze(-1),
-                         self.item_bias(items).squeeze(-1), biases)  # (B,)
+        return self.head(
+            self.user(users),
+            self.item(items),
+            self.user_bias(users).squeeze(-1),
+            self.item_bias(items).squeeze(-1),
+            biases,
+        )  # (B,)
 
 
-def output_gravity_term(net: _RatingNet, users: torch.Tensor, items: torch.Tensor, biases: bool,
-                        target: float) -> torch.Tensor:
+def output_gravity_term(
+    net: _RatingNet, users: torch.Tensor, items: torch.Tensor, biases: bool, target: float
+) -> torch.Tensor:
     """mean over the given (user, item) pairs of (f(u, i) − target)²: f is the whole prediction r̂
     (``biases=True``) or its interaction part o = r̂ − μ − b_u − b_i (``biases=False``)."""
     return (net(users, items, biases) - target).pow(2).mean()
 
 
-def implicit_term(net: _RatingNet, users: torch.Tensor, items: torch.Tensor, target: torch.Tensor,
-                  gravity: float) -> torch.Tensor:
+def implicit_term(
+    net: _RatingNet, users: torch.Tensor, items: torch.Tensor, target: torch.Tensor, gravity: float
+) -> torch.Tensor:
     """The observation head's loss: mean over the observed batch of (⟨R_u, Q_i⟩ − target)² + ``gravity`` ·
     1/(MN) Σ over all pairs ⟨R_u, Q_i⟩² (R = ``net.implicit_user``, Q the item table; Gram-matrix form,
     padding rows excluded)."""
@@ -184,22 +202,51 @@ class RatingDNN(EmbeddingModel):
     predicts_ratings = True
     needs = ("ratings",)
 
-    def __init__(self, *, factors: int = 64, hidden: Sequence[int] = (32,), dropout: float = 0.2,
-                 embedding_dropout: float = 0.0, product: bool = True, biases: bool = True, l2: float = 0.05,
-                 gravity: float = 0.0, output_gravity: float = 0.0, gravity_part: str = "output",
-                 gravity_target: float | str = 0.0, implicit: float = 10.0, implicit_target: float | str = 1.0,
-                 implicit_gravity: float = 2.0,
-                 weight_decay: float = 1e-4, epochs: int = 100, batch_size: int = 256, lr: float = 1e-3,
-                 optimizer: str = "adam", embedding_lr: float | None = 0.5, init_std: float = 0.01,
-                 patience: int | None = 5, valid_fraction: float = 0.05, clip: bool = True,
-                 history_rating: float | None = None, fold_in_steps: int = 4,
-                 seed: int = 0, device: str | None = None, progress: bool | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        factors: int = 64,
+        hidden: Sequence[int] = (32,),
+        dropout: float = 0.2,
+        embedding_dropout: float = 0.0,
+        product: bool = True,
+        biases: bool = True,
+        l2: float = 0.05,
+        gravity: float = 0.0,
+        output_gravity: float = 0.0,
+        gravity_part: str = "output",
+        gravity_target: float | str = 0.0,
+        implicit: float = 10.0,
+        implicit_target: float | str = 1.0,
+        implicit_gravity: float = 2.0,
+        weight_decay: float = 1e-4,
+        epochs: int = 100,
+        batch_size: int = 256,
+        lr: float = 1e-3,
+        optimizer: str = "adam",
+        embedding_lr: float | None = 0.5,
+        init_std: float = 0.01,
+        patience: int | None = 5,
+        valid_fraction: float = 0.05,
+        clip: bool = True,
+        history_rating: float | None = None,
+        fold_in_steps: int = 4,
+        seed: int = 0,
+        device: str | None = None,
+        progress: bool | None = None,
+    ) -> None:
         self.factors = check_positive_int("factors", factors)
-        if isinstance(hidden, (str, bytes)) or not all(isinstance(h, (int, np.integer)) and h > 0 for h in hidden):
-            raise InvalidParameterError(f"hidden must be a list of positive layer widths; received {hidden!r}.")
+        if isinstance(hidden, (str, bytes)) or not all(
+            isinstance(h, (int, np.integer)) and h > 0 for h in hidden
+        ):
+            raise InvalidParameterError(
+                f"hidden must be a list of positive layer widths; received {hidden!r}."
+            )
         self.hidden = tuple(int(h) for h in hidden)
         self.dropout = check_float("dropout", dropout, low=0.0, high=0.9)
-        self.embedding_dropout = check_float("embedding_dropout", embedding_dropout, low=0.0, high=0.9)
+        self.embedding_dropout = check_float(
+            "embedding_dropout", embedding_dropout, low=0.0, high=0.9
+        )
         for name, flag in (("product", product), ("biases", biases)):
             if not isinstance(flag, bool):
                 raise InvalidParameterError(f"{name} must be True or False; received {flag!r}.")
@@ -222,14 +269,19 @@ class RatingDNN(EmbeddingModel):
         self.batch_size = check_positive_int("batch_size", batch_size)
         self.lr = lr
         self.optimizer = optimizer
-        self.embedding_lr = None if embedding_lr is None else check_float("embedding_lr", embedding_lr, low=0.0,
-                                                                          low_open=True)
+        self.embedding_lr = (
+            None
+            if embedding_lr is None
+            else check_float("embedding_lr", embedding_lr, low=0.0, low_open=True)
+        )
         self.patience = patience
         TrainConfig(epochs=epochs, lr=lr, optimizer=optimizer, patience=patience)  # validates them
         self.init_std = check_float("init_std", init_std, low=0.0)
         self.valid_fraction = check_float("valid_fraction", valid_fraction, low=0.0, high=0.5)
         self.clip = bool(clip)
-        self.history_rating = None if history_rating is None else check_float("history_rating", history_rating)
+        self.history_rating = (
+            None if history_rating is None else check_float("history_rating", history_rating)
+        )
         self.fold_in_steps = check_positive_int("fold_in_steps", fold_in_steps)
         self.seed = check_positive_int("seed", seed, minimum=0)
         self.device = device
@@ -239,15 +291,32 @@ class RatingDNN(EmbeddingModel):
     def _fit(self, train: Interactions, valid: Interactions | None) -> None:
         device = resolve_device(self.device)
         with seeded(self.seed) as rng:
-            data = RatingSplit(train, valid, valid_fraction=self.valid_fraction, rng=rng, device=device)
+            data = RatingSplit(
+                train, valid, valid_fraction=self.valid_fraction, rng=rng, device=device
+            )
             if len(data) == 0:
-                raise DataError("train has no rating with a known user and item; nothing to learn from.")
+                raise DataError(
+                    "train has no rating with a known user and item; nothing to learn from."
+                )
             self.rating_range_ = (float(data.all_rating.min()), float(data.all_rating.max()))
             mean = float(data.all_rating.mean()) if self.biases else 0.0
-            target = float(data.all_rating.mean()) if self.gravity_target == "mean" else float(self.gravity_target)
+            target = (
+                float(data.all_rating.mean())
+                if self.gravity_target == "mean"
+                else float(self.gravity_target)
+            )
             with_biases = self.biases and self.gravity_part == "output"
-            net = _RatingNet(self.users_.size, self.items_.size, self.factors, self.hidden, self.dropout,
-                             mean, self.init_std, self.product, self.embedding_dropout).to(device)
+            net = _RatingNet(
+                self.users_.size,
+                self.items_.size,
+                self.factors,
+                self.hidden,
+                self.dropout,
+                mean,
+                self.init_std,
+                self.product,
+                self.embedding_dropout,
+            ).to(device)
             if self.implicit:  # the observation head's own user table (training only)
                 net.implicit_user = torch.nn.Embedding(self.users_.size, self.factors).to(device)
                 torch.nn.init.normal_(net.implicit_user.weight, std=self.init_std)
@@ -255,31 +324,59 @@ class RatingDNN(EmbeddingModel):
             def loss(batch):
                 u, i, r = batch[:3]
                 total = observed_mse(net(u, i, self.biases), r)
-                if self.output_gravity:  # the gravity term on the network's output, sampled over all pairs
-                    total = total + self.output_gravity * output_gravity_term(net, batch[3], batch[4], with_biases,
-                                                                              target)
+                # the gravity term on the network's output, sampled over all pairs
+                if self.output_gravity:
+                    total = total + self.output_gravity * output_gravity_term(
+                        net, batch[3], batch[4], with_biases, target
+                    )
                 if self.l2:
-                    biases = (net.user_bias(u).squeeze(-1), net.item_bias(i).squeeze(-1)) if self.biases else ()
+                    biases = (
+                        (net.user_bias(u).squeeze(-1), net.item_bias(i).squeeze(-1))
+                        if self.biases
+                        else ()
+                    )
                     total = total + self.l2 * row_l2(net.user(u), net.item(i), *biases)
                 if self.gravity:
-                    total = total + self.gravity * gravity_term(net.user.weight[1:], net.item.weight[1:])
+                    total = total + self.gravity * gravity_term(
+                        net.user.weight[1:], net.item.weight[1:]
+                    )
                 if self.implicit:
-                    t = r if self.implicit_target == "rating" else torch.full_like(r, self.implicit_target)
-                    total = total + self.implicit * (implicit_term(net, u, i, t, self.implicit_gravity)
-                                                     + self.l2 * row_l2(net.implicit_user(u)))
+                    t = (
+                        r
+                        if self.implicit_target == "rating"
+                        else torch.full_like(r, self.implicit_target)
+                    )
+                    total = total + self.implicit * (
+                        implicit_term(net, u, i, t, self.implicit_gravity)
+                        + self.l2 * row_l2(net.implicit_user(u))
+                    )
                 return total
 
-            config = TrainConfig(epochs=self.epochs, lr=self.lr, optimizer=self.optimizer,
-                                 weight_decay=self.weight_decay,
-                                 patience=self.patience if data.has_valid else None,
-                                 minimize_valid=True, progress=self.progress)
-            validate = (lambda: data.valid_rmse(lambda u, i: self._clip(net(u, i, self.biases)))) \
-                if data.has_valid else None
+            config = TrainConfig(
+                epochs=self.epochs,
+                lr=self.lr,
+                optimizer=self.optimizer,
+                weight_decay=self.weight_decay,
+                patience=self.patience if data.has_valid else None,
+                minimize_valid=True,
+                progress=self.progress,
+            )
+            validate = (
+                (lambda: data.valid_rmse(lambda u, i: self._clip(net(u, i, self.biases))))
+                if data.has_valid
+                else None
+            )
             pairs = (self.users_.n_ids, self.items_.n_ids) if self.output_gravity else None
-            self.history_ = train_loop(net, batches=data.batches(self.batch_size, random_pairs=pairs), loss=loss,
-                                       config=config,
-                                       rng=rng, validate=validate, desc="rating-dnn",
-                                       optimizer=self._optimizer(net, config))
+            self.history_ = train_loop(
+                net,
+                batches=data.batches(self.batch_size, random_pairs=pairs),
+                loss=loss,
+                config=config,
+                rng=rng,
+                validate=validate,
+                desc="rating-dnn",
+                optimizer=self._optimizer(net, config),
+            )
         self.net_ = net.cpu().eval()
         self.__dict__.pop("_indexes", None)
         self.__dict__.pop("_fold_in_ctx", None)
@@ -292,8 +389,12 @@ class RatingDNN(EmbeddingModel):
         tables = [net.user.weight, net.item.weight, net.user_bias.weight, net.item_bias.weight]
         if hasattr(net, "implicit_user"):
             tables.append(net.implicit_user.weight)
-        dense = [p for p in net.parameters() if all(p is not t for t in tables)]  # MLP + output layer
-        return _SplitOptimizer(torch.optim.SGD(tables, lr=self.embedding_lr), make_optimizer(dense, config))
+        dense = [
+            p for p in net.parameters() if all(p is not t for t in tables)
+        ]  # MLP + output layer
+        return _SplitOptimizer(
+            torch.optim.SGD(tables, lr=self.embedding_lr), make_optimizer(dense, config)
+        )
 
     def _clip(self, x: torch.Tensor) -> torch.Tensor:
         return x.clamp(*self.rating_range_) if self.clip else x
@@ -305,20 +406,27 @@ class RatingDNN(EmbeddingModel):
         u = check_rows("user_rows", user_rows, self.users_.size)
         i = check_rows("item_rows", item_rows, self.items_.size)
         if u.shape != i.shape:
-            raise InvalidParameterError(f"user_rows and item_rows must have the same length; received "
-                                        f"{u.size} and {i.size}.")
+            raise InvalidParameterError(
+                f"user_rows and item_rows must have the same length; received "
+                f"{u.size} and {i.size}."
+            )
         out = np.empty(u.size, dtype=np.float32)
         with torch.no_grad():
             for s in range(0, u.size, _CHUNK_PAIRS):
-                tu, ti = torch.as_tensor(u[s:s + _CHUNK_PAIRS]), torch.as_tensor(i[s:s + _CHUNK_PAIRS])
-                out[s:s + _CHUNK_PAIRS] = self._clip(self.net_(tu, ti, self.biases)).numpy()
+                tu, ti = (
+                    torch.as_tensor(u[s : s + _CHUNK_PAIRS]),
+                    torch.as_tensor(i[s : s + _CHUNK_PAIRS]),
+                )
+                out[s : s + _CHUNK_PAIRS] = self._clip(self.net_(tu, ti, self.biases)).numpy()
         return out
 
     def predict_ids(self, users: Sequence[Any], items: Sequence[Any]) -> np.ndarray:
         """(n,) predicted ratings for raw (user id, item id) pairs; unknown ids are an error."""
         self._check_fitted()
-        return self.predict(self.users_.encode(list(users), unknown="error"),
-                            self.items_.encode(list(items), unknown="error"))
+        return self.predict(
+            self.users_.encode(list(users), unknown="error"),
+            self.items_.encode(list(items), unknown="error"),
+        )
 
     def _rate_all(self, p: torch.Tensor, bu: torch.Tensor) -> np.ndarray:
         """(B, M+1) predicted ratings of every item for user vectors p (B, d) and biases bu (B,)."""
@@ -328,18 +436,24 @@ class RatingDNN(EmbeddingModel):
         users_per_chunk = max(1, _CHUNK_PAIRS // n_items)
         with torch.no_grad():
             for s in range(0, p.shape[0], users_per_chunk):
-                pb = p[s:s + users_per_chunk]
+                pb = p[s : s + users_per_chunk]
                 b = pb.shape[0]
                 pp = pb[:, None, :].expand(b, n_items, -1)  # (b, M+1, d)
                 qq = q[None].expand(b, -1, -1)  # (b, M+1, d)
-                r = net.head(pp, qq, bu[s:s + users_per_chunk, None].expand(b, n_items),
-                             bi[None].expand(b, -1), self.biases)  # (b, M+1)
-                out[s:s + b] = self._clip(r).numpy()
+                r = net.head(
+                    pp,
+                    qq,
+                    bu[s : s + users_per_chunk, None].expand(b, n_items),
+                    bi[None].expand(b, -1),
+                    self.biases,
+                )  # (b, M+1)
+                out[s : s + b] = self._clip(r).numpy()
         return out
 
     # recommendation and fold-in ---------------------------------------------------------------
-    def _user_params(self, user_rows: np.ndarray, histories: Ragged,
-                     ratings: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def _user_params(
+        self, user_rows: np.ndarray, histories: Ragged, ratings: np.ndarray | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, d) user vectors and (B,) biases: trained rows, or folded in for row 0."""
         rows = torch.as_tensor(np.asarray(user_rows, dtype=np.int64))
         with torch.no_grad():
@@ -362,12 +476,23 @@ class RatingDNN(EmbeddingModel):
         users solved independently (a batch gives what one-at-a-time calls give)."""
         net, d = self._fold_in_net(), self.factors
         ratings = np.asarray(ratings, dtype=np.float64)
-        users = [(hist.values[hist.offsets[b]:hist.offsets[b + 1]], ratings[hist.offsets[b]:hist.offsets[b + 1]])
-                 for b in range(len(hist))]
+        users = [
+            (
+                hist.values[hist.offsets[b] : hist.offsets[b + 1]],
+                ratings[hist.offsets[b] : hist.offsets[b + 1]],
+            )
+            for b in range(len(hist))
+        ]
         start = np.tile(np.append(net["start_p"], net["start_b"]), (len(hist), 1))  # (B, d + 1)
-        z = newton(lambda u, x: self._fold_in_eval(net, users[u][0], users[u][1], x), start,
-                   np.ones(len(hist)), steps=self.fold_in_steps)
-        return torch.as_tensor(z[:, :d], dtype=torch.float32), torch.as_tensor(z[:, d], dtype=torch.float32)
+        z = newton(
+            lambda u, x: self._fold_in_eval(net, users[u][0], users[u][1], x),
+            start,
+            np.ones(len(hist)),
+            steps=self.fold_in_steps,
+        )
+        return torch.as_tensor(z[:, :d], dtype=torch.float32), torch.as_tensor(
+            z[:, d], dtype=torch.float32
+        )
 
     def _fold_in_net(self) -> dict[str, Any]:
         """The fixed network as float64 numpy arrays (built once per model): layers, item tables, start."""
@@ -376,22 +501,35 @@ class RatingDNN(EmbeddingModel):
             layers = []
             for module in self.net_.mlp:
                 if isinstance(module, torch.nn.Linear):
-                    layers.append((module.weight.detach().double().numpy(), module.bias.detach().double().numpy()))
+                    layers.append(
+                        (
+                            module.weight.detach().double().numpy(),
+                            module.bias.detach().double().numpy(),
+                        )
+                    )
                 elif isinstance(module, torch.nn.ReLU):
                     layers.append("relu")
-                elif not isinstance(module, torch.nn.Dropout):  # dropout is the identity at inference
-                    raise TypeError(f"rating-dnn fold-in cannot differentiate a {type(module).__name__} layer")
+                # dropout is the identity at inference
+                elif not isinstance(module, torch.nn.Dropout):
+                    raise TypeError(
+                        f"rating-dnn fold-in cannot differentiate a {type(module).__name__} layer"
+                    )
             n = self.net_
             net = self._fold_in_ctx = {
-                "layers": layers, "out_w": n.out.weight.detach().double().numpy()[0],
-                "out_b": float(n.out.bias.detach()[0]), "mean": float(n.mean),
-                "q": n.item.weight.detach().double().numpy(), "bi": n.item_bias.weight.detach().double().numpy()[:, 0],
+                "layers": layers,
+                "out_w": n.out.weight.detach().double().numpy()[0],
+                "out_b": float(n.out.bias.detach()[0]),
+                "mean": float(n.mean),
+                "q": n.item.weight.detach().double().numpy(),
+                "bi": n.item_bias.weight.detach().double().numpy()[:, 0],
                 "start_p": n.user.weight.detach()[1:].double().mean(0).numpy(),
-                "start_b": float(n.user_bias.weight.detach()[1:].double().mean())}
+                "start_b": float(n.user_bias.weight.detach()[1:].double().mean()),
+            }
         return net
 
-    def _fold_in_eval(self, net: dict[str, Any], items: np.ndarray, r: np.ndarray, z: np.ndarray
-                      ) -> tuple[np.ndarray, np.ndarray]:
+    def _fold_in_eval(
+        self, net: dict[str, Any], items: np.ndarray, r: np.ndarray, z: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Gradient and Gauss-Newton matrix of Σ (r̂ − r)² / n + l2 (|p|² + b_u²) at z = [p, b_u]."""
         d, n = self.factors, items.size
         p, bu = z[:d], z[d]
@@ -421,23 +559,45 @@ class RatingDNN(EmbeddingModel):
         p, bu = self._user_params(user_rows, histories)
         return self._rate_all(p, bu)
 
-    def top_k(self, user_rows: np.ndarray, histories: Ragged, k: int, *, exclude: Ragged | None = None,
-              allow: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def top_k(
+        self,
+        user_rows: np.ndarray,
+        histories: Ragged,
+        k: int,
+        *,
+        exclude: Ragged | None = None,
+        allow: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
         # the network's score is not a dot product: score every item (in chunks), no index
         return Recommender.top_k(self, user_rows, histories, k, exclude=exclude, allow=allow)
 
-    def recommend(self, users: Sequence[Any] | None = None, *, histories: Sequence[Sequence[Any]] | None = None,
-                  ratings: Sequence[Sequence[float]] | None = None, k: int = 10,
-                  exclude_seen: bool = False, items: Sequence[Any] | None = None,
-                  exclude_items: Sequence[Any] | None = None) -> Recommendations:
+    def recommend(
+        self,
+        users: Sequence[Any] | None = None,
+        *,
+        histories: Sequence[Sequence[Any]] | None = None,
+        ratings: Sequence[Sequence[float]] | None = None,
+        k: int = 10,
+        exclude_seen: bool = False,
+        items: Sequence[Any] | None = None,
+        exclude_items: Sequence[Any] | None = None,
+    ) -> Recommendations:
         """Top-``k`` items by predicted rating for known ``users`` or for ``histories`` (raw item ids),
         optionally with the ``ratings`` given to them (one list per history); ``items`` /
         ``exclude_items`` restrict the candidates as in ``Recommender.recommend``."""
         if ratings is None:
-            return super().recommend(users, histories=histories, k=k, exclude_seen=exclude_seen,
-                                     items=items, exclude_items=exclude_items)
+            return super().recommend(
+                users,
+                histories=histories,
+                k=k,
+                exclude_seen=exclude_seen,
+                items=items,
+                exclude_items=exclude_items,
+            )
         if histories is None:
-            raise InvalidParameterError("ratings= goes with histories=; received ratings without histories.")
+            raise InvalidParameterError(
+                "ratings= goes with histories=; received ratings without histories."
+            )
         user_rows, hist = self.queries(None, histories)
         k = self._check_k(k)
         p, bu = self._fold_in(hist, flat_ratings(hist, ratings))
@@ -456,14 +616,21 @@ class RatingDNN(EmbeddingModel):
         rows[~np.isfinite(scores)] = 0
         return Recommendations(self.items_.decode(rows), scores, rows)
 
-    def user_embedding(self, user: Any = None, *, history: Sequence[Any] | None = None,
-                       ratings: Sequence[float] | None = None) -> np.ndarray:
+    def user_embedding(
+        self,
+        user: Any = None,
+        *,
+        history: Sequence[Any] | None = None,
+        ratings: Sequence[float] | None = None,
+    ) -> np.ndarray:
         """(d,) a known user's row of P, or the fold-in of ``history`` with its ``ratings``."""
         if ratings is None:
             return super().user_embedding(user, history=history)
         if history is None or user is not None:
-            raise InvalidParameterError("ratings= goes with history= alone; received ratings with "
-                                        f"{'a user' if user is not None else 'no history'}.")
+            raise InvalidParameterError(
+                "ratings= goes with history= alone; received ratings with "
+                f"{'a user' if user is not None else 'no history'}."
+            )
         _, hist = self.queries(None, [history])
         return self._fold_in(hist, flat_ratings(hist, [ratings]))[0][0].numpy()
 
@@ -480,15 +647,27 @@ class RatingDNN(EmbeddingModel):
 
     # persistence ----------------------------------------------------------------------------
     def _get_state(self) -> dict[str, np.ndarray]:
-        return {k: v.detach().cpu().numpy() for k, v in self.net_.state_dict().items()
-                if not k.startswith("implicit_")}  # the observation head is not needed to predict
+        return {
+            k: v.detach().cpu().numpy()
+            for k, v in self.net_.state_dict().items()
+            if not k.startswith("implicit_")
+        }  # the observation head is not needed to predict
 
     def _get_extra(self) -> dict[str, Any]:
         return {"rating_range": list(self.rating_range_)}
 
     def _set_state(self, state: dict[str, np.ndarray], extra: dict[str, Any]) -> None:
-        net = _RatingNet(self.users_.size, self.items_.size, self.factors, self.hidden, self.dropout, 0.0, 0.0,
-                         self.product, self.embedding_dropout)
+        net = _RatingNet(
+            self.users_.size,
+            self.items_.size,
+            self.factors,
+            self.hidden,
+            self.dropout,
+            0.0,
+            0.0,
+            self.product,
+            self.embedding_dropout,
+        )
         net.load_state_dict({k: torch.as_tensor(v) for k, v in state.items()})
         self.net_ = net.eval()
         self.rating_range_ = tuple(extra["rating_range"])
