@@ -281,3 +281,53 @@ def test_long_history_on_a_large_catalogue_stays_in_bounded_memory(blocks):
     tracemalloc.stop()
     assert np.isfinite(factors).all()
     assert peak < 60e6, peak
+
+
+@pytest.mark.parametrize("product,biases", [(True, True), (False, False)])
+def test_rating_dnn_split_first_layer_equals_the_torch_network(product, biases):
+    """Scoring and the fold-in's gradient run in numpy with the first layer's item half precomputed:
+    the ratings equal the torch network's on the same vectors, and the gradient of the user's loss
+    Σ (r̂ − r)² / n + l2 |z|² equals autograd's through the torch network (two hidden ReLU layers)."""
+    train, _, _ = low_rank_ratings()
+    m = RatingDNN(
+        factors=6,
+        hidden=(16, 8),
+        dropout=0.0,
+        l2=0.01,
+        epochs=3,
+        batch_size=128,
+        lr=0.01,
+        implicit=0.0,
+        product=product,
+        biases=biases,
+        clip=False,
+    ).fit(train)
+    rng = np.random.default_rng(0)
+    p = torch.randn(3, 6, dtype=torch.float32) * 0.5
+    bu = torch.randn(3, dtype=torch.float32) * 0.2
+    n_items = m.items_.size
+    with torch.no_grad():
+        expect = m.net_.head(
+            p[:, None, :].expand(3, n_items, -1),
+            m.net_.item.weight[None].expand(3, -1, -1),
+            bu[:, None].expand(3, n_items),
+            m.net_.item_bias.weight[:, 0][None].expand(3, -1),
+            biases,
+        ).numpy()
+    np.testing.assert_allclose(m._rate_all(p, bu), expect, rtol=0, atol=1e-5)
+    items = rng.choice(np.arange(1, n_items), 9, replace=False)
+    r = rng.integers(1, 6, 9).astype(np.float64)
+    z = np.r_[rng.standard_normal(6) * 0.5, 0.3]
+    grad, _ = m._fold_in_eval(m._fold_in_net(), items, r, z)
+    net = m.net_.double()
+    zt = torch.tensor(z, requires_grad=True)
+    pred = net.head(
+        zt[:6].expand(9, -1),
+        net.item.weight[items],
+        zt[6].expand(9),
+        net.item_bias.weight[items, 0],
+        biases,
+    )
+    loss = ((pred - torch.as_tensor(r)) ** 2).mean() + m.l2 * (zt @ zt)
+    (expect_grad,) = torch.autograd.grad(loss, zt)
+    np.testing.assert_allclose(grad, expect_grad.numpy(), rtol=1e-9, atol=1e-12)

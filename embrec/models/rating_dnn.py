@@ -428,26 +428,28 @@ class RatingDNN(EmbeddingModel):
             self.items_.encode(list(items), unknown="error"),
         )
 
-    def _rate_all(self, p: torch.Tensor, bu: torch.Tensor) -> np.ndarray:
-        """(B, M+1) predicted ratings of every item for user vectors p (B, d) and biases bu (B,)."""
-        net, n_items = self.net_, self.items_.size
-        q, bi = net.item.weight, net.item_bias.weight.squeeze(-1)  # (M+1, d), (M+1,)
+    def _rate_all(self, p: torch.Tensor | np.ndarray, bu: torch.Tensor | np.ndarray) -> np.ndarray:
+        """(B, M+1) predicted ratings of every item for user vectors p (B, d) and biases bu (B,).
+
+        The network in float32 numpy with the first dense layer split (``_fold_in_net``): its item half
+        W_v·q_i + b is precomputed for every item once per model, so a user costs W_u·p once and then the
+        rest of the MLP over the items (no (B, M+1, 2d) concatenation)."""
+        net, n_items = self._fold_in_net(), self.items_.size
+        p = np.asarray(p, dtype=np.float32).reshape(-1, self.factors)  # (B, d)
+        bu = np.asarray(bu, dtype=np.float32).reshape(-1)  # (B,)
         out = np.empty((p.shape[0], n_items), dtype=np.float32)
         users_per_chunk = max(1, _CHUNK_PAIRS // n_items)
-        with torch.no_grad():
-            for s in range(0, p.shape[0], users_per_chunk):
-                pb = p[s : s + users_per_chunk]
-                b = pb.shape[0]
-                pp = pb[:, None, :].expand(b, n_items, -1)  # (b, M+1, d)
-                qq = q[None].expand(b, -1, -1)  # (b, M+1, d)
-                r = net.head(
-                    pp,
-                    qq,
-                    bu[s : s + users_per_chunk, None].expand(b, n_items),
-                    bi[None].expand(b, -1),
-                    self.biases,
-                )  # (b, M+1)
-                out[s : s + b] = self._clip(r).numpy()
+        for s in range(0, p.shape[0], users_per_chunk):
+            pb = p[s : s + users_per_chunk]  # (b, d)
+            h = net["item_pre32"][None] + (pb @ net["first_u32"].T)[:, None, :]  # (b, M+1, H)
+            for layer in net["tail32"]:
+                h = np.maximum(h, 0, out=h) if layer == "relu" else h @ layer[0].T + layer[1]
+            r = h[..., 0]  # (b, M+1)
+            if self.product:
+                r = r + pb @ net["q32"].T  # (b, M+1)
+            if self.biases:
+                r = (net["mean"] + bu[s : s + users_per_chunk, None]) + net["bi32"][None] + r
+            out[s : s + len(pb)] = np.clip(r, *self.rating_range_) if self.clip else r
         return out
 
     # recommendation and fold-in ---------------------------------------------------------------
@@ -495,33 +497,49 @@ class RatingDNN(EmbeddingModel):
         )
 
     def _fold_in_net(self) -> dict[str, Any]:
-        """The fixed network as float64 numpy arrays (built once per model): layers, item tables, start."""
+        """The fixed network as numpy arrays, built once per model. The first dense layer (the first MLP
+        layer, or the output layer when ``hidden=()``) acts on concat([p, q]), so it splits into
+        W_u·p + (W_v·q + b): the item half is precomputed for every item (``item_pre``, (M+1, H)) and a
+        user costs one (H, d) product; ``tail`` holds the layers after it ("relu" or (W, b)), the
+        output layer last. float64 for the fold-in's Gauss-Newton, float32 for scoring."""
         net = self.__dict__.get("_fold_in_ctx")
         if net is None:
-            layers = []
-            for module in self.net_.mlp:
+            linear = []
+            for module in [*self.net_.mlp, self.net_.out]:
                 if isinstance(module, torch.nn.Linear):
-                    layers.append(
+                    linear.append(
                         (
                             module.weight.detach().double().numpy(),
                             module.bias.detach().double().numpy(),
                         )
                     )
                 elif isinstance(module, torch.nn.ReLU):
-                    layers.append("relu")
+                    linear.append("relu")
                 # dropout is the identity at inference
                 elif not isinstance(module, torch.nn.Dropout):
                     raise TypeError(
                         f"rating-dnn fold-in cannot differentiate a {type(module).__name__} layer"
                     )
-            n = self.net_
+            n, d = self.net_, self.factors
+            (w1, b1), tail = linear[0], linear[1:]
+            q = n.item.weight.detach().double().numpy()  # (M+1, d)
+            bi = n.item_bias.weight.detach().double().numpy()[:, 0]  # (M+1,)
+            item_pre = q @ w1[:, d:].T + b1  # (M+1, H)
             net = self._fold_in_ctx = {
-                "layers": layers,
-                "out_w": n.out.weight.detach().double().numpy()[0],
-                "out_b": float(n.out.bias.detach()[0]),
+                "first_u": w1[:, :d],
+                "item_pre": item_pre,
+                "tail": tail,
                 "mean": float(n.mean),
-                "q": n.item.weight.detach().double().numpy(),
-                "bi": n.item_bias.weight.detach().double().numpy()[:, 0],
+                "q": q,
+                "bi": bi,
+                "first_u32": w1[:, :d].astype(np.float32),
+                "item_pre32": item_pre.astype(np.float32),
+                "tail32": [
+                    x if x == "relu" else (x[0].astype(np.float32), x[1].astype(np.float32))
+                    for x in tail
+                ],
+                "q32": q.astype(np.float32),
+                "bi32": bi.astype(np.float32),
                 "start_p": n.user.weight.detach()[1:].double().mean(0).numpy(),
                 "start_b": float(n.user_bias.weight.detach()[1:].double().mean()),
             }
@@ -530,22 +548,26 @@ class RatingDNN(EmbeddingModel):
     def _fold_in_eval(
         self, net: dict[str, Any], items: np.ndarray, r: np.ndarray, z: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Gradient and Gauss-Newton matrix of Σ (r̂ − r)² / n + l2 (|p|² + b_u²) at z = [p, b_u]."""
+        """Gradient and Gauss-Newton matrix of Σ (r̂ − r)² / n + l2 (|p|² + b_u²) at z = [p, b_u]: the
+        network forward over the history's precomputed first-layer rows, then its Jacobian in p by one
+        backward pass over the n rows (exact for the ReLU network)."""
         d, n = self.factors, items.size
         p, bu = z[:d], z[d]
-        q = net["q"][items]  # (n, d)
-        h = np.concatenate([np.broadcast_to(p, (n, d)), q], axis=1)  # (n, 2d)
-        jac = np.concatenate([np.eye(d), np.zeros((d, d))])[None]  # (1, 2d, d): d h / d p
-        for layer in net["layers"]:
+        h = net["item_pre"][items] + net["first_u"] @ p  # (n, H): the first layer
+        masks = []
+        for layer in net["tail"]:
             if layer == "relu":
-                on = h > 0
-                h, jac = h * on, jac * on[:, :, None]
+                masks.append(h > 0)
+                h = h * masks[-1]
             else:
-                w, bias = layer
-                h, jac = h @ w.T + bias, np.einsum("oi,nid->nod", w, jac)
-        pred = h @ net["out_w"] + net["out_b"]  # (n,)
-        jp = np.broadcast_to(np.einsum("o,nod->nd", net["out_w"], jac), (n, d))  # (n, d)
+                h = h @ layer[0].T + layer[1]
+        pred = h[:, 0]  # (n,)
+        g = np.ones((n, 1))  # d r̂ / d h, backwards through the tail
+        for layer in reversed(net["tail"]):
+            g = g * masks.pop() if layer == "relu" else g @ layer[0]
+        jp = g @ net["first_u"]  # (n, d)
         if self.product:
+            q = net["q"][items]  # (n, d)
             pred, jp = pred + q @ p, jp + q
         if self.biases:
             pred = pred + net["mean"] + bu + net["bi"][items]
