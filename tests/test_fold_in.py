@@ -15,7 +15,7 @@ from embrec.datasets import synthetic
 from embrec.models.als import ALS
 from embrec.models.bpr import BPR
 from embrec.models.explicit_mf import ExplicitMF
-from embrec.models.foldin import distinct_items
+from embrec.models.foldin import _bfgs_update, distinct_items, quasi_newton
 from embrec.models.implicit_mf import ImplicitMF
 from embrec.models.rating_dnn import RatingDNN
 from embrec.models.sasrec import SASRec
@@ -331,3 +331,41 @@ def test_rating_dnn_split_first_layer_equals_the_torch_network(product, biases):
     loss = ((pred - torch.as_tensor(r)) ** 2).mean() + m.l2 * (zt @ zt)
     (expect_grad,) = torch.autograd.grad(loss, zt)
     np.testing.assert_allclose(grad, expect_grad.numpy(), rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("rescale", [False, True])
+def test_bfgs_update_satisfies_the_secant_equation(rescale):
+    """The updated inverse Hessian maps the change of gradient to the step (H⁻¹ y = s), stays
+    symmetric, and leaves its input untouched; a pair without positive curvature is refused."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((6, 9))
+    hi = np.linalg.inv(a @ a.T + np.eye(6))
+    s, y = rng.standard_normal(6), rng.standard_normal(6)
+    if s @ y < 0:
+        y = -y
+    before = hi.copy()
+    out = _bfgs_update(hi, s, y, rescale=rescale)
+    np.testing.assert_allclose(out @ y, s, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(out, out.T, rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(hi, before)
+    assert _bfgs_update(hi, s, -y, rescale=rescale) is None
+
+
+def test_quasi_newton_solves_a_quadratic_and_stops_at_the_tolerance():
+    """On f(z) = ½ zᵀAz − bᵀz the exact inverse Hessian gives the minimiser A⁻¹b in one unchecked
+    step: one gradient (at the start) and nothing more."""
+    rng = np.random.default_rng(1)
+    a = rng.standard_normal((5, 8))
+    a = a @ a.T + np.eye(5)
+    b = rng.standard_normal(5)
+    calls = []
+
+    def gradient(u, z):
+        calls.append(u)
+        return a @ z - b
+
+    z = quasi_newton(
+        gradient, np.zeros((1, 5)), np.linalg.inv(a)[None], np.ones(1), steps=8, tol=1e3
+    )
+    np.testing.assert_allclose(z[0], np.linalg.solve(a, b), rtol=1e-10)
+    assert len(calls) == 1

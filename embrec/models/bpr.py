@@ -144,7 +144,8 @@ class BPR(SampledFactorization):
     # (w_i the weight of history item i as training draws it, W = Σ w_i; π' the negative sampler,
     # without the user's own items and renormalised when ``verify_negatives``). Convex in p.
     def _fold_in_moments(self, ctx):
-        q, pi, b = ctx["q64"], ctx["probs"].astype(np.float64), ctx["bias"].astype(np.float64)
+        q = ctx["q"].astype(np.float64)
+        pi, b = ctx["probs"].astype(np.float64), ctx["bias"].astype(np.float64)
         return {"m2": (q.T * pi) @ q, "m1": q.T @ pi, "mb": q.T @ (pi * b), "beta": float(pi @ b)}
 
     def _negatives(self, ctx, items):
@@ -158,28 +159,35 @@ class BPR(SampledFactorization):
         return out, z
 
     def _fold_in_start(self, ctx, items, w):
-        """The minimiser of f with softplus(x) replaced by its expansion log 2 + x/2 + x²/8 at 0: a
-        ridge regression of the history against the (sampler-weighted) catalogue, model-level sums only."""
-        q, b, pi = ctx["q64"], ctx["bias"].astype(np.float64), ctx["probs"].astype(np.float64)
-        qh, bh, d, big_w = q[items], b[items], q.shape[1], float(w.sum())
+        """f with softplus(x) replaced by its expansion log 2 + x/2 + x²/8 at 0, around p = 0: one
+        Newton step on it is a ridge regression of the history against the (sampler-weighted)
+        catalogue, from model-level sums only. With ``verify_negatives`` the history leaves the
+        sampler (π' = π without the history, / Z): W·m2' + Σ w_i q_i q_iᵀ = (W/Z)·m2 + Qᵀ diag(w - W π_h / Z) Q
+        (one (d, P) x (P, d) product)."""
+        qh = ctx["q"][items].astype(np.float64)  # (P, d)
+        bh, d, big_w = ctx["bias"][items].astype(np.float64), qh.shape[1], float(w.sum())
         m2, m1, mb, beta = ctx["m2"], ctx["m1"], ctx["mb"], ctx["beta"]
+        coef, a = w, big_w  # the weights of the history rows and of the catalogue's moments
         if self.verify_negatives:  # the user's own items leave the negatives
-            ph = pi[items]
+            ph = ctx["probs"][items].astype(np.float64)
             z = max(1.0 - float(ph.sum()), 1e-12)
-            m2, m1 = (m2 - (qh.T * ph) @ qh) / z, (m1 - qh.T @ ph) / z
-            mb, beta = (mb - qh.T @ (ph * bh)) / z, (beta - float(ph @ bh)) / z
+            a = big_w / z
+            coef = w - a * ph
+            m1, beta = (m1 - qh.T @ ph) / z, (beta - float(ph @ bh)) / z
         h = qh.T @ w  # Σ w_i q_i
-        hess = 0.25 * (big_w * m2 - np.outer(m1, h) - np.outer(h, m1) + (qh.T * w) @ qh)
-        hess += 2 * self.reg * big_w * np.eye(d)
+        mh = np.outer(m1, h)
+        hess = 0.25 * (a * m2 + (qh.T * coef) @ qh - mh - mh.T)
+        hess.flat[:: d + 1] += 2 * self.reg * big_w
         grad = 0.5 * (big_w * m1 - h) + 0.25 * (
-            big_w * mb - m1 * float(w @ bh) - beta * h + qh.T @ (w * bh)
+            a * mb + qh.T @ (coef * bh) - m1 * float(w @ bh) - beta * h
         )
-        return grad, hess
+        return np.zeros(d), grad, hess
 
     def _fold_in_grad(self, ctx, items, w, z, work):
         q = ctx["q"]
         if not work:  # per user, once: the negatives' distribution, the history's rows and weights
             work["pi"] = self._negatives(ctx, items)[0]
+            work["reg"] = 2 * self.reg * float(w.sum())
             step = pair_block(q.shape[0])
             work["blocks"] = [
                 (
@@ -190,20 +198,24 @@ class BPR(SampledFactorization):
                 for lo in range(0, items.size, step)
             ]
         pi = work["pi"]
-        s = q @ z.astype(np.float32) + ctx["bias"]  # (I,)
+        s = q @ z.astype(np.float32)  # (I,)
+        s += ctx["bias"]
         # σ(s_j - s_i) = e_j / (e_j + e_i) with e = exp(s - max s): one exp per item, not per pair
         # (5x faster than a tanh per cell); the clip keeps e > 0 (float32), exact unless scores
         # spread over more than 80
-        e = np.exp(np.maximum(s - s.max(), np.float32(-80.0)))
-        col = np.zeros(q.shape[0], dtype=np.float64)
-        grad = 2 * self.reg * float(w.sum()) * z
-        buf = scratch(
-            ctx, "pairs", (work["blocks"][0][0].size, q.shape[0])
-        )  # reused by every block
+        s -= s.max()
+        e = np.exp(np.maximum(s, np.float32(-80.0), out=s), out=s)
+        col = None
+        grad = work["reg"] * z
+        buf = scratch(ctx, "pairs", (work["blocks"][0][0].size, q.shape[0]))  # every block's
         for it, qh, wb in work["blocks"]:  # blocks of history items: memory block x catalogue
             sig = buf[: it.size]
             np.add(e[None, :], e[it][:, None], out=sig)  # (P, I)
             np.divide(e[None, :], sig, out=sig)  # σ(s_j - s_i)
-            col += wb @ sig  # Σ_i w_i σ_ij
-            grad -= qh.T @ (wb * (sig @ pi)).astype(np.float64)  # Σ_i w_i q_i Σ_j π'_j σ_ij
-        return grad + ctx["q64"].T @ (col * pi)  # + Σ_j π'_j q_j Σ_i w_i σ_ij
+            c = wb @ sig  # (I,) Σ_i w_i σ_ij
+            col = c if col is None else np.add(col, c, out=col)
+            grad -= qh.T @ (wb * (sig @ pi))  # Σ_i w_i q_i Σ_j π'_j σ_ij
+        col *= pi
+        return (
+            grad + q.T @ col
+        )  # + Σ_j π'_j q_j Σ_i w_i σ_ij (float32: the history block's precision)

@@ -26,6 +26,7 @@ rest.
 from __future__ import annotations
 
 import logging
+import threading
 from abc import abstractmethod
 from collections.abc import Iterator
 from typing import Any
@@ -299,26 +300,24 @@ class SampledFactorization(EmbeddingModel):
         if b == 0:
             return np.zeros((0, d), dtype=np.float32), np.zeros(0, dtype=np.float32)
         ctx = self._fold_in_context()
+        prec, prec_mean = self._prior_terms(ctx)
         users = [
             (items, self._fold_in_weights(counts).astype(np.float64))
             for items, counts in distinct_items(histories)
         ]
-        prec, mean = self._prior_weight() * ctx["prior_precision"], ctx["prior_mean"]
         start, inv = [], []
-        for items, w in users:  # the minimiser of the quadratic model at 0, prior included
-            g0, h0 = self._fold_in_start(ctx, items, w)
+        for items, w in users:  # one Newton step on the quadratic model, prior included
+            z0, g0, h0 = self._fold_in_start(ctx, items, w)
             inv.append(spd_inverse(h0 + prec))
-            start.append(inv[-1] @ (prec @ mean - g0))
+            start.append(z0 - inv[-1] @ (g0 + prec @ z0 - prec_mean))
         # the objectives grow with the history's weight
         scale = np.array([w.sum() for _, w in users])
-
         # per-user arrays the gradient builds once
         works: list[dict[str, Any]] = [{} for _ in users]
 
         def gradient(u: int, x: np.ndarray) -> np.ndarray:
-            return self._fold_in_grad(ctx, users[u][0], users[u][1], x, works[u]) + prec @ (
-                x - mean
-            )
+            g = self._fold_in_grad(ctx, users[u][0], users[u][1], x, works[u])
+            return g + (prec @ x - prec_mean)
 
         z = quasi_newton(gradient, np.stack(start), np.stack(inv), scale, steps=self.fold_in_steps)
         factors = z[:, :d].astype(np.float32)
@@ -326,20 +325,32 @@ class SampledFactorization(EmbeddingModel):
         return factors, biases
 
     def _fold_in_context(self) -> dict[str, Any]:
-        """Item-side arrays every fold-in reads, built once per model (dropped when factors change)."""
+        """Item-side arrays every fold-in reads, built once per model (dropped when factors change):
+        the item table and biases as contiguous float32, the sampler, the user prior, the model-level
+        catalogue sums of ``_fold_in_moments`` and a per-thread scratch buffer."""
         ctx = self.__dict__.get("_fold_in_ctx")
         if ctx is None:
-            q = np.ascontiguousarray(self.item_factors_, dtype=np.float32)  # (I, d)
             ctx = {
-                "q": q,
-                "q64": q.astype(np.float64),
+                "q": np.ascontiguousarray(self.item_factors_, dtype=np.float32),  # (I, d)
                 "bias": (self.item_bias_ + self.global_bias_).astype(np.float32),  # (I,)
                 "probs": self.sampler_probabilities().astype(np.float32),  # (I,)
+                "scratch": threading.local(),
+                "prior_terms": {},
             }
-            ctx.update(self._fold_in_moments(ctx))
             ctx["prior_mean"], ctx["prior_precision"] = self._user_prior()
+            ctx.update(self._fold_in_moments(ctx))
             self._fold_in_ctx = ctx
         return ctx
+
+    def _prior_terms(self, ctx: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+        """(P, P·m): the prior's precision at the calibrated weight and its product with the prior
+        mean, kept in ctx per weight (calibration tries several)."""
+        weight = self._prior_weight()
+        terms = ctx["prior_terms"].get(weight)
+        if terms is None:
+            prec = weight * ctx["prior_precision"]
+            terms = ctx["prior_terms"][weight] = (prec, prec @ ctx["prior_mean"])
+        return terms
 
     def _prior_weight(self) -> float:
         """The weight of the user prior, calibrated once per model (``calibrate_fold_in``)."""
@@ -407,9 +418,10 @@ class SampledFactorization(EmbeddingModel):
     @abstractmethod
     def _fold_in_start(
         self, ctx: dict[str, Any], items: np.ndarray, w: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Gradient and Hessian (float64) at 0 of the quadratic model of ONE user's objective: the
-        closed-form start solves it, and its Hessian starts BFGS."""
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(z0, gradient, Hessian), float64: a quadratic model of ONE user's objective (without the
+        prior) around the expansion point z0; one Newton step on it, prior included, is the
+        closed-form start, and its Hessian (+ the prior's) starts BFGS."""
 
     @abstractmethod
     def _fold_in_grad(
