@@ -258,7 +258,7 @@ def test_deep_models_fold_in_batched_equals_one_at_a_time():
 
 
 def test_long_history_on_a_large_catalogue_stays_in_bounded_memory(blocks):
-    """A 1,000-item history over 20,000 items: the solver streams history blocks (8 MiB each), so the
+    """A 1,000-item history over 20,000 items: the solver streams history blocks (1 MiB each), so the
     peak stays far below the 1,000 x 20,000 float32 matrix (80 MB) the old fold-in built ~11 times."""
     _, models = blocks
     m = BPR(factors=8, seed=0)

@@ -27,8 +27,11 @@ import numpy as np
 
 from embrec.data.ragged import Ragged
 
-#: history x catalogue cells one block of a per-user computation may hold (float32: 8 MiB)
-BLOCK_CELLS = 2**21
+#: history x catalogue cells one block of a per-user computation may hold (float32: 1 MiB, so a
+#: block and the catalogue's vectors stay in a core's L2 cache: measured on BPR's gradient at 500
+#: history items over 3,000 items, 1.0 ms against 1.35 ms with 8 MiB blocks; at 50 items one block
+#: either way)
+BLOCK_CELLS = 2**18
 
 
 def pair_block(n_items: int) -> int:
