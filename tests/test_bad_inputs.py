@@ -81,8 +81,6 @@ CASES = [
     # k
     ("recommend {pop} --user 1 -k -3", "k must be an integer >= 1; received -3"),
     ("recommend {pop} --user 1 -k 0", "k must be an integer >= 1; received 0"),
-    ("recommend {pop} --user 1 -k 4", "k must be at most the catalogue size (3 items); received 4"),
-    ("recommend {pop} --user 1 -k 100000000000000000000", "k must be at most the catalogue size"),
     ("recommend {pop} --history 10,,11", "--history must be comma-separated item ids"),
     # hyper-parameters of the wrong type, absurd sizes
     (

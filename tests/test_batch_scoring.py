@@ -56,10 +56,16 @@ def test_recommend_all_cli_and_bad_input(model, tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert len(pd.read_parquet(tmp_path / "r.parquet")) == 150
-    bad = CliRunner().invoke(
+    every = CliRunner().invoke(  # k past the 20-item catalogue: every item for every user
         app,
         ["recommend-all", str(tmp_path / "m"), "--out", str(tmp_path / "x.parquet"), "-k", "999"],
     )
-    assert bad.exit_code == 1 and "k must be at most the catalogue size" in bad.output
+    assert every.exit_code == 0, every.output
+    assert len(pd.read_parquet(tmp_path / "x.parquet")) == 50 * 20
+    bad = CliRunner().invoke(
+        app,
+        ["recommend-all", str(tmp_path / "m"), "--out", str(tmp_path / "x2.parquet"), "-k", "0"],
+    )
+    assert bad.exit_code == 1 and "k must be an integer >= 1; received 0" in bad.output
     with pytest.raises(InvalidParameterError, match="out must be a file path"):
         recommend_all(model, tmp_path, k=3)

@@ -99,8 +99,8 @@ def test_popularity_recommend_save_load(tmp_path):
         model.recommend(users=[99])
     with pytest.raises(InvalidParameterError, match="k must be"):
         model.recommend(users=[1], k=0)
-    with pytest.raises(InvalidParameterError, match="catalogue size"):
-        model.recommend(users=[1], k=4)
+    assert model.recommend(users=[1], k=4).ids.tolist() == [["a", "b", "c"]]  # clamped to the 3 items
+    assert model.recommend(users=[1], k=4, exclude_seen=True).ids.tolist() == [["b", "c", None]]
     with pytest.raises(InvalidParameterError, match="empty history"):
         model.recommend(histories=[[]])
     out = model.save(tmp_path / "pop")

@@ -162,8 +162,8 @@ def test_clear_errors_for_bad_input(two_tower, softmax_dnn, log):
     for model in (two_tower, softmax_dnn):
         with pytest.raises(InvalidParameterError, match="empty history"):
             model.recommend(histories=[[]])
-        with pytest.raises(InvalidParameterError, match="catalogue size"):
-            model.recommend(histories=[[model.items_.raw_ids[0]]], k=model.items_.n_ids + 1)
+        everything = model.recommend(histories=[[model.items_.raw_ids[0]]], k=model.items_.n_ids + 1)
+        assert sorted(everything.ids[0]) == sorted(model.items_.raw_ids)  # clamped: the whole catalogue
         with pytest.raises(UnknownIdError):
             model.user_embedding(history=["no-such-item"])
     bare = synthetic(n_interactions=500, **SYN)

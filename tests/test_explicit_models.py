@@ -347,8 +347,8 @@ def test_dnn_save_load_identical_and_errors(tmp_path, dnn, data):
     assert np.array_equal(embrec.load(tmp_path / "plain").predict_ids(users, items), plain.predict_ids(users, items))
     with pytest.raises(InvalidParameterError, match="hidden must be a list"):
         RatingDNN(hidden=(0,))
-    with pytest.raises(InvalidParameterError, match="k must be at most the catalogue size"):
-        dnn.recommend(users=["u1"], k=10_000)
+    everything = dnn.recommend(users=["u1"], k=10_000)  # more than the catalogue: all of it, ranked
+    assert everything.ids.shape == (1, dnn.items_.n_ids) and sorted(everything.ids[0]) == sorted(dnn.items_.raw_ids)
     with pytest.raises(DataError, match="rating column"):
         RatingDNN(epochs=1).fit(make_log([("a", "x"), ("b", "y")]))
 

@@ -183,10 +183,9 @@ class Recommender(ABC):
         return out[0], out[1]
 
     def _check_k(self, k: Any) -> int:
-        k = check_positive_int("k", k)
-        if k > self.items_.n_ids:
-            raise InvalidParameterError(f"k must be at most the catalogue size ({self.items_.n_ids} items); received {k}.")
-        return k
+        """``k`` checked (a positive integer) and clamped to the catalogue: asking for more items than the
+        model knows returns all of them, ranked (as implicit and most peers do), not an error."""
+        return min(check_positive_int("k", k), self.items_.n_ids)
 
     def top_k(self, user_rows: np.ndarray, histories: Ragged, k: int, *, exclude: Ragged | None = None,
               allow: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -372,9 +371,7 @@ class EmbeddingModel(Recommender):
         n_users = self.users_.n_ids
         if n_users < 2:
             raise InvalidParameterError(f"similar users need at least 2 known users; this model has {n_users}.")
-        k = check_positive_int("k", k)
-        if k > n_users - 1:
-            raise InvalidParameterError(f"k must be at most the other known users ({n_users - 1}); received {k}.")
+        k = min(check_positive_int("k", k), n_users - 1)  # more than there are: all of them, ranked
         rows = self.users_.encode(list(users), unknown="error")
         index = self._user_index(measure)
         query = np.asarray(self._user_vectors(rows, self.seen_.select(rows)), dtype=np.float32)
