@@ -43,6 +43,7 @@ class FileSource:
     multi_sep: str = "|"
     item_label_col: str | None = None
     time_format: str | None = None
+    encoding: str | None = None
 
     @property
     def name(self) -> str:
@@ -68,6 +69,7 @@ class FileSource:
             multi_sep=self.multi_sep,
             item_label_col=self.item_label_col,
             time_format=self.time_format,
+            encoding=self.encoding,
         )
 
 

@@ -35,7 +35,7 @@ def test_the_options_are_the_ones_the_reader_needs():
     # every column / file / format the log reader takes, and nothing twice
     assert FLAGS == [
         "--dataset", "--data", "--user-col", "--item-col", "--rating-col", "--time-col", "--group-col",
-        "--sep", "--time-format", "--rating-kind", "--item-features", "--item-features-key",
+        "--sep", "--encoding", "--time-format", "--rating-kind", "--item-features", "--item-features-key",
         "--user-features", "--user-features-key", "--feature-type", "--multi-sep", "--item-label-col",
     ]  # fmt: skip
 

@@ -91,3 +91,51 @@ def test_cli_sep(tmp_path):
         ],
     )
     assert r.exit_code == 1 and "--sep" in r.stderr and "--data" in r.stderr
+
+
+# text encodings ---------------------------------------------------------------------------------
+def write_encoded(path: Path, encoding: str, bom: bool = False) -> Path:
+    text = "client,product,label\nc1,café,crème brûlée\nc2,café,crème brûlée\nc2,thé,\n"
+    path.write_bytes((b"\xef\xbb\xbf" if bom else b"") + text.encode(encoding))
+    return path
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_column(tmp_path):
+    log = from_file(
+        write_encoded(tmp_path / "bom.csv", "utf-8", bom=True),
+        user_col="client",
+        item_col="product",
+    )
+    assert sorted(log.users.raw_ids) == ["c1", "c2"] and sorted(log.items.raw_ids) == [
+        "café",
+        "thé",
+    ]
+
+
+def test_a_latin1_file_is_refused_naming_the_byte_then_read_with_its_encoding(tmp_path):
+    path = write_encoded(tmp_path / "old.csv", "cp1252")
+    with pytest.raises(DataError) as info:
+        from_file(path, user_col="client", item_col="product")
+    assert "file old.csv is not UTF-8 text (byte 0xe9 at position 27)" in str(info.value)
+    assert "--encoding" in str(info.value) and "\n" not in str(info.value)
+    log = from_file(path, user_col="client", item_col="product", encoding="cp1252")
+    assert sorted(log.items.raw_ids) == ["café", "thé"] and log.item_counts()[1:].tolist() == [2, 1]
+    with pytest.raises(
+        InvalidParameterError, match="encoding must be a text encoding .* received 'klingon'"
+    ):
+        from_file(path, user_col="client", item_col="product", encoding="klingon")
+
+
+def test_cli_encoding(tmp_path):
+    path = write_encoded(tmp_path / "old.csv", "latin-1")
+    cols = ["--data", str(path), "--user-col", "client", "--item-col", "product"]
+    bad = CliRunner().invoke(app, ["train", "popularity", *cols, "--out", str(tmp_path / "m")])
+    assert bad.exit_code == 1 and "give its encoding with encoding= / --encoding" in bad.output
+    good = CliRunner().invoke(
+        app, ["train", "popularity", *cols, "--encoding", "latin-1", "--out", str(tmp_path / "m")]
+    )
+    assert good.exit_code == 0, good.output
+    recs = CliRunner().invoke(
+        app, ["recommend", str(tmp_path / "m"), "--user", "c1", "--include-seen", "--json"]
+    )
+    assert [r["item"] for r in json.loads(recs.output)["items"]] == ["café", "thé"]

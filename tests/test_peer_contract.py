@@ -32,7 +32,9 @@ WITH_USER_VECTORS = ("als", "bpr", "implicit-mf")
 
 def checkerboard() -> Interactions:
     pairs = [(u, i) for u in range(X) for i in range(u % 2, X, 2) if i != u]
-    return Interactions.from_frame(pd.DataFrame(pairs, columns=["user", "item"]), user_col="user", item_col="item")
+    return Interactions.from_frame(
+        pd.DataFrame(pairs, columns=["user", "item"]), user_col="user", item_col="item"
+    )
 
 
 def liked(user: int) -> list[int]:
@@ -62,7 +64,9 @@ def test_more_than_the_catalogue_returns_every_available_item(fitted):
     everything = model.recommend(users=[0], k=10_000)
     assert sorted(int(i) for i in everything.ids[0]) == list(range(X))
     unseen = model.recommend(users=[0], k=10_000, exclude_seen=True)
-    assert sorted(int(i) for i in unseen.ids[0] if i is not None) == sorted(set(range(X)) - set(liked(0)))
+    assert sorted(int(i) for i in unseen.ids[0] if i is not None) == sorted(
+        set(range(X)) - set(liked(0))
+    )
 
 
 def test_deny_list_and_allow_list(fitted):
@@ -81,7 +85,9 @@ def test_nearest_items_share_the_parity(fitted):
     _, model = fitted
     near = model.similar_items(list(range(X)), k=10)
     assert all(int(j) % 2 == i % 2 for i in range(X) for j in near.ids[i])
-    assert all(i not in [int(j) for j in near.ids[i]] for i in range(X))  # an item is not its own neighbour
+    assert all(
+        i not in [int(j) for j in near.ids[i]] for i in range(X)
+    )  # an item is not its own neighbour
 
 
 def test_nearest_users_share_the_parity(fitted):

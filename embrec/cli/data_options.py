@@ -63,6 +63,11 @@ class DataSourceOptions:
         "Column separator of --data (e.g. ';' or tab); default: sniffed from the header line among tab, "
         "';', ',' and '|'.",
     )
+    encoding: str | None = _option(
+        None,
+        "--encoding",
+        "Text encoding of --data and the feature files, e.g. cp1252 or latin-1; default: UTF-8.",
+    )
     time_format: str | None = _option(
         None,
         "--time-format",
@@ -169,6 +174,7 @@ class DataSourceOptions:
             group_col=self.group_col,
             rating_kind=self.rating_kind,
             sep=self.sep,
+            encoding=self.encoding,
             time_format=self.time_format,
             item_features=self.item_features,
             item_features_key=self.item_features_key,

@@ -82,13 +82,13 @@ def feature_type_overrides(types: Mapping[str, str] | Sequence[str] | None) -> d
 
 
 def read_attributes(
-    path: str | Path, *, key: str, what: str, sep: str | None = None
+    path: str | Path, *, key: str, what: str, sep: str | None = None, encoding: str | None = None
 ) -> pd.DataFrame:
     """The attribute file with its ``key`` column as ids (rows without a key dropped, duplicate keys: the
     first row kept, both with a warning)."""
     from embrec.datasets.files import read_table
 
-    frame = read_table(path, id_cols=[key], sep=sep)
+    frame = read_table(path, id_cols=[key], sep=sep, encoding=encoding)
     if key not in frame.columns:
         raise DataError(
             f"the {what} file {Path(path).name!r} has no id column {key!r}; its columns are "
@@ -256,6 +256,7 @@ class Attributes:
         user_key: str,
         feature_types: Mapping[str, str] | Sequence[str] | None,
         multi_sep: str = "|",
+        encoding: str | None = None,
     ) -> Attributes:
         if not isinstance(multi_sep, str) or not multi_sep:
             raise InvalidParameterError(
@@ -265,12 +266,16 @@ class Attributes:
         items = (
             None
             if item_features is None
-            else read_attributes(item_features, key=item_key, what="item features")
+            else read_attributes(
+                item_features, key=item_key, what="item features", encoding=encoding
+            )
         )
         users = (
             None
             if user_features is None
-            else read_attributes(user_features, key=user_key, what="user features")
+            else read_attributes(
+                user_features, key=user_key, what="user features", encoding=encoding
+            )
         )
         if types:
             known = {

@@ -12,6 +12,7 @@ integer without leading zeros, so "00042" stays "00042" and 42 stays 42. Time co
 
 from __future__ import annotations
 
+import codecs
 import difflib
 import gzip
 import logging
@@ -62,6 +63,7 @@ def from_file(
     feature_types: Mapping[str, str] | Sequence[str] | None = None,
     multi_sep: str = "|",
     item_label_col: str | None = None,
+    encoding: str | None = None,
 ) -> Interactions:
     """Read an interaction log from ``path`` (see the module docstring).
 
@@ -82,6 +84,8 @@ def from_file(
     have features but no event join the catalogue (content models can recommend them: cold start); users
     without an event are left out. ``item_label_col`` names the items' display label (a title or
     description): a column of the item features file, else of the log (each item's most frequent value).
+    ``encoding`` is the text encoding of the log and feature files when they are text (default UTF-8, a
+    byte-order mark allowed), e.g. ``"cp1252"`` or ``"latin-1"`` for files saved by older spreadsheets.
     """
     check_choice("rating_kind", rating_kind, ("auto", "rating", "quantity"))
     check_choice("duplicates", duplicates, ("error", "drop", "keep"))
@@ -110,6 +114,7 @@ def from_file(
             name=name,
             rating_kind=rating_kind,
             sep=sep,
+            encoding=encoding,
             item_label_col=item_label_col,
             item_features=item_features,
             item_features_key=item_features_key,
@@ -118,7 +123,9 @@ def from_file(
             feature_types=feature_types,
             multi_sep=multi_sep,
         )
-    frame = read_table(path, id_cols=[c for c in (user_col, item_col, group_col) if c], sep=sep)
+    frame = read_table(
+        path, id_cols=[c for c in (user_col, item_col, group_col) if c], sep=sep, encoding=encoding
+    )
     _check_columns(frame, cols, path)
     attrs = Attributes.read(
         item_features=item_features,
@@ -127,6 +134,7 @@ def from_file(
         user_key=user_features_key or user_col,
         feature_types=feature_types,
         multi_sep=multi_sep,
+        encoding=encoding,
     )
     labels = attrs.label_source(item_label_col, frame, item_col, path.name)
     used = [c for c in cols.values() if c is not None]
@@ -185,6 +193,7 @@ def _from_dir(
     name: str,
     rating_kind: str,
     sep: str | None,
+    encoding: str | None,
     item_label_col: str | None,
     item_features_key: str | None,
     user_features_key: str | None,
@@ -198,11 +207,15 @@ def _from_dir(
             f"duplicates={duplicates!r} is not available for a directory of Parquet files "
             f"({path.name}); expected duplicates='keep' (drop duplicates when writing it)."
         )
-    if sep is not None:
-        raise InvalidParameterError(
-            f"sep={describe(sep)} separates the columns of a text file; {path.name} is a "
-            "directory of Parquet files, which has none."
-        )
+    for param, value, what in (
+        ("sep", sep, "separates the columns of"),
+        ("encoding", encoding, "decodes"),
+    ):
+        if value is not None:
+            raise InvalidParameterError(
+                f"{param}={describe(value)} {what} a text file; {path.name} is a "
+                "directory of Parquet files, which is not text."
+            )
     log, stats = read_parquet_dir(
         path,
         cols,
@@ -302,12 +315,18 @@ def guess_rating_kind_from(name: str, lo: float, hi: float, whole: bool) -> tupl
 
 
 def read_table(
-    path: str | Path, *, id_cols: list[str] | tuple[str, ...] = (), sep: str | None = None
+    path: str | Path,
+    *,
+    id_cols: list[str] | tuple[str, ...] = (),
+    sep: str | None = None,
+    encoding: str | None = None,
 ) -> pd.DataFrame:
-    """The file as a DataFrame, by extension; ``id_cols`` of text files are read as ids and ``sep``
-    separates their columns (None: sniffed; see above)."""
+    """The file as a DataFrame, by extension; ``id_cols`` of text files are read as ids, ``sep``
+    separates their columns (None: sniffed; see above) and ``encoding`` decodes them (None: UTF-8, with
+    or without a byte-order mark)."""
     path = Path(path).expanduser()
     sep = check_sep(sep)
+    encoding = check_encoding(encoding)
     suffix = _suffix(path)
     if suffix not in SUFFIXES:
         raise DataError(f"path must end with one of {', '.join(SUFFIXES)}; received {path.name!r}.")
@@ -325,18 +344,29 @@ def read_table(
         elif suffix == ".xlsx":
             frame = pd.read_excel(path, engine="openpyxl")
         else:
-            sep = sep or sniff_sep(path, default="\t" if suffix == ".tsv" else ",")
+            sep = sep or sniff_sep(
+                path, default="\t" if suffix == ".tsv" else ",", encoding=encoding
+            )
             # pandas renames a repeated header name ("user", "user.1") without a word: refuse it instead
             _check_unique_header(
-                path, pd.read_csv(path, sep=sep, header=None, nrows=1, dtype=str).iloc[0]
+                path,
+                pd.read_csv(path, sep=sep, header=None, nrows=1, dtype=str, encoding=encoding).iloc[
+                    0
+                ],
             )
-            frame = pd.read_csv(path, sep=sep, dtype={c: str for c in id_cols})
+            frame = pd.read_csv(path, sep=sep, dtype={c: str for c in id_cols}, encoding=encoding)
             for col in id_cols:
                 if col in frame.columns:
                     frame[col] = _text_ids(frame[col])
     except pd.errors.EmptyDataError:
         raise DataError(
             f"file {path} is empty; expected a header row and at least one row of interactions."
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise DataError(
+            f"file {path.name} is not {exc.encoding.upper()} text (byte 0x{exc.object[exc.start]:02x} at "
+            f"position {exc.start}); give its encoding with encoding= / --encoding, e.g. 'cp1252' or "
+            "'latin-1', or save it as UTF-8."
         ) from None
     except pd.errors.ParserError as exc:
         shown = {"\t": "tab"}.get(str(sep), repr(sep))
@@ -387,12 +417,28 @@ def check_sep(sep: str | None) -> str | None:
     return sep
 
 
-def sniff_sep(path: Path, *, default: str = ",") -> str:
+def check_encoding(encoding: str | None) -> str:
+    """A text encoding Python knows (None: UTF-8, a leading byte-order mark skipped)."""
+    if encoding is None:
+        return "utf-8-sig"
+    try:
+        name = codecs.lookup(encoding).name if isinstance(encoding, str) else None
+    except LookupError:
+        name = None
+    if name is None:
+        raise InvalidParameterError(
+            f"encoding must be a text encoding such as 'utf-8', 'cp1252' or 'latin-1'; received "
+            f"{describe(encoding)}."
+        )
+    return "utf-8-sig" if name == "utf-8" else encoding
+
+
+def sniff_sep(path: Path, *, default: str = ",", encoding: str = "utf-8") -> str:
     """The most frequent of tab, ';', ',' and '|' in the file's first line (outside quotes); ``default``
     when none of them occurs."""
     opener = gzip.open if path.name.lower().endswith(".gz") else open
     try:
-        with opener(path, "rt", encoding="utf-8", errors="replace", newline="") as fh:
+        with opener(path, "rt", encoding=encoding, errors="replace", newline="") as fh:
             head = fh.readline()
     except OSError:
         return default
