@@ -8,17 +8,32 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from embrec import Interactions
 from embrec.datasets import from_file
 from embrec.errors import DataError, DatasetNotFoundError, EmbrecError, InvalidParameterError
 
-FRAME = pd.DataFrame({
-    "customer": [7, 7, 3, 9, 3],
-    "sku": ["A", "B", "A", "C", "C"],
-    "qty": [1, 2, 1, 5, 1],
-    "ts": ["2024-01-02 10:00", "2024-01-02 10:00", "2024-01-03 09:30", "2024-01-04 12:00", "2024-01-05 08:00"],
-    "order": ["o1", "o1", "o2", "o3", "o4"],
-})
-KW = {"user_col": "customer", "item_col": "sku", "rating_col": "qty", "time_col": "ts", "group_col": "order"}
+FRAME = pd.DataFrame(
+    {
+        "customer": [7, 7, 3, 9, 3],
+        "sku": ["A", "B", "A", "C", "C"],
+        "qty": [1, 2, 1, 5, 1],
+        "ts": [
+            "2024-01-02 10:00",
+            "2024-01-02 10:00",
+            "2024-01-03 09:30",
+            "2024-01-04 12:00",
+            "2024-01-05 08:00",
+        ],
+        "order": ["o1", "o1", "o2", "o3", "o4"],
+    }
+)
+KW = {
+    "user_col": "customer",
+    "item_col": "sku",
+    "rating_col": "qty",
+    "time_col": "ts",
+    "group_col": "order",
+}
 
 
 def _write(frame: pd.DataFrame, path) -> None:
@@ -86,13 +101,18 @@ def test_misspelled_column_names_the_parameter_and_suggests(tmp_path):
     with pytest.raises(DataError) as err:
         from_file(path, user_col="custmer", item_col="sku")
     msg = str(err.value)
-    assert "user_col='custmer' is not a column of orders.csv" in msg and "did you mean 'customer'?" in msg
+    assert (
+        "user_col='custmer' is not a column of orders.csv" in msg
+        and "did you mean 'customer'?" in msg
+    )
 
 
 def test_missing_optional_column(tmp_path):
     path = tmp_path / "orders.csv"
     _write(FRAME, path)
-    with pytest.raises(DataError, match=r"time_col='when' is not a column of orders.csv; its columns are"):
+    with pytest.raises(
+        DataError, match=r"time_col='when' is not a column of orders.csv; its columns are"
+    ):
         from_file(path, user_col="customer", item_col="sku", time_col="when")
 
 
@@ -109,14 +129,19 @@ def test_header_only_file(tmp_path):
 def test_a_repeated_header_name_is_refused_not_renamed(tmp_path):
     # pandas would read "user,user,item" as columns user, user.1, item and train on the wrong one
     with pytest.raises(DataError, match=r"names the column 'user' twice in its header"):
-        from_file(_csv(tmp_path, "user,user,item\n1,2,a\n3,4,b\n"), user_col="user", item_col="item")
+        from_file(
+            _csv(tmp_path, "user,user,item\n1,2,a\n3,4,b\n"), user_col="user", item_col="item"
+        )
 
 
 def test_unparseable_timestamps(tmp_path):
     path = _csv(tmp_path, "u,i,t\n1,a,2024-01-01\n2,b,yesterday\n")
     with pytest.raises(DataError) as err:
         from_file(path, user_col="u", item_col="i", time_col="t")
-    assert "time column 't' must hold dates or unix seconds; received unparseable value 'yesterday'" in str(err.value)
+    assert (
+        "time column 't' must hold dates or unix seconds; received unparseable value 'yesterday'"
+        in str(err.value)
+    )
 
 
 def test_negative_ids(tmp_path):
@@ -124,8 +149,25 @@ def test_negative_ids(tmp_path):
         from_file(_csv(tmp_path, "u,i\n1,a\n-4,b\n"), user_col="u", item_col="i")
 
 
+def test_list_valued_ids_are_refused_not_turned_into_text(tmp_path):
+    path = tmp_path / "lists.parquet"
+    pd.DataFrame({"u": [[1, 2], [3]], "i": ["a", "b"]}).to_parquet(path)
+    with pytest.raises(
+        DataError,
+        match=r"id column 'u' must hold one id per row .* received a list such as \[1, 2\]",
+    ):
+        from_file(path, user_col="u", item_col="i")
+    mixed = pd.DataFrame(
+        {"u": ["x", 7], "i": ["a", "b"]}
+    )  # text and numbers in one column: still ids
+    log = Interactions.from_frame(mixed, user_col="u", item_col="i")
+    assert sorted(log.users.raw_ids) == ["7", "x"]
+
+
 def test_nan_user_ids(tmp_path):
-    with pytest.raises(DataError, match=r"user column 'u' has 1 missing ids; expected an id on every row"):
+    with pytest.raises(
+        DataError, match=r"user column 'u' has 1 missing ids; expected an id on every row"
+    ):
         from_file(_csv(tmp_path, "u,i\n1,a\n,b\n"), user_col="u", item_col="i")
 
 
@@ -138,22 +180,33 @@ def test_duplicate_rows_error_drop_keep(tmp_path):
     path = _csv(tmp_path, "u,i,t\n1,a,5\n2,b,6\n1,a,5\n1,a,7\n")
     with pytest.raises(DataError) as err:
         from_file(path, user_col="u", item_col="i", time_col="t", duplicates="error")
-    assert "must not hold duplicate rows (duplicates='error'); received 1 duplicates, the first at row 3" in str(err.value)
+    assert (
+        "must not hold duplicate rows (duplicates='error'); received 1 duplicates, the first at row 3"
+        in str(err.value)
+    )
     assert len(from_file(path, user_col="u", item_col="i", time_col="t", duplicates="drop")) == 3
-    assert len(from_file(path, user_col="u", item_col="i", time_col="t")) == 4  # keep is the default
+    assert (
+        len(from_file(path, user_col="u", item_col="i", time_col="t")) == 4
+    )  # keep is the default
     # duplicates are judged on the columns used: without the time, rows 1, 3 and 4 are the same event
     assert len(from_file(path, user_col="u", item_col="i", duplicates="drop")) == 2
 
 
 def test_bad_duplicates_value(tmp_path):
-    with pytest.raises(InvalidParameterError, match=r"duplicates must be one of 'error', 'drop', 'keep'; received 'ignore'"):
+    with pytest.raises(
+        InvalidParameterError,
+        match=r"duplicates must be one of 'error', 'drop', 'keep'; received 'ignore'",
+    ):
         from_file(_csv(tmp_path, "u,i\n1,a\n"), user_col="u", item_col="i", duplicates="ignore")
 
 
 def test_unsupported_extension(tmp_path):
     path = tmp_path / "log.json"
     path.write_text("[]")
-    with pytest.raises(DataError, match=r"path must end with one of .csv, .csv.gz, .tsv, .parquet, .pq, .xlsx; received 'log.json'"):
+    with pytest.raises(
+        DataError,
+        match=r"path must end with one of .csv, .csv.gz, .tsv, .parquet, .pq, .xlsx; received 'log.json'",
+    ):
         from_file(path, user_col="u", item_col="i")
 
 

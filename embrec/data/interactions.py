@@ -311,6 +311,13 @@ def _normalise_ids(col: pd.Series, name: str) -> np.ndarray:
         if vals.size and np.all(np.mod(vals, 1) == 0):
             return col.fillna(-1).astype(np.int64).to_numpy()
         return col.astype(str).to_numpy(dtype=object)
+    if pd.api.types.infer_dtype(col, skipna=True) == "mixed":  # lists, dicts... (or mixed scalars)
+        nested = next((v for v in col if isinstance(v, (list, tuple, dict, set, np.ndarray))), None)
+        if nested is not None:
+            kind = "list" if isinstance(nested, np.ndarray) else type(nested).__name__
+            shown = describe(nested.tolist() if isinstance(nested, np.ndarray) else nested)
+            raise DataError(f"id column {name!r} must hold one id per row (a number or text); received a "
+                            f"{kind} such as {shown}.")
     return col.astype(str).str.strip().to_numpy(dtype=object)
 
 
