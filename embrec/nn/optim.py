@@ -4,22 +4,26 @@
     loss = bpr_factor_loss(...)   # gradients are sparse COO tensors over the drawn rows
     loss.backward(); opt.step()
 
-Per table and step: the drawn rows are sorted and their gradients summed (one ``embedding_bag`` sum
-over the sorted order, a gather, instead of a scatter-add), the parameter's and Adam's two moments'
-rows are gathered into buffers kept between steps, updated there in one fused pass
-(``torch._fused_adam_`` where this torch has it, else in-place ops), and written back (on CPU through
-NumPy's row assignment, about twice as fast as ``index_copy_`` there) — O(B d) work, no temporaries
-of table size, no allocation per step once the buffers have grown. This is lazy Adam, as
-``torch.optim.SparseAdam`` (which does the same several times slower on CPU, through sparse-tensor
-arithmetic): a row's moments decay only in steps that draw it, and the bias correction uses the table's
-step count; on the rows a step draws, the update equals dense Adam's. A dense gradient (e.g. a scalar
-bias) gets the ordinary Adam update.
+This is lazy Adam, as ``torch.optim.SparseAdam`` (which does the same several times slower on CPU,
+through sparse-tensor arithmetic): a row's moments decay only in steps that draw it, and the bias
+correction uses the table's step count; on the rows a step draws, the update equals dense Adam's. A
+dense gradient (e.g. a scalar bias) gets the ordinary Adam update.
+
+On CPU a table's step is one compiled pass (``embrec.nn.kernels.adam_rows``): the repeats of a row are
+summed through a table-sized row-to-position map (no sort), then Adam updates each distinct row of the
+parameter and of its two moments in place, prefetching the rows a few ahead (random rows of large tables
+are cache misses). Elsewhere (CUDA): the drawn rows are sorted and their gradients summed (one
+``embedding_bag`` sum over the sorted order), the parameter's and moments' rows gathered into buffers
+kept between steps, updated in one fused pass (``torch._fused_adam_`` where this torch has it, else
+in-place ops) and written back. Both are O(B d) work, with no temporaries of table size;
+``tests/test_kernels.py`` checks that they agree.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -58,6 +62,10 @@ class RowAdam(torch.optim.Optimizer):
                 rows = grad._indices()[0]
                 if rows.numel() == 0:
                     continue
+                if _on_cpu(p):
+                    self._cpu_rows(p, rows, grad._values(), state, group)
+                    state["step"] += 1
+                    continue
                 state["step"] += 1
                 uniq, g = sum_rows(rows, grad._values())
                 n = uniq.numel()
@@ -71,6 +79,54 @@ class RowAdam(torch.optim.Optimizer):
                 _write_rows(m, uniq, m_rows)
                 _write_rows(v, uniq, v_rows)
         return loss
+
+    def _cpu_rows(
+        self, p: torch.Tensor, rows: torch.Tensor, values: torch.Tensor, state: dict, group: dict
+    ) -> None:
+        """The same step by one compiled pass (``embrec.nn.kernels.adam_rows``): repeats summed through
+        a row-to-position map, then Adam in place on each distinct row of the parameter and moments."""
+        from embrec.nn import kernels
+
+        table = p.detach().view(p.shape[0], -1).numpy()  # (R, d): 1-D tables as one column
+        n = rows.numel()
+        idx = rows.contiguous().numpy()
+        scratch = self.__dict__.setdefault("_scratch", {})
+        slot, acc, uniq = scratch.get(id(p)) or (None, None, None)
+        if slot is None or slot.shape[0] != table.shape[0]:
+            slot = kernels.new_slot(table.shape[0])
+        if (
+            acc is None
+            or acc.shape[0] < n
+            or acc.dtype != table.dtype
+            or acc.shape[1] != table.shape[1]
+        ):
+            acc, uniq = (
+                np.empty((n, table.shape[1]), dtype=table.dtype),
+                np.empty(n, dtype=np.int64),
+            )
+        scratch[id(p)] = (slot, acc, uniq)
+        b1, b2 = group["betas"]
+        consts = kernels.adam_consts(
+            group["lr"], b1, b2, group["eps"], float(state["step"]) + 1, table.dtype
+        )
+        kernels.adam_rows(
+            table,
+            state["exp_avg"].view(table.shape).numpy(),
+            state["exp_avg_sq"].view(table.shape).numpy(),
+            idx,
+            values.contiguous().view(n, -1).numpy(),
+            slot,
+            acc,
+            uniq,
+            consts,
+        )
+
+
+def _on_cpu(p: torch.Tensor) -> bool:
+    """Whether the compiled CPU kernels can update ``p`` in place (a contiguous float CPU tensor)."""
+    return (
+        p.device.type == "cpu" and p.is_contiguous() and p.dtype in (torch.float32, torch.float64)
+    )
 
 
 def sum_rows(rows: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -94,18 +150,38 @@ def _buffers(state: dict, p: torch.Tensor, n: int, capacity: int) -> list[torch.
     bufs = state.get("rows")
     if bufs is None or bufs[0].shape[0] < n:
         size = max(n, capacity)
-        bufs = state["rows"] = [torch.empty((size,) + p.shape[1:], dtype=p.dtype, device=p.device)
-                                for _ in range(3)]
+        bufs = state["rows"] = [
+            torch.empty((size,) + p.shape[1:], dtype=p.dtype, device=p.device) for _ in range(3)
+        ]
     return bufs
 
 
-def _adam(p: torch.Tensor, g: torch.Tensor, m: torch.Tensor, v: torch.Tensor, step: torch.Tensor,
-          group: dict) -> None:
+def _adam(
+    p: torch.Tensor,
+    g: torch.Tensor,
+    m: torch.Tensor,
+    v: torch.Tensor,
+    step: torch.Tensor,
+    group: dict,
+) -> None:
     """One Adam step in place: m, v the moments, ``step`` the (already incremented) step count."""
     b1, b2 = group["betas"]
     if _FUSED and p.is_contiguous() and p.device.type in ("cpu", "cuda"):
-        torch._fused_adam_([p], [g.contiguous()], [m], [v], [], [step.to(p.device)], lr=group["lr"], beta1=b1,
-                           beta2=b2, weight_decay=0.0, eps=group["eps"], amsgrad=False, maximize=False)
+        torch._fused_adam_(
+            [p],
+            [g.contiguous()],
+            [m],
+            [v],
+            [],
+            [step.to(p.device)],
+            lr=group["lr"],
+            beta1=b1,
+            beta2=b2,
+            weight_decay=0.0,
+            eps=group["eps"],
+            amsgrad=False,
+            maximize=False,
+        )
         return
     t = float(step)
     step_size = group["lr"] / (1 - b1**t)

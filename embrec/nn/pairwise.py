@@ -15,7 +15,9 @@ import torch
 import torch.nn.functional as F
 
 
-def sampled_log_loss(pos: torch.Tensor, neg: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+def sampled_log_loss(
+    pos: torch.Tensor, neg: torch.Tensor, weights: torch.Tensor | None = None
+) -> torch.Tensor:
     """Mean binary log loss over B positives and their B*K negatives (the retail chapter's loss).
 
     ``-log σ(s⁺) - Σₖ log(1 - σ(s⁻ₖ))`` per positive, divided by the number of labelled examples B(1+K).
@@ -27,7 +29,9 @@ def sampled_log_loss(pos: torch.Tensor, neg: torch.Tensor, weights: torch.Tensor
     return per_pos.sum() / (pos.numel() * (1 + neg.shape[1]))
 
 
-def bpr_loss(pos: torch.Tensor, neg: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+def bpr_loss(
+    pos: torch.Tensor, neg: torch.Tensor, weights: torch.Tensor | None = None
+) -> torch.Tensor:
     """Mean ``-log σ(s(u,i) - s(u,j))`` over the (B,) or (B, K) pairs."""
     if neg.dim() == pos.dim() + 1:
         pos = pos.unsqueeze(-1)  # (B, 1)
@@ -49,37 +53,94 @@ class BPRFactorLoss(torch.autograd.Function):
     is taken on the gathered rows (lazy L2: a row drawn c times in the batch adds ``reg c |row|² / B``),
     and the gradients are **sparse** COO tensors over the drawn rows (uncoalesced; a row drawn twice
     appears twice), so a step costs O(B d) whatever the table sizes. Pair them with a sparse-aware
-    optimizer (``embrec.models.training.make_optimizer`` gives ``torch.optim.SparseAdam`` for them).
+    optimizer (``embrec.models.training.make_optimizer`` gives ``embrec.nn.optim.RowAdam`` for them).
+
+    On CPU the value and the gradients come from one compiled pass over the batch
+    (``embrec.nn.kernels.bpr_rows``); elsewhere from the PyTorch ops below (the reference the compiled
+    kernel is tested against).
     """
 
     @staticmethod
-    def forward(ctx, user_factors: torch.Tensor, item_factors: torch.Tensor, item_bias: torch.Tensor,
-                users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, reg: float, bias_reg: float
-                ) -> torch.Tensor:
+    def forward(
+        ctx,
+        user_factors: torch.Tensor,
+        item_factors: torch.Tensor,
+        item_bias: torch.Tensor,
+        users: torch.Tensor,
+        pos: torch.Tensor,
+        neg: torch.Tensor,
+        reg: float,
+        bias_reg: float,
+    ) -> torch.Tensor:
         b, k = neg.shape
         d = item_factors.shape[1]
         neg_flat = neg.reshape(-1)  # (B*K,)
         items = torch.cat([pos, neg_flat])  # (B + B*K,) positives first
+        ctx.shapes = (user_factors.shape, item_factors.shape, item_bias.shape)
+        if _compiled(user_factors, item_factors, item_bias):  # CPU: value and gradients in one pass
+            from embrec.nn import kernels
+
+            u, it = users.contiguous().numpy(), items.numpy()
+            g_p = torch.empty((b, d), dtype=user_factors.dtype)  # (B, d)
+            g_q = torch.empty((b + b * k, d), dtype=item_factors.dtype)  # (B + B*K, d)
+            g_b = torch.empty(b + b * k, dtype=item_bias.dtype)  # (B + B*K,)
+            consts = kernels.bpr_consts(b, k, reg, bias_reg, g_p.numpy().dtype)
+            loss = kernels.bpr_rows(
+                user_factors.detach().numpy(),
+                item_factors.detach().numpy(),
+                item_bias.detach().numpy(),
+                u,
+                it[:b],
+                it[b:].reshape(b, k),
+                float(reg),
+                float(bias_reg),
+                g_p.numpy(),
+                g_q.numpy(),
+                g_b.numpy(),
+                consts,
+            )
+            ctx.save_for_backward(users, items, g_p, g_q, g_b)
+            ctx.compiled = True
+            return torch.tensor(loss, dtype=user_factors.dtype)
+        ctx.compiled = False
         p = user_factors.index_select(0, users)  # (B, d)
         q = item_factors.index_select(0, items)  # (B + B*K, d)
         qi, qj = q[:b], q[b:].view(b, k, d)  # (B, d), (B, K, d)
         bias = item_bias.index_select(0, items)  # (B + B*K,)
         diff = qi[:, None, :] - qj  # (B, K, d)
-        x = torch.linalg.vecdot(p[:, None, :], diff) + (bias[:b, None] - bias[b:].view(b, k))  # (B, K)
+        x = torch.linalg.vecdot(p[:, None, :], diff) + (
+            bias[:b, None] - bias[b:].view(b, k)
+        )  # (B, K)
         loss = F.softplus(-x).mean()
         if reg:  # a negative weighs 1/K
             pf, qif, qjf = p.reshape(-1), qi.reshape(-1), q[b:].reshape(-1)
-            loss = loss + reg * (torch.dot(pf, pf) + torch.dot(qif, qif) + torch.dot(qjf, qjf) / k) / b
+            loss = (
+                loss + reg * (torch.dot(pf, pf) + torch.dot(qif, qif) + torch.dot(qjf, qjf) / k) / b
+            )
         if bias_reg:
             bi, bj = bias[:b], bias[b:]
             loss = loss + bias_reg * (torch.dot(bi, bi) + torch.dot(bj, bj) / k) / b
         ctx.save_for_backward(users, items, p, q, bias, diff, x)
         ctx.reg, ctx.bias_reg = reg, bias_reg
-        ctx.shapes = (user_factors.shape, item_factors.shape, item_bias.shape)
         return loss
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
+        u_shape, i_shape, b_shape = ctx.shapes
+        if ctx.compiled:  # gradients made with the loss: scaled by the incoming gradient
+            users, items, g_p, g_q, g_b = ctx.saved_tensors
+            if float(grad) != 1.0:
+                g_p, g_q, g_b = g_p * grad, g_q * grad, g_b * grad
+            return (
+                sparse_rows(users, g_p, u_shape),
+                sparse_rows(items, g_q, i_shape),
+                sparse_rows(items, g_b, b_shape),
+                None,
+                None,
+                None,
+                None,
+                None,
+            )
         users, items, p, q, bias, diff, x = ctx.saved_tensors
         b, k, d = diff.shape
         gx = torch.sigmoid(-x).mul_(-grad / (b * k))  # (B, K) d loss / d x
@@ -102,9 +163,26 @@ class BPRFactorLoss(torch.autograd.Function):
             r = float(2 * ctx.bias_reg * grad / b)
             g_b[:b].add_(bias[:b], alpha=r)
             g_b[b:].add_(bias[b:], alpha=r / k)
-        u_shape, i_shape, b_shape = ctx.shapes
-        return (sparse_rows(users, g_p, u_shape), sparse_rows(items, g_q, i_shape), sparse_rows(items, g_b, b_shape),
-                None, None, None, None, None)
+        return (
+            sparse_rows(users, g_p, u_shape),
+            sparse_rows(items, g_q, i_shape),
+            sparse_rows(items, g_b, b_shape),
+            None,
+            None,
+            None,
+            None,
+            None,
+        )
+
+
+def _compiled(*tables: torch.Tensor) -> bool:
+    """Whether the compiled CPU kernel (``embrec.nn.kernels.bpr_rows``) can take these tables: contiguous
+    CPU tensors of one float type."""
+    return (
+        all(t.device.type == "cpu" and t.is_contiguous() for t in tables)
+        and len({t.dtype for t in tables}) == 1
+        and tables[0].dtype in (torch.float32, torch.float64)
+    )
 
 
 def sparse_rows(rows: torch.Tensor, values: torch.Tensor, shape: torch.Size) -> torch.Tensor:
@@ -134,8 +212,18 @@ def gather_rows(table: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
     return GatherRows.apply(table, rows)
 
 
-def bpr_factor_loss(user_factors: torch.Tensor, item_factors: torch.Tensor, item_bias: torch.Tensor,
-                    users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, *, reg: float = 0.0,
-                    bias_reg: float = 0.0) -> torch.Tensor:
+def bpr_factor_loss(
+    user_factors: torch.Tensor,
+    item_factors: torch.Tensor,
+    item_bias: torch.Tensor,
+    users: torch.Tensor,
+    pos: torch.Tensor,
+    neg: torch.Tensor,
+    *,
+    reg: float = 0.0,
+    bias_reg: float = 0.0,
+) -> torch.Tensor:
     """Fused BPR loss over (users (B,), positives (B,), negatives (B, K)); see ``BPRFactorLoss``."""
-    return BPRFactorLoss.apply(user_factors, item_factors, item_bias, users, pos, neg, reg, bias_reg)
+    return BPRFactorLoss.apply(
+        user_factors, item_factors, item_bias, users, pos, neg, reg, bias_reg
+    )

@@ -30,7 +30,9 @@ class ItemSampler:
     def __post_init__(self) -> None:
         w = np.asarray(self.weights, dtype=np.float64).copy()
         if w.ndim != 1 or w.size < 2:
-            raise InvalidParameterError(f"weights must be 1-D with at least 2 rows (padding + one item); received shape {w.shape}.")
+            raise InvalidParameterError(
+                f"weights must be 1-D with at least 2 rows (padding + one item); received shape {w.shape}."
+            )
         w[0] = 0.0
         if not np.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
             raise InvalidParameterError("weights must be finite, non-negative and not all zero.")
@@ -96,46 +98,36 @@ class SeenPairs:
         return self.hashed.contains(pair_keys(users, items, self.n_items))
 
 
-_FIBONACCI = np.uint64(0x9E3779B97F4A7C15)  # 2^64 / golden ratio: multiplicative (Fibonacci) hashing
 _EMPTY = -1
 
 
 class KeySet:
-    """A set of non-negative int64 keys in an open-addressing hash table (linear probing), built and
-    queried with vectorised NumPy rounds: round r handles the keys whose first r slots were taken.
+    """A set of non-negative int64 keys in an open-addressing hash table (Fibonacci hashing, linear
+    probing), built and queried by compiled loops (``embrec.nn.kernels.keyset_insert`` /
+    ``keyset_contains``, which prefetches the home slots of the queries a few ahead).
 
     The table has a power of two >= 2 x len(keys) slots (load <= 1/2: ~1.5 probes a hit, ~2.5 a miss;
     16-32 bytes a key). Repeated keys are stored once."""
 
     def __init__(self, keys: np.ndarray) -> None:
-        keys = np.asarray(keys, dtype=np.int64).reshape(-1)
-        if keys.size and int(keys.min()) < 0:
-            raise InvalidParameterError(f"keys must be non-negative; received a minimum of {int(keys.min())}.")
-        self.bits = max(int(2 * max(keys.size, 1) - 1).bit_length(), 4)
-        self.mask = np.int64((1 << self.bits) - 1)
-        self.slots = np.full(1 << self.bits, _EMPTY, dtype=np.int64)
-        pos = self._home(keys)
-        while keys.size:
-            free = self.slots[pos] == _EMPTY
-            self.slots[pos[free]] = keys[free]  # several keys for one free slot: one of them wins
-            left = self.slots[pos] != keys  # lost the slot, or it was taken before
-            keys, pos = keys[left], (pos[left] + 1) & self.mask
+        from embrec.nn import kernels
 
-    def _home(self, keys: np.ndarray) -> np.ndarray:
-        return ((keys.astype(np.uint64) * _FIBONACCI) >> np.uint64(64 - self.bits)).astype(np.int64)
+        keys = np.ascontiguousarray(keys, dtype=np.int64).reshape(-1)
+        if keys.size and int(keys.min()) < 0:
+            raise InvalidParameterError(
+                f"keys must be non-negative; received a minimum of {int(keys.min())}."
+            )
+        self.bits = max(int(2 * max(keys.size, 1) - 1).bit_length(), 4)
+        self.slots = np.full(1 << self.bits, _EMPTY, dtype=np.int64)
+        kernels.keyset_insert(self.slots, self.bits, keys)
 
     def contains(self, query: np.ndarray) -> np.ndarray:
         """Boolean array of ``query``'s shape: which keys are in the set."""
+        from embrec.nn import kernels
+
         query = np.asarray(query, dtype=np.int64)
-        out = np.zeros(query.size, dtype=bool)
-        q = query.reshape(-1)
-        todo, pos = np.arange(q.size), self._home(q)
-        while todo.size:
-            slot = self.slots[pos]
-            hit = slot == q
-            out[todo[hit]] = True
-            go = ~hit & (slot != _EMPTY)  # probe on past taken slots; an empty slot ends the search
-            todo, q, pos = todo[go], q[go], (pos[go] + 1) & self.mask
+        out = np.empty(query.size, dtype=bool)
+        kernels.keyset_contains(self.slots, self.bits, np.ascontiguousarray(query).reshape(-1), out)
         return out.reshape(query.shape)
 
 
@@ -149,15 +141,23 @@ def seen_keys(seen: Ragged, n_items: int) -> np.ndarray:
     return np.unique(pair_keys(seen.row_ids, seen.values, n_items))
 
 
-def resample_seen(rng: np.random.Generator, sampler: ItemSampler, users: np.ndarray, negatives: np.ndarray,
-                  seen: SeenPairs | np.ndarray, *, rounds: int = 5) -> np.ndarray:
+def resample_seen(
+    rng: np.random.Generator,
+    sampler: ItemSampler,
+    users: np.ndarray,
+    negatives: np.ndarray,
+    seen: SeenPairs | np.ndarray,
+    *,
+    rounds: int = 5,
+) -> np.ndarray:
     """Redraw the negatives that the user has interacted with (``seen``: a SeenPairs, or sorted keys
     from ``seen_keys``), up to ``rounds`` times; a few may remain for users who bought most of the
     catalogue. ``users`` (B,) broadcasts against ``negatives`` (B,) or (B, K)."""
     neg = np.array(negatives, dtype=np.int64, copy=True)
     flat = neg.reshape(-1)  # a view: redraws land in neg
-    u = np.broadcast_to(np.asarray(users, dtype=np.int64).reshape(neg.shape[:1] + (1,) * (neg.ndim - 1)),
-                        neg.shape).reshape(-1)
+    u = np.broadcast_to(
+        np.asarray(users, dtype=np.int64).reshape(neg.shape[:1] + (1,) * (neg.ndim - 1)), neg.shape
+    ).reshape(-1)
 
     def hits(users_: np.ndarray, items_: np.ndarray) -> np.ndarray:
         if isinstance(seen, SeenPairs):
