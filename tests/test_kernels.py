@@ -43,34 +43,41 @@ def test_compiled_bpr_loss_equals_the_torch_path(monkeypatch, k):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_compiled_row_adam_equals_the_torch_path(monkeypatch, dtype):
-    """Five steps on a 2-D table and a 1-D bias with rows drawn several times per step: the compiled
-    step (repeats summed through the row map, Adam in place) moves every row as the sort-and-gather
-    step does, and leaves undrawn rows alone."""
+    """Five steps on a 2-D table and a 1-D bias drawn at the same rows (one compiled pass for both) and
+    a third table drawn at its own rows, rows drawn several times per step: the compiled step (repeats
+    summed through the row map, Adam in place) moves every row as the sort-and-gather step does, and
+    leaves undrawn rows alone."""
     g = torch.Generator().manual_seed(5)
     start = [
         torch.randn(30, 8, generator=g, dtype=dtype),
         torch.randn(30, generator=g, dtype=dtype),
+        torch.randn(30, 3, generator=g, dtype=dtype),
     ]
-    draws = [torch.randint(0, 25, (40,), generator=g) for _ in range(5)]  # rows 25..29 never drawn
+    draws = [
+        torch.randint(0, 25, (2, 40), generator=g) for _ in range(5)
+    ]  # rows 25..29 never drawn
     weights = [
-        (torch.randn(40, 8, generator=g, dtype=dtype), torch.randn(40, generator=g, dtype=dtype))
+        [torch.randn((40,) + s.shape[1:], generator=g, dtype=dtype) for s in start]
         for _ in range(5)
     ]
 
     def run():
         params = [torch.nn.Parameter(s.clone()) for s in start]
         opt = RowAdam(params, lr=0.05)
-        for rows, (w, u) in zip(draws, weights):
+        for rows, w in zip(draws, weights):
             opt.zero_grad()
-            (
-                (gather_rows(params[0], rows) * w).sum() + (gather_rows(params[1], rows) * u).sum()
-            ).backward()
+            shared = rows[0]
+            loss = (gather_rows(params[0], shared) * w[0]).sum()
+            loss = loss + (gather_rows(params[1], shared) * w[1]).sum()
+            loss = loss + (gather_rows(params[2], rows[1]) * w[2]).sum()
+            loss.backward()
             opt.step()
-        return [p.detach() for p in params]
+        return [p.detach() for p in params], [float(opt.state[p]["step"]) for p in params]
 
-    compiled = run()
+    compiled, steps = run()
+    assert steps == [5.0, 5.0, 5.0]
     monkeypatch.setattr(optim, "_on_cpu", lambda p: False)
-    reference = run()
+    reference, _ = run()
     tol = {"rtol": 1e-5, "atol": 1e-6} if dtype == torch.float32 else {"rtol": 1e-12, "atol": 1e-12}
     for got, want, s in zip(compiled, reference, start):
         torch.testing.assert_close(got, want, **tol)

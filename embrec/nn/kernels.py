@@ -2,8 +2,8 @@
 batch's rows where PyTorch needs a dozen whole-batch operations (each a pass over memory, a temporary
 and a dispatch).
 
-    loss = bpr_rows(P, Q, b, users, pos, neg, reg, bias_reg, g_p, g_q, g_b)   # BPR loss + row gradients
-    adam_rows(table, m, v, rows, grads, slot, acc, uniq, lr, b1, b2, eps, step)  # lazy Adam, in place
+    loss = bpr_rows(P, Q, b, users, pos, neg, reg, bias_reg, g_p, g_q, g_b, consts)  # loss + row grads
+    adam_rows(tables, moments, grads, consts, rows, slot, acc, uniq)  # lazy Adam in place, 1-2 tables
 
 Arrays are NumPy views of the CPU tensors (no copies). ``bpr_rows`` is the value and gradient of
 ``embrec.nn.pairwise.BPRFactorLoss`` (its PyTorch forward/backward is the reference, used on other
@@ -145,31 +145,23 @@ def bpr_rows(p_tab, q_tab, b_tab, users, pos, neg, reg, bias_reg, g_p, g_q, g_b,
     return total * scale + reg * l2 / n_b + bias_reg * l2b / n_b
 
 
-@numba.njit(cache=True, error_model="numpy", nogil=True)
-def adam_rows(table, m, v, rows, grads, slot, acc, uniq, consts):
-    """Lazy Adam on the rows of ``table`` (R, d) named in ``rows`` (n,) (repeats allowed: their
-    ``grads`` (n, d) are summed first), moments ``m``, ``v`` (R, d); ``slot`` (R,) int32 all -1 on entry
-    and exit, ``acc`` (>= n, d) and ``uniq`` (>= n,) scratch. ``step`` is the table's step count after
-    this step (bias correction). Returns the number of distinct rows."""
-    n_u = 0
-    d = table.shape[1]
-    for t in range(rows.shape[0]):  # checked first: nothing is written when one is out of range
-        if rows[t] < 0 or rows[t] >= table.shape[0]:
-            raise IndexError("adam_rows: a gradient row lies outside the table")
-    for t in range(rows.shape[0]):
-        row = rows[t]
-        s = slot[row]
-        if s < 0:
-            slot[row] = n_u
-            uniq[n_u] = row
-            for c in range(d):
-                acc[n_u, c] = grads[t, c]
-            n_u += 1
-        else:
-            for c in range(d):
-                acc[s, c] += grads[t, c]
-    # Adam's factors in the table's float type (``adam_consts``), so the arithmetic stays in it
-    step_size_, inv_, eps_, b1_, b2_, w1_, w2_ = (
+@numba.njit(inline="always")
+def _copy_row(out, x):
+    for c in range(out.shape[0]):
+        out[c] = x[c]
+
+
+@numba.njit(inline="always")
+def _add_row(out, x):
+    for c in range(out.shape[0]):
+        out[c] += x[c]
+
+
+@numba.njit(inline="always")
+def _adam_row(p, m, v, g, consts):
+    """One Adam step of a row ``p`` with moments ``m``, ``v`` and gradient ``g``, in place; ``consts``
+    from ``adam_consts`` (in the table's float type, so the arithmetic stays in it)."""
+    step_size, inv_root_c2, eps, b1, b2, w1, w2 = (
         consts[0],
         consts[1],
         consts[2],
@@ -178,22 +170,56 @@ def adam_rows(table, m, v, rows, grads, slot, acc, uniq, consts):
         consts[5],
         consts[6],
     )
+    for c in range(p.shape[0]):
+        gc = g[c]
+        mc = b1 * m[c] + w1 * gc
+        vc = b2 * v[c] + w2 * gc * gc
+        m[c] = mc
+        v[c] = vc
+        p[c] -= step_size * mc / (np.sqrt(vc) * inv_root_c2 + eps)
+
+
+@numba.njit(cache=True, error_model="numpy", nogil=True)
+def adam_rows(tables, moments, grads, consts, rows, slot, acc, uniq):
+    """Lazy Adam on the rows of two tables that share their drawn rows (e.g. item factors and item
+    biases): ``tables`` = (table (R, d), table2 (R, d2)) (d2 may be 0: one table), ``moments`` = (m, v,
+    m2, v2) of their shapes, ``grads`` (n, d) and (n, d2) for the rows ``rows`` (n,) (repeats allowed:
+    summed first, in the order drawn), ``consts`` = (``adam_consts`` of each table). ``slot`` (R,) int32
+    is all -1 on entry and exit; ``acc`` = two (>= n, d) / (>= n, d2) and ``uniq`` (>= n,) are scratch.
+    Returns the number of distinct rows."""
+    table, table2 = tables
+    m, v, m2, v2 = moments
+    grad, grad2 = grads
+    acc1, acc2 = acc
+    n_u = 0
+    for t in range(rows.shape[0]):  # checked first: nothing is written when one is out of range
+        if rows[t] < 0 or rows[t] >= table.shape[0] or rows[t] >= table2.shape[0]:
+            raise IndexError("adam_rows: a gradient row lies outside the table")
+    for t in range(rows.shape[0]):
+        row = rows[t]
+        s = slot[row]
+        if s < 0:
+            s = slot[row] = n_u
+            uniq[n_u] = row
+            n_u += 1
+            _copy_row(acc1[s], grad[t])
+            _copy_row(acc2[s], grad2[t])
+        else:
+            _add_row(acc1[s], grad[t])
+            _add_row(acc2[s], grad2[t])
     for s in range(n_u):
         if s + AHEAD < n_u:
             ahead = uniq[s + AHEAD]
             _fetch_row(table, ahead, True)
             _fetch_row(m, ahead, True)
             _fetch_row(v, ahead, True)
+            _fetch_row(table2, ahead, True)
+            _fetch_row(m2, ahead, True)
+            _fetch_row(v2, ahead, True)
         row = uniq[s]
         slot[row] = -1
-        pr, mr, vr, g = table[row], m[row], v[row], acc[s]
-        for c in range(d):
-            gc = g[c]
-            mc = b1_ * mr[c] + w1_ * gc
-            vc = b2_ * vr[c] + w2_ * gc * gc
-            mr[c] = mc
-            vr[c] = vc
-            pr[c] -= step_size_ * mc / (np.sqrt(vc) * inv_ + eps_)
+        _adam_row(table[row], m[row], v[row], acc1[s], consts[0])
+        _adam_row(table2[row], m2[row], v2[row], acc2[s], consts[1])
     return n_u
 
 

@@ -22,6 +22,7 @@ in-place ops) and written back. Both are O(B d) work, with no temporaries of tab
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -45,6 +46,7 @@ class RowAdam(torch.optim.Optimizer):
     @torch.no_grad()
     def step(self, closure=None):  # noqa: ANN001, ANN201 - torch.optim signature
         loss = None if closure is None else closure()
+        compiled: dict[tuple[int, int, int], list[_Rows]] = {}  # CPU tables, grouped by shared rows
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is None:
@@ -62,9 +64,11 @@ class RowAdam(torch.optim.Optimizer):
                 rows = grad._indices()[0]
                 if rows.numel() == 0:
                     continue
-                if _on_cpu(p):
-                    self._cpu_rows(p, rows, grad._values(), state, group)
-                    state["step"] += 1
+                if _on_cpu(p):  # the same rows tensor (e.g. item factors and biases): one pass
+                    key = (rows.data_ptr(), rows.numel(), p.shape[0])
+                    compiled.setdefault(key, []).append(
+                        _Rows(p, rows, grad._values(), state, group)
+                    )
                     continue
                 state["step"] += 1
                 uniq, g = sum_rows(rows, grad._values())
@@ -78,48 +82,79 @@ class RowAdam(torch.optim.Optimizer):
                 _write_rows(p, uniq, p_rows)
                 _write_rows(m, uniq, m_rows)
                 _write_rows(v, uniq, v_rows)
+        for tables in compiled.values():
+            for i in range(0, len(tables), 2):
+                self._compiled_step(tables[i : i + 2])
         return loss
 
-    def _cpu_rows(
-        self, p: torch.Tensor, rows: torch.Tensor, values: torch.Tensor, state: dict, group: dict
-    ) -> None:
-        """The same step by one compiled pass (``embrec.nn.kernels.adam_rows``): repeats summed through
-        a row-to-position map, then Adam in place on each distinct row of the parameter and moments."""
+    def _compiled_step(self, tables: list[_Rows]) -> None:
+        """The step of one or two CPU tables drawn at the same rows by one compiled pass
+        (``embrec.nn.kernels.adam_rows``): repeats summed through a row-to-position map, then Adam in
+        place on each distinct row of the parameters and moments."""
         from embrec.nn import kernels
 
-        table = p.detach().view(p.shape[0], -1).numpy()  # (R, d): 1-D tables as one column
-        n = rows.numel()
-        idx = rows.contiguous().numpy()
+        n, size = tables[0].rows.numel(), tables[0].param.shape[0]
+        parts = [t.arrays(n) for t in tables]
+        if len(parts) == 1:  # a second table of width 0: no work
+            dtype = parts[0][0].dtype
+            parts.append(tuple(np.empty((r, 0), dtype=dtype) for r in (size, size, size, n)))
+        key = tuple(id(t.param) for t in tables)
         scratch = self.__dict__.setdefault("_scratch", {})
-        slot, acc, uniq = scratch.get(id(p)) or (None, None, None)
-        if slot is None or slot.shape[0] != table.shape[0]:
-            slot = kernels.new_slot(table.shape[0])
-        if (
-            acc is None
-            or acc.shape[0] < n
-            or acc.dtype != table.dtype
-            or acc.shape[1] != table.shape[1]
-        ):
-            acc, uniq = (
-                np.empty((n, table.shape[1]), dtype=table.dtype),
-                np.empty(n, dtype=np.int64),
-            )
-        scratch[id(p)] = (slot, acc, uniq)
-        b1, b2 = group["betas"]
-        consts = kernels.adam_consts(
-            group["lr"], b1, b2, group["eps"], float(state["step"]) + 1, table.dtype
-        )
+        slot, acc, uniq = scratch.get(key, (None, (), None))
+        widths = tuple((p[0].shape[1], p[0].dtype) for p in parts)
+        if slot is None or slot.shape[0] != size:
+            slot = kernels.new_slot(size)
+        if uniq is None or uniq.shape[0] < n or tuple((a.shape[1], a.dtype) for a in acc) != widths:
+            acc = tuple(np.empty((n, w), dtype=dt) for w, dt in widths)
+            uniq = np.empty(n, dtype=np.int64)
+        scratch[key] = (slot, acc, uniq)
+        consts = tuple(t.consts() for t in tables)
+        if len(consts) == 1:
+            consts = (consts[0], consts[0])
         kernels.adam_rows(
-            table,
-            state["exp_avg"].view(table.shape).numpy(),
-            state["exp_avg_sq"].view(table.shape).numpy(),
-            idx,
-            values.contiguous().view(n, -1).numpy(),
+            (parts[0][0], parts[1][0]),
+            (parts[0][1], parts[0][2], parts[1][1], parts[1][2]),
+            (parts[0][3], parts[1][3]),
+            consts,
+            tables[0].rows.contiguous().numpy(),
             slot,
             acc,
             uniq,
-            consts,
         )
+        for t in tables:
+            t.state["step"] += 1
+
+
+@dataclass
+class _Rows:
+    """A CPU table's sparse gradient waiting for the compiled step."""
+
+    param: torch.Tensor
+    rows: torch.Tensor  # (n,)
+    values: torch.Tensor  # (n, ...)
+    state: dict
+    group: dict
+
+    def arrays(self, n: int) -> tuple[np.ndarray, ...]:
+        """NumPy views (R, d) of the parameter and its moments, and (n, d) of the gradient rows (1-D
+        tables as one column)."""
+        p = self.param.detach()
+        shape = (p.shape[0], -1)
+        return (
+            p.view(shape).numpy(),
+            self.state["exp_avg"].view(shape).numpy(),
+            self.state["exp_avg_sq"].view(shape).numpy(),
+            self.values.contiguous().view(n, -1).numpy(),
+        )
+
+    def consts(self) -> np.ndarray:
+        """Adam's factors for this table's next step (``embrec.nn.kernels.adam_consts``)."""
+        from embrec.nn import kernels
+
+        b1, b2 = self.group["betas"]
+        step = float(self.state["step"]) + 1
+        dtype = torch.empty(0, dtype=self.param.dtype).numpy().dtype
+        return kernels.adam_consts(self.group["lr"], b1, b2, self.group["eps"], step, dtype)
 
 
 def _on_cpu(p: torch.Tensor) -> bool:
