@@ -1,14 +1,18 @@
 """The compiled CPU kernels (embrec.nn.kernels) against the PyTorch code they replace on CPU, which stays
-the path on other devices: the same loss, gradients and Adam steps on the same input (rows drawn several
-times included), and rows outside a table refused before anything is written."""
+the path on other devices and without Numba: the same loss, gradients and Adam steps on the same input
+(rows drawn several times included), rows outside a table refused before anything is written, and the
+seen-pair hash set answering as NumPy's isin on both paths."""
 
 from __future__ import annotations
+
+import logging
+import sys
 
 import numpy as np
 import pytest
 import torch
 
-from embrec.nn import optim, pairwise
+from embrec.nn import compiled, optim, pairwise, sampling
 from embrec.nn.optim import RowAdam
 from embrec.nn.pairwise import bpr_factor_loss, gather_rows
 
@@ -22,6 +26,7 @@ def _bpr_grads(tables, users, pos, neg, reg, bias_reg):
 
 @pytest.mark.parametrize("k", [1, 3])
 def test_compiled_bpr_loss_equals_the_torch_path(monkeypatch, k):
+    pytest.importorskip("numba")
     g = torch.Generator().manual_seed(3)
     tables = [
         torch.randn(40, 16, generator=g) * 0.3,
@@ -47,6 +52,7 @@ def test_compiled_row_adam_equals_the_torch_path(monkeypatch, dtype):
     a third table drawn at its own rows, rows drawn several times per step: the compiled step (repeats
     summed through the row map, Adam in place) moves every row as the sort-and-gather step does, and
     leaves undrawn rows alone."""
+    pytest.importorskip("numba")
     g = torch.Generator().manual_seed(5)
     start = [
         torch.randn(30, 8, generator=g, dtype=dtype),
@@ -85,6 +91,7 @@ def test_compiled_row_adam_equals_the_torch_path(monkeypatch, dtype):
 
 
 def test_rows_outside_a_table_are_refused_before_anything_moves():
+    pytest.importorskip("numba")
     table = torch.nn.Parameter(torch.ones(10, 4))
     opt = RowAdam([table], lr=0.1)
     table.grad = torch.sparse_coo_tensor(
@@ -104,15 +111,31 @@ def test_rows_outside_a_table_are_refused_before_anything_moves():
         )
 
 
-def test_key_set_answers_do_not_depend_on_insertion_order():
+@pytest.mark.parametrize("path", ["compiled", "numpy"])
+def test_key_set_answers_do_not_depend_on_insertion_order(monkeypatch, path):
     """The hash set built from keys in two orders (so the probe chains differ) answers every query alike,
-    as NumPy's isin does."""
-    from embrec.nn.sampling import KeySet
-
+    as NumPy's isin does, compiled and without Numba."""
+    if path == "compiled":
+        pytest.importorskip("numba")
+    else:
+        monkeypatch.setattr(compiled, "kernels", lambda: None)
     rng = np.random.default_rng(9)
     collide = np.arange(1, 300) << 44  # keys that share home slots
     keys = np.concatenate([rng.integers(0, 2**40, 5000), collide])
     query = np.concatenate([keys[::2], rng.integers(0, 2**40, 5000), (np.arange(1, 600) << 44)])
     expect = np.isin(query, keys)
-    assert KeySet(keys).contains(query).tolist() == expect.tolist()
-    assert KeySet(keys[::-1].copy()).contains(query).tolist() == expect.tolist()
+    assert sampling.KeySet(keys).contains(query).tolist() == expect.tolist()
+    assert sampling.KeySet(keys[::-1].copy()).contains(query).tolist() == expect.tolist()
+
+
+def test_without_numba_the_torch_paths_run_after_one_warning(monkeypatch, caplog):
+    import embrec.nn
+
+    monkeypatch.setitem(sys.modules, "embrec.nn.kernels", None)  # the import fails as without Numba
+    monkeypatch.delattr(embrec.nn, "kernels", raising=False)
+    with caplog.at_level(logging.WARNING, logger="embrec.nn.compiled"):
+        assert compiled.kernels.__wrapped__() is None
+    assert "pip install numba" in caplog.text
+    monkeypatch.setattr(compiled, "kernels", lambda: None)
+    assert not pairwise._compiled(torch.zeros(3, 2), torch.zeros(4, 2), torch.zeros(4))
+    assert not optim._on_cpu(torch.zeros(3, 2))

@@ -28,6 +28,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from embrec.nn import compiled
+
 _FUSED = hasattr(torch, "_fused_adam_")
 
 
@@ -91,8 +93,7 @@ class RowAdam(torch.optim.Optimizer):
         """The step of one or two CPU tables drawn at the same rows by one compiled pass
         (``embrec.nn.kernels.adam_rows``): repeats summed through a row-to-position map, then Adam in
         place on each distinct row of the parameters and moments."""
-        from embrec.nn import kernels
-
+        kernels = compiled.kernels()
         n, size = tables[0].rows.numel(), tables[0].param.shape[0]
         parts = [t.arrays(n) for t in tables]
         if len(parts) == 1:  # a second table of width 0: no work
@@ -149,8 +150,7 @@ class _Rows:
 
     def consts(self) -> np.ndarray:
         """Adam's factors for this table's next step (``embrec.nn.kernels.adam_consts``)."""
-        from embrec.nn import kernels
-
+        kernels = compiled.kernels()
         b1, b2 = self.group["betas"]
         step = float(self.state["step"]) + 1
         dtype = torch.empty(0, dtype=self.param.dtype).numpy().dtype
@@ -158,9 +158,13 @@ class _Rows:
 
 
 def _on_cpu(p: torch.Tensor) -> bool:
-    """Whether the compiled CPU kernels can update ``p`` in place (a contiguous float CPU tensor)."""
+    """Whether the compiled CPU kernels can update ``p`` in place (a contiguous float CPU tensor, and
+    Numba installed)."""
     return (
-        p.device.type == "cpu" and p.is_contiguous() and p.dtype in (torch.float32, torch.float64)
+        p.device.type == "cpu"
+        and p.is_contiguous()
+        and p.dtype in (torch.float32, torch.float64)
+        and compiled.kernels() is not None
     )
 
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from embrec.nn import compiled
+
 
 def sampled_log_loss(
     pos: torch.Tensor, neg: torch.Tensor, weights: torch.Tensor | None = None
@@ -78,8 +80,7 @@ class BPRFactorLoss(torch.autograd.Function):
         items = torch.cat([pos, neg_flat])  # (B + B*K,) positives first
         ctx.shapes = (user_factors.shape, item_factors.shape, item_bias.shape)
         if _compiled(user_factors, item_factors, item_bias):  # CPU: value and gradients in one pass
-            from embrec.nn import kernels
-
+            kernels = compiled.kernels()
             u, it = users.contiguous().numpy(), items.numpy()
             g_p = torch.empty((b, d), dtype=user_factors.dtype)  # (B, d)
             g_q = torch.empty((b + b * k, d), dtype=item_factors.dtype)  # (B + B*K, d)
@@ -177,11 +178,12 @@ class BPRFactorLoss(torch.autograd.Function):
 
 def _compiled(*tables: torch.Tensor) -> bool:
     """Whether the compiled CPU kernel (``embrec.nn.kernels.bpr_rows``) can take these tables: contiguous
-    CPU tensors of one float type."""
+    CPU tensors of one float type, and Numba installed."""
     return (
         all(t.device.type == "cpu" and t.is_contiguous() for t in tables)
         and len({t.dtype for t in tables}) == 1
         and tables[0].dtype in (torch.float32, torch.float64)
+        and compiled.kernels() is not None
     )
 
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from embrec.data.ragged import Ragged
 from embrec.errors import InvalidParameterError, check_float
+from embrec.nn import compiled
 
 
 @dataclass(frozen=True)
@@ -98,20 +99,22 @@ class SeenPairs:
         return self.hashed.contains(pair_keys(users, items, self.n_items))
 
 
+_FIBONACCI = np.uint64(
+    0x9E3779B97F4A7C15
+)  # 2^64 / golden ratio: multiplicative (Fibonacci) hashing
 _EMPTY = -1
 
 
 class KeySet:
     """A set of non-negative int64 keys in an open-addressing hash table (Fibonacci hashing, linear
     probing), built and queried by compiled loops (``embrec.nn.kernels.keyset_insert`` /
-    ``keyset_contains``, which prefetches the home slots of the queries a few ahead).
+    ``keyset_contains``, which prefetches the home slots of the queries a few ahead), or without Numba
+    by vectorised NumPy rounds (round r handles the keys whose first r slots were taken).
 
     The table has a power of two >= 2 x len(keys) slots (load <= 1/2: ~1.5 probes a hit, ~2.5 a miss;
     16-32 bytes a key). Repeated keys are stored once."""
 
     def __init__(self, keys: np.ndarray) -> None:
-        from embrec.nn import kernels
-
         keys = np.ascontiguousarray(keys, dtype=np.int64).reshape(-1)
         if keys.size and int(keys.min()) < 0:
             raise InvalidParameterError(
@@ -119,15 +122,36 @@ class KeySet:
             )
         self.bits = max(int(2 * max(keys.size, 1) - 1).bit_length(), 4)
         self.slots = np.full(1 << self.bits, _EMPTY, dtype=np.int64)
-        kernels.keyset_insert(self.slots, self.bits, keys)
+        kernels = compiled.kernels()
+        if kernels is not None:
+            kernels.keyset_insert(self.slots, self.bits, keys)
+            return
+        mask, pos = len(self.slots) - 1, self._home(keys)
+        while keys.size:
+            free = self.slots[pos] == _EMPTY
+            self.slots[pos[free]] = keys[free]  # several keys for one free slot: one of them wins
+            left = self.slots[pos] != keys  # lost the slot, or it was taken before
+            keys, pos = keys[left], (pos[left] + 1) & mask
+
+    def _home(self, keys: np.ndarray) -> np.ndarray:
+        return ((keys.astype(np.uint64) * _FIBONACCI) >> np.uint64(64 - self.bits)).astype(np.int64)
 
     def contains(self, query: np.ndarray) -> np.ndarray:
         """Boolean array of ``query``'s shape: which keys are in the set."""
-        from embrec.nn import kernels
-
         query = np.asarray(query, dtype=np.int64)
-        out = np.empty(query.size, dtype=bool)
-        kernels.keyset_contains(self.slots, self.bits, np.ascontiguousarray(query).reshape(-1), out)
+        q = np.ascontiguousarray(query).reshape(-1)
+        out = np.zeros(q.size, dtype=bool)
+        kernels = compiled.kernels()
+        if kernels is not None:
+            kernels.keyset_contains(self.slots, self.bits, q, out)
+            return out.reshape(query.shape)
+        mask, todo, pos = len(self.slots) - 1, np.arange(q.size), self._home(q)
+        while todo.size:
+            slot = self.slots[pos]
+            hit = slot == q
+            out[todo[hit]] = True
+            go = ~hit & (slot != _EMPTY)  # probe on past taken slots; an empty slot ends the search
+            todo, q, pos = todo[go], q[go], (pos[go] + 1) & mask
         return out.reshape(query.shape)
 
 
