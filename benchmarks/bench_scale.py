@@ -70,6 +70,7 @@ def fit_timed(model, log) -> float:
 def single(events: int, epochs: int, peers: bool = True) -> dict:
     log = shop(events)
     row: dict = {"events": events, "users": log.users.n_ids, "items": log.items.n_ids}
+    row["load_before"] = round(os.getloadavg()[0], 2)
     for positives in ("events", "pairs"):
         m = BPR(epochs=epochs, positives=positives, progress=False)
         row[f"bpr_{positives}_cpu_s"] = round(fit_timed(m, log), 3)
@@ -109,15 +110,37 @@ def single(events: int, epochs: int, peers: bool = True) -> dict:
 
 
 def worker(events: int, ranks: int) -> None:
-    """Inside torchrun: one BPR epoch on this rank's shard (global batch 15000)."""
+    """Inside torchrun: one BPR epoch on this rank's shard (global batch 15000), and the seconds of it
+    spent in the gradient exchange (``count_active`` + ``average_gradients``: the collectives, including
+    the wait for the slower rank) and its CPU seconds there."""
     from embrec.models import distributed
 
     world = distributed.init()
-    m = BPR(epochs=2, batch_size=15000 // world.size, progress=False).fit(shop(events))
+    spent = {"wall": 0.0, "cpu": 0.0}
+
+    def timed(fn):
+        def wrapper(*args, **kwargs):
+            t0, c0 = time.perf_counter(), time.process_time()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                spent["wall"] += time.perf_counter() - t0
+                spent["cpu"] += time.process_time() - c0
+
+        return wrapper
+
+    distributed.average_gradients = timed(distributed.average_gradients)
+    distributed.count_active = timed(distributed.count_active)
+    epochs = 2
+    m = BPR(epochs=epochs, batch_size=15000 // world.size, progress=False).fit(shop(events))
     if world.main:
-        print(
-            json.dumps({"ranks": world.size, "bpr_epoch_s": round(median_epoch(m), 3)}), flush=True
-        )
+        total = sum(h["seconds"] for h in m.history_)
+        row = {"ranks": world.size, "bpr_epoch_s": round(median_epoch(m), 3)}
+        if world.size > 1:
+            row["exchange_s_per_epoch"] = round(spent["wall"] / epochs, 3)
+            row["exchange_cpu_s_per_epoch"] = round(spent["cpu"] / epochs, 3)
+            row["exchange_share"] = round(spent["wall"] / total, 3)
+        print(json.dumps(row), flush=True)
 
 
 def free_port() -> int:
