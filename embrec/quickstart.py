@@ -53,6 +53,8 @@ ZOO: dict[str, dict[str, Any]] = {
     "rating-bias": {},
     "ease": {},
     "item-knn": {},
+    "repeat-blend": {},
+    "transition-blend": {"max_rows": 5000},
     "als": {"factors": 32, "iterations": 10},
     "bpr": {"factors": 32, "epochs": 10, "batch_size": 4096, "lr": 0.02},
     "implicit-mf": {"factors": 32, "epochs": 5, "n_negatives": 4, "lr": 0.02},

@@ -24,9 +24,11 @@ def _models() -> dict[str, type]:
     from embrec.models.explicit_mf import ExplicitMF
     from embrec.models.implicit_mf import ImplicitMF
     from embrec.models.rating_dnn import RatingDNN
+    from embrec.models.repeat_blend import RepeatBlend
     from embrec.models.rnn import RNNRecommender
     from embrec.models.sasrec import SASRec
     from embrec.models.softmax_dnn import SoftmaxDNN
+    from embrec.models.transition_blend import TransitionBlend
     from embrec.models.two_tower import TwoTower
 
     models: dict[str, type] = {
@@ -41,10 +43,12 @@ def _models() -> dict[str, type]:
         "explicit-mf": ExplicitMF,
         "implicit-mf": ImplicitMF,
         "rating-dnn": RatingDNN,
+        "repeat-blend": RepeatBlend,
         "rnn": RNNRecommender,
         "sasrec": SASRec,
         "softmax-dnn": SoftmaxDNN,
         "two-tower": TwoTower,
+        "transition-blend": TransitionBlend,
     }
     return models
 
@@ -70,12 +74,16 @@ def name_of(cls: type) -> str:
     for name, c in _models().items():
         if c is cls:
             return name
-    raise InvalidParameterError(f"model class {cls.__name__} is not registered in embrec.models.registry.")
+    raise InvalidParameterError(
+        f"model class {cls.__name__} is not registered in embrec.models.registry."
+    )
 
 
 def class_of(name: Any) -> type:
     models = _models()
     if not isinstance(name, str) or name not in models:
-        raise ModelFileError(f"config.json names model class {describe(name)}, which this embrec does not know "
-                             f"(known: {', '.join(models)}).")
+        raise ModelFileError(
+            f"config.json names model class {describe(name)}, which this embrec does not know "
+            f"(known: {', '.join(models)})."
+        )
     return models[name]
