@@ -1,5 +1,5 @@
 """What the learned blends share: a window carved from the end of the training log, transactions, and a
-log-linear softmax over ragged candidate lists fitted by L-BFGS.
+log-linear softmax over ragged candidate lists fitted by L-BFGS (scipy).
 
     before = carve_window(train, 0.15)           # False on the last 15 % of the events by time
     baskets = basket_ids(train)                  # (n,) a transaction id per event
@@ -22,7 +22,7 @@ next item of a transaction), ``P(p | l) = softmax over the list of X[p] . w``; t
 from __future__ import annotations
 
 import numpy as np
-import torch
+from scipy.optimize import minimize
 
 from embrec.data.interactions import Interactions
 from embrec.errors import DataError
@@ -74,38 +74,41 @@ def fit_log_linear(
     max_iter: int = 200,
 ) -> np.ndarray:
     """(F,) weights of the softmax over ragged lists (module docstring): ``x`` (P, F) the features of each
-    candidate, ``owner`` (P,) its list (0 .. L-1), ``target`` (P,) its non-negative weight."""
-    if target.sum() <= 0:
+    candidate, ``owner`` (P,) its list (0 .. L-1), ``target`` (P,) its non-negative weight. L-BFGS-B
+    (scipy) on the exact gradient ``X^T (t_l p - t) + 2 l2 w`` (``t_l`` the list's total target)."""
+    if np.sum(target) <= 0:
         raise DataError(
             "the window carved from the training log holds no event the blend can learn from; "
             "give it a longer log or a larger window."
         )
-    xt = torch.as_tensor(np.asarray(x, dtype=np.float64))  # (P, F)
-    own = torch.as_tensor(np.asarray(owner, dtype=np.int64))  # (P,)
-    tgt = torch.as_tensor(np.asarray(target, dtype=np.float64) / float(np.sum(target)))  # (P,)
-    n_lists = int(own.max()) + 1
-    w = torch.zeros(x.shape[1], dtype=torch.float64)
-    if init is not None:
-        w += torch.as_tensor(np.asarray(init, dtype=np.float64))
-    w.requires_grad_(True)
-    opt = torch.optim.LBFGS([w], max_iter=max_iter, line_search_fn="strong_wolfe")
+    order = np.argsort(owner, kind="stable")
+    x = np.asarray(x, dtype=np.float64)[order]  # (P, F), each list's rows together
+    own = np.asarray(owner)[order]
+    tgt = np.asarray(target, dtype=np.float64)[order] / float(np.sum(target))  # (P,)
+    starts = np.flatnonzero(np.r_[True, own[1:] != own[:-1]])  # (L,)
+    lengths = np.diff(np.r_[starts, own.size])
+    list_tgt = np.repeat(np.add.reduceat(tgt, starts), lengths)  # (P,) the list's total target
 
-    def closure() -> torch.Tensor:
-        opt.zero_grad()
-        s = xt @ w  # (P,)
-        top = torch.full((n_lists,), -torch.inf, dtype=s.dtype).scatter_reduce(
-            0, own, s.detach(), reduce="amax"
-        )  # (L,) per-list max, for a stable log-sum-exp
-        total = torch.zeros(n_lists, dtype=s.dtype).index_add(
-            0, own, torch.exp(s - top[own])
-        )  # (L,)
-        log_p = s - top[own] - torch.log(total)[own]  # (P,)
-        loss = -(tgt * log_p).sum() + l2 * w.pow(2).sum()
-        loss.backward()
-        return loss
+    def loss_grad(w: np.ndarray) -> tuple[float, np.ndarray]:
+        s = x @ w  # (P,)
+        top = np.repeat(
+            np.maximum.reduceat(s, starts), lengths
+        )  # per-list max: a stable log-sum-exp
+        e = np.exp(s - top)
+        total = np.repeat(np.add.reduceat(e, starts), lengths)
+        log_p = s - top - np.log(total)
+        loss = -float(tgt @ log_p) + l2 * float(w @ w)
+        grad = x.T @ (list_tgt * (e / total) - tgt) + 2.0 * l2 * w
+        return loss, grad
 
-    opt.step(closure)
-    out = w.detach().numpy()
-    if not np.all(np.isfinite(out)):
+    start = np.zeros(x.shape[1]) if init is None else np.asarray(init, dtype=np.float64)
+    res = minimize(
+        loss_grad,
+        start,
+        jac=True,
+        method="L-BFGS-B",
+        options={"maxiter": max_iter, "gtol": 1e-9, "ftol": 1e-12},
+    )
+    if not np.all(np.isfinite(res.x)):
         raise FloatingPointError("the blend's weights became non-finite while fitting; raise l2.")
-    return out
+    return res.x
