@@ -369,3 +369,22 @@ def test_quasi_newton_solves_a_quadratic_and_stops_at_the_tolerance():
     )
     np.testing.assert_allclose(z[0], np.linalg.solve(a, b), rtol=1e-10)
     assert len(calls) == 1
+
+
+def test_fold_in_runs_blas_on_one_thread_and_restores_it():
+    """Per-user fold-in algebra is small: BLAS threads only cost there (and far more on a busy
+    machine). The decorator limits BLAS to one thread inside and leaves the caller's setting alone."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from embrec.models.foldin import one_blas_thread
+
+    def blas_threads() -> set[int]:
+        return {lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"}
+
+    seen = []
+    probe = one_blas_thread(lambda: seen.append(blas_threads()) or "done")
+    with threadpool_limits(2, "blas"):
+        assert probe() == "done" and seen[-1] == {1}
+        assert blas_threads() == {2}
+    with threadpool_limits(1, "blas"):  # already one thread: nothing to change
+        assert probe() == "done" and seen[-1] == {1}

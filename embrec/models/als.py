@@ -25,7 +25,7 @@ from embrec.data.ragged import Ragged
 from embrec.errors import check_choice, check_float, check_positive_int
 from embrec.memory import check_tables
 from embrec.models.base import EmbeddingModel
-from embrec.models.foldin import distinct_items, weighted_ridge
+from embrec.models.foldin import distinct_items, one_blas_thread, weighted_ridge
 from embrec.models.search import Choice, FloatRange, IntRange, Param
 
 logger = logging.getLogger(__name__)
@@ -99,6 +99,7 @@ class ALS(EmbeddingModel):
             out[new] = self.fold_in(histories.select(new))
         return out
 
+    @one_blas_thread
     def fold_in(self, histories: Ragged) -> np.ndarray:
         """(B, d) user factors for histories of item rows, item factors Y fixed: each user's exact
         least-squares solution, the step ALS training takes for every user (and what implicit's

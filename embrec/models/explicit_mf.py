@@ -44,6 +44,7 @@ from embrec.errors import DataError, InvalidParameterError, check_float, check_p
 from embrec.memory import check_tables
 from embrec.models.base import EmbeddingModel, Recommendations, with_denied
 from embrec.models.distributed import local_events
+from embrec.models.foldin import one_blas_thread
 from embrec.models.search import FloatRange, IntRange, Param
 from embrec.models.training import (
     Batches,
@@ -300,6 +301,7 @@ class ExplicitMF(EmbeddingModel):
         rows = np.maximum(rows, 0)
         return Recommendations(self.items_.decode(rows), scores, rows)
 
+    @one_blas_thread
     def _fold_in(self, hist: Ragged, ratings: np.ndarray | None) -> np.ndarray:
         """(B, d+1) [U_u, b_u] solving each history's ridge system (see the module docstring); the
         part shared by every user is built once per model, the (d+1)² systems are solved as one stack."""

@@ -40,7 +40,7 @@ from embrec.errors import DataError
 from embrec.memory import check_tables
 from embrec.models.base import EmbeddingModel, Recommender, top_k_rows
 from embrec.models.distributed import local_events
-from embrec.models.foldin import distinct_items, quasi_newton, spd_inverse
+from embrec.models.foldin import distinct_items, one_blas_thread, quasi_newton, spd_inverse
 from embrec.models.training import (
     Batches,
     TrainConfig,
@@ -289,6 +289,7 @@ class SampledFactorization(EmbeddingModel):
         return out, vals
 
     # fold-in ----------------------------------------------------------------------------------
+    @one_blas_thread
     def fold_in(self, histories: Ragged) -> tuple[np.ndarray, np.ndarray]:
         """(B, d) user factors and (B,) user biases fitted to each history (item rows) with the item
         side fixed: each user's own expected training objective (``_fold_in_grad``) plus the Gaussian

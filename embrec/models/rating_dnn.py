@@ -84,7 +84,7 @@ from embrec.errors import (
 from embrec.memory import check_tables
 from embrec.models.base import EmbeddingModel, Recommendations, Recommender, top_k_rows
 from embrec.models.explicit_mf import RatingSplit, check_rows, flat_ratings
-from embrec.models.foldin import newton
+from embrec.models.foldin import newton, one_blas_thread
 from embrec.models.search import Choice, FloatRange, IntRange, Param
 from embrec.models.training import TrainConfig, make_optimizer, resolve_device, seeded, train_loop
 from embrec.nn.regression import gravity as gravity_term
@@ -473,6 +473,7 @@ class RatingDNN(EmbeddingModel):
         value = self.rating_range_[1] if self.history_rating is None else self.history_rating
         return np.full(hist.values.size, value, dtype=np.float32)
 
+    @one_blas_thread
     def _fold_in(self, hist: Ragged, ratings: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, d) user vectors and (B,) biases: damped Gauss-Newton on each user's own loss (docstring),
         users solved independently (a batch gives what one-at-a-time calls give)."""
