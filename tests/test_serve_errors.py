@@ -324,3 +324,25 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def test_a_serving_process_runs_torch_and_blas_on_one_thread():
+    """Set once per serving process (requests are small products; threads only contend), not per call."""
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy, scipy.linalg, torch; from threadpoolctl import threadpool_info;"
+        "from embrec.serve.app import _one_thread; _one_thread();"
+        "print(torch.get_num_threads(), sorted({l['num_threads'] for l in threadpool_info() if l['user_api'] == 'blas'}))"
+    )
+    env = {
+        **__import__("os").environ,
+        "OMP_NUM_THREADS": "2",
+        "OPENBLAS_NUM_THREADS": "2",
+    }  # start from 2
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["1", "[1]"]

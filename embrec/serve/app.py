@@ -207,10 +207,13 @@ def worker_app() -> FastAPI:
 def _one_thread() -> None:
     """Set once per serving process: one torch intra-op thread. A request is a small product; a second
     thread only contends (measured on two-tower: 10 ms a request with one thread, 60 ms with two on a
-    busy 2-core machine). Use ``workers`` for more cores."""
+    busy 2-core machine). Use ``workers`` for more cores. BLAS (numpy, scipy: the fold-in algebra) gets
+    one thread too, set once here rather than around every request."""
     import torch
+    from threadpoolctl import threadpool_limits
 
     torch.set_num_threads(1)
+    threadpool_limits(1, "blas")  # the process is the server's: a setting for its whole life
 
 
 def serve(model_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, *, log_level: str = "info",
