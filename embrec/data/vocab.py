@@ -43,6 +43,7 @@ class IdVocab:
         self.kind = "int" if pd.api.types.is_integer_dtype(raw.dtype) else "str"
         if self.kind == "str":
             self._index = pd.Index(raw.astype(str), dtype=object)
+        self._n = len(self._index)  # a vocabulary never changes: its size is read on every request
 
     @classmethod
     def from_values(cls, values: Iterable[Any], *, name: str = "id") -> IdVocab:
@@ -61,12 +62,12 @@ class IdVocab:
     @property
     def n_ids(self) -> int:
         """Number of known ids."""
-        return len(self._index)
+        return self._n
 
     @property
     def size(self) -> int:
         """Rows an embedding table needs: known ids + the padding/unknown row 0."""
-        return len(self._index) + 1
+        return self._n + 1
 
     def __len__(self) -> int:
         return self.n_ids

@@ -188,7 +188,7 @@ class ExactIndex:
     def _ids_of(self, pos: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Index positions -> ids; slots without a finite score become id -1, score -inf."""
         valid = np.isfinite(scores)
-        if valid.all() and pos.min(initial=0) >= 0:  # every slot filled (the usual case)
+        if valid.all():  # every slot filled (the usual case; an empty slot, position -1, scores -inf)
             return self._ids[pos], scores.astype(np.float32, copy=False)
         valid &= pos >= 0
         ids = np.where(valid, self._ids[np.maximum(pos, 0)], -1)
@@ -214,7 +214,9 @@ class ExactIndex:
             pos = np.where((pos >= 0) & (cand[at] == pos), at, -1)
         keep = pos >= 0
         if numpy:
-            rows = np.zeros(pos.size, dtype=np.int64) if len(part) == 1 else part.row_ids
-            return (rows, pos) if keep.all() else (rows[keep], pos[keep])
+            rows = 0 if len(part) == 1 else part.row_ids  # one query: s[0, pos]
+            if keep.all():
+                return rows, pos
+            return (rows if len(part) == 1 else rows[keep]), pos[keep]
         return (torch.from_numpy(part.row_ids[keep]).to(self.device),
                 torch.from_numpy(pos[keep]).to(self.device))

@@ -61,9 +61,10 @@ class Recommendations:
         for ids, scores, rows in zip(self.ids.tolist(), np.asarray(self.scores, dtype=np.float64).tolist(),
                                      np.asarray(self.rows).tolist()):
             recs = [{"item": _plain(i), "score": s} for i, s in zip(ids, scores) if i is not None]
-            if labels is not None:
+            if labels is not None:  # label_of, inline: ten calls a served request
+                n = len(labels)
                 for rec, row in zip(recs, rows):
-                    rec["label"] = label_of(labels, int(row))
+                    rec["label"] = (str(labels[row]) or None) if 0 < row < n else None
             out.append(recs)
         return out
 
