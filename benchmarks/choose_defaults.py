@@ -19,7 +19,17 @@ The procedure, for one model:
    - ``synth-wide``: ``embrec.datasets.synthetic`` shaped like the held-out log (``SYNTH_WIDE``: 610
      users, 9,700 items with a Zipf popularity, 100k events, no repeat purchases, as in a ratings log);
      leave-last-out, validation carved inside train. A wide catalogue: ~10 events an item, most items
-     rare, so uniformly drawn negatives are mostly items nobody looks at.
+     rare, so uniformly drawn negatives are mostly items nobody looks at. The log keeps the generator's
+     basket column, so a sequence model trains on baskets there; the held-out log has none.
+   Two more, as a ratings file would give them to a sequence model (no basket column, one timeline per
+   user; used for rnn and sasrec):
+   - ``ml-250``: leave-last-out on ``ML_250`` ml-100k users drawn by ``numpy.random.default_rng(0)``
+     (uniform, without replacement, from user rows 1..943), all their events, the catalogue compacted
+     (≈ 23.4k training events, 1,431 movies, ≈ 94 events a user); validation carved inside train.
+   - ``synth-ratings``: ``embrec.datasets.synthetic(**SYNTH_RATINGS)`` (600 users, 10,000 items, 200,000
+     draws, no planted rebuying, seed 1) kept as a ratings file is: each (user, item) pair's first event
+     only, the basket column dropped (≈ 99k training events, ≈ 9.2k items with an event, ≈ 165 events a
+     user); leave-last-out, validation carved inside train.
 2. Candidates: the current defaults, every ``--candidate``, and (``--tune N``) the best of N Optuna trials
    on each protocol's carved validation part (``embrec.tuning.search``).
 3. Fit popularity and every candidate on each carved training part; score the validation part with the
@@ -45,6 +55,7 @@ import json
 import logging
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +76,8 @@ PROTOCOLS = {
     "ml-top10": ("ml100k-top10", {}, "precision@10"),
     "ml-few": ("leave-last-out", {"few": "ml-100k"}, "hit@10"),
     "synth-wide": ("leave-last-out", {"synthetic": True}, "hit@10"),
+    "ml-250": ("leave-last-out", {"log": "ml_250"}, "hit@10"),
+    "synth-ratings": ("leave-last-out", {"log": "synth_ratings"}, "hit@10"),
 }
 
 #: ``ml-few``: how many disjoint user groups ml-100k is cut into (seed 0)
@@ -77,6 +90,39 @@ SYNTH_WIDE = {
     "repeat_probability": 0.0,
     "seed": 0,
 }
+
+
+#: ``ml-250``: how many ml-100k users are drawn (seed 0)
+ML_250 = 250
+#: ``synth-ratings``: the synthetic draws, of which each (user, item) pair's first is kept
+SYNTH_RATINGS = {
+    "n_users": 600,
+    "n_items": 10_000,
+    "n_interactions": 200_000,
+    "repeat_probability": 0.0,
+    "seed": 1,
+}
+
+
+def ml_250() -> Interactions:
+    """``ml-250``'s log: ML_250 seeded ml-100k users with all their events, vocabularies compacted."""
+    log = datasets.load("ml-100k")
+    users = np.random.default_rng(0).choice(
+        np.arange(1, log.users.size), size=ML_250, replace=False
+    )
+    return replace(log.subset(np.isin(log.user, users)).compact(), name="ml-100k-250-users")
+
+
+def synth_ratings() -> Interactions:
+    """``synth-ratings``' log: the synthetic shop kept as a ratings file is (see the module)."""
+    log = datasets.synthetic(**SYNTH_RATINGS)
+    key = log.user * np.int64(log.items.size) + log.item
+    first = np.zeros(len(log), dtype=bool)
+    first[np.unique(key, return_index=True)[1]] = True  # each (user, item) pair's first event
+    return replace(log.subset(first), group=None, name="synthetic-ratings")
+
+
+LOGS = {"ml_250": ml_250, "synth_ratings": synth_ratings}
 
 
 def user_groups(log: Interactions, groups: int, seed: int = 0) -> list[Interactions]:
@@ -97,6 +143,8 @@ def carve(key: str) -> tuple[str, list[Any], str, list[Any]]:
         logs = user_groups(datasets.load(where["few"]), FEW_GROUPS)
     elif where.get("synthetic"):
         logs = [datasets.synthetic(**SYNTH_WIDE)]
+    elif where.get("log"):
+        logs = [LOGS[where["log"]]()]
     elif where.get("dataset"):
         logs = [datasets.load(where["dataset"])]
     else:
