@@ -60,13 +60,34 @@ class RNNRecommender(SequenceRecommender):
         "max_len": IntRange(10, 100, log=True),
     }
 
-    def __init__(self, *, cell: str = "gru", use_user: bool = False, sequences: str = "transaction",
-                 max_len: int = 50, embedding_dim: int = 64, user_dim: int = 32, hidden_dim: int = 128,
-                 num_layers: int = 1, dropout: float = 0.2, user_dropout: float = 0.1, epochs: int = 8,
-                 batch_size: int = 128, lr: float = 3e-3, weight_decay: float = 0.0,
-                 clip_grad: float | None = 5.0, patience: int | None = None, device: str | None = None,
-                 seed: int = 0, progress: bool | None = None, transition_prior: str = "none",
-                 prior_smoothing: float = 1.0, mask_bought: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        cell: str = "gru",
+        use_user: bool = False,
+        sequences: str = "transaction",
+        max_len: int = 50,
+        embedding_dim: int = 64,
+        user_dim: int = 32,
+        hidden_dim: int = 128,
+        num_layers: int = 1,
+        dropout: float = 0.2,
+        user_dropout: float = 0.1,
+        epochs: int = 8,
+        batch_size: int = 128,
+        lr: float = 3e-3,
+        weight_decay: float = 0.0,
+        clip_grad: float | None = 5.0,
+        patience: int | None = None,
+        batch_tokens: int | None = None,
+        valid_users: int = 0,
+        device: str | None = None,
+        seed: int = 0,
+        progress: bool | None = None,
+        transition_prior: str = "none",
+        prior_smoothing: float = 1.0,
+        mask_bought: bool = False,
+    ) -> None:
         self.cell = cell
         self.use_user = use_user
         self.sequences = sequences
@@ -83,6 +104,8 @@ class RNNRecommender(SequenceRecommender):
         self.weight_decay = weight_decay
         self.clip_grad = clip_grad
         self.patience = patience
+        self.batch_tokens = batch_tokens
+        self.valid_users = valid_users
         self.device = device
         self.seed = seed
         self.progress = progress
@@ -96,9 +119,16 @@ class RNNRecommender(SequenceRecommender):
 
     # module --------------------------------------------------------------------------------------
     def _build_module(self) -> _RNNNet:
-        encoder = RecurrentEncoder(self.items_.size, self.users_.size, cell=self.cell,
-                                   embedding_dim=self.embedding_dim, user_dim=self.user_dim if self.use_user else 0,
-                                   hidden_dim=self.hidden_dim, num_layers=self.num_layers, dropout=self.dropout)
+        encoder = RecurrentEncoder(
+            self.items_.size,
+            self.users_.size,
+            cell=self.cell,
+            embedding_dim=self.embedding_dim,
+            user_dim=self.user_dim if self.use_user else 0,
+            hidden_dim=self.hidden_dim,
+            num_layers=self.num_layers,
+            dropout=self.dropout,
+        )
         return _RNNNet(encoder, self.hidden_dim, self.items_.size)
 
     def _users(self, rows: Any) -> torch.Tensor | None:
@@ -107,14 +137,18 @@ class RNNRecommender(SequenceRecommender):
         return torch.as_tensor(np.asarray(rows, dtype=np.int64), device=self.device_)
 
     def _batch_hidden(self, batch: SequenceBatch) -> torch.Tensor:
-        out, _ = self.module_.encoder(batch.items, batch.users if self.use_user else None)  # (B, T, H)
+        out, _ = self.module_.encoder(
+            batch.items, batch.users if self.use_user else None
+        )  # (B, T, H)
         return out
 
     def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.module_.head(hidden)  # (M, N)
 
     # scoring -------------------------------------------------------------------------------------
-    def _last_hidden(self, user_rows: np.ndarray, tokens: Ragged, max_tokens: int = 1 << 18) -> torch.Tensor:
+    def _last_hidden(
+        self, user_rows: np.ndarray, tokens: Ragged, max_tokens: int = 1 << 18
+    ) -> torch.Tensor:
         leaves, leaf_of = prefix_chains(user_rows, tokens)
         pos_of = tokens.lengths - 1  # (B,) the query's last token inside its leaf's run
         hidden = torch.empty((len(tokens), self.hidden_dim), device=self.device_)
@@ -126,12 +160,15 @@ class RNNRecommender(SequenceRecommender):
             e = min(leaves.size, s + max(1, max_tokens // width), s + 1024)
             part = leaves[s:e]
             slot[part] = np.arange(part.size)
-            items = torch.as_tensor(tokens.select(part).to_padded(pad=0), device=self.device_)  # (b, T)
+            items = torch.as_tensor(
+                tokens.select(part).to_padded(pad=0), device=self.device_
+            )  # (b, T)
             out, _ = self.module_.encoder(items, self._users(user_rows[part]))  # (b, T, H)
             ask = np.flatnonzero(np.isin(leaf_of, part))  # queries answered by this run
             hidden[torch.as_tensor(ask, device=self.device_)] = out[
                 torch.as_tensor(slot[leaf_of[ask]], device=self.device_),
-                torch.as_tensor(pos_of[ask], device=self.device_)]  # (q, H)
+                torch.as_tensor(pos_of[ask], device=self.device_),
+            ]  # (q, H)
             s = e
         return hidden
 
@@ -175,5 +212,9 @@ def prefix_chains(user_rows: np.ndarray, tokens: Ragged) -> tuple[np.ndarray, np
         while j is not None and leaf_of[j] < 0:
             leaf_of[j] = leaf
             n = offs[j + 1] - offs[j]
-            j = keys.get((int(user_rows[leaf]), vals[offs[leaf] : offs[leaf] + n - 1].tobytes())) if n > 1 else None
+            j = (
+                keys.get((int(user_rows[leaf]), vals[offs[leaf] : offs[leaf] + n - 1].tobytes()))
+                if n > 1
+                else None
+            )
     return leaves, leaf_of[rep]

@@ -48,11 +48,29 @@ class SASRec(SequenceRecommender):
         "max_len": IntRange(10, 100, log=True),
     }
 
-    def __init__(self, *, use_user: bool = False, sequences: str = "transaction", max_len: int = 50,
-                 dim: int = 64, num_heads: int = 2, num_layers: int = 2, dropout: float = 0.2,
-                 user_dropout: float = 0.1, epochs: int = 10, batch_size: int = 128, lr: float = 1e-3,
-                 weight_decay: float = 0.0, clip_grad: float | None = 5.0, patience: int | None = None,
-                 device: str | None = None, seed: int = 0, progress: bool | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        use_user: bool = False,
+        sequences: str = "transaction",
+        max_len: int = 50,
+        dim: int = 64,
+        num_heads: int = 2,
+        num_layers: int = 2,
+        dropout: float = 0.2,
+        user_dropout: float = 0.1,
+        epochs: int = 10,
+        batch_size: int = 128,
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        clip_grad: float | None = 5.0,
+        patience: int | None = None,
+        batch_tokens: int | None = None,
+        valid_users: int = 0,
+        device: str | None = None,
+        seed: int = 0,
+        progress: bool | None = None,
+    ) -> None:
         self.use_user = use_user
         self.sequences = sequences
         self.max_len = max_len
@@ -67,20 +85,31 @@ class SASRec(SequenceRecommender):
         self.weight_decay = weight_decay
         self.clip_grad = clip_grad
         self.patience = patience
+        self.batch_tokens = batch_tokens
+        self.valid_users = valid_users
         self.device = device
         self.seed = seed
         self.progress = progress
         for name in ("dim", "num_heads", "num_layers"):
             check_positive_int(name, getattr(self, name))
         if dim % num_heads:
-            raise InvalidParameterError(f"dim must be a multiple of num_heads ({num_heads}); received {dim}.")
+            raise InvalidParameterError(
+                f"dim must be a multiple of num_heads ({num_heads}); received {dim}."
+            )
         self._check_common()
 
     # module --------------------------------------------------------------------------------------
     def _build_module(self) -> _SASRecNet:
-        encoder = CausalSelfAttentionEncoder(self.items_.size, self.users_.size, max_len=self.max_len,
-                                             dim=self.dim, num_heads=self.num_heads, num_layers=self.num_layers,
-                                             dropout=self.dropout, use_user=self.use_user)
+        encoder = CausalSelfAttentionEncoder(
+            self.items_.size,
+            self.users_.size,
+            max_len=self.max_len,
+            dim=self.dim,
+            num_heads=self.num_heads,
+            num_layers=self.num_layers,
+            dropout=self.dropout,
+            use_user=self.use_user,
+        )
         return _SASRecNet(encoder, self.items_.size)
 
     def _users(self, rows: Any) -> torch.Tensor | None:
@@ -89,20 +118,28 @@ class SASRec(SequenceRecommender):
         return torch.as_tensor(np.asarray(rows, dtype=np.int64), device=self.device_)
 
     def _batch_hidden(self, batch: SequenceBatch) -> torch.Tensor:
-        return self.module_.encoder(batch.items, batch.users if self.use_user else None)  # (B, T, D)
+        return self.module_.encoder(
+            batch.items, batch.users if self.use_user else None
+        )  # (B, T, D)
 
     def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return hidden @ self.module_.encoder.item_embedding.weight.T + self.module_.bias  # (M, N)
 
     # scoring -------------------------------------------------------------------------------------
-    def _last_hidden(self, user_rows: np.ndarray, tokens: Ragged, chunk: int = 1024) -> torch.Tensor:
+    def _last_hidden(
+        self, user_rows: np.ndarray, tokens: Ragged, chunk: int = 1024
+    ) -> torch.Tensor:
         window = tokens.tail(self.max_len)
         last = torch.as_tensor(window.lengths - 1, device=self.device_)  # (B,)
         hidden = torch.empty((len(window), self.dim), device=self.device_)
-        order = np.argsort(window.lengths, kind="stable")  # similar lengths together: little padding
+        order = np.argsort(
+            window.lengths, kind="stable"
+        )  # similar lengths together: little padding
         for s in range(0, len(order), chunk):
             part = order[s : s + chunk]
-            items = torch.as_tensor(window.select(part).to_padded(pad=0), device=self.device_)  # (b, T)
+            items = torch.as_tensor(
+                window.select(part).to_padded(pad=0), device=self.device_
+            )  # (b, T)
             out = self.module_.encoder(items, self._users(user_rows[part]))  # (b, T, D)
             idx = torch.as_tensor(part, device=self.device_)
             hidden[idx] = out[torch.arange(part.size, device=self.device_), last[idx]]  # (b, D)
@@ -110,10 +147,10 @@ class SASRec(SequenceRecommender):
 
     # streaming -----------------------------------------------------------------------------------
     def _start_state(self, user_row: int, tokens: np.ndarray) -> Any:
-        return self._window_state(user_row, list(tokens[-self.max_len:]))
+        return self._window_state(user_row, list(tokens[-self.max_len :]))
 
     def _advance(self, state: Any, item_row: int) -> Any:
-        return self._window_state(state[0], (state[1] + [item_row])[-self.max_len:])
+        return self._window_state(state[0], (state[1] + [item_row])[-self.max_len :])
 
     def _window_state(self, user_row: int, window: list[int]) -> Any:
         items = torch.as_tensor([window], dtype=torch.int64, device=self.device_)  # (1, T)

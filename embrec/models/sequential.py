@@ -38,6 +38,7 @@ from embrec.data.ragged import Ragged
 from embrec.errors import InvalidParameterError, check_choice, check_float, check_positive_int
 from embrec.models.base import Recommendations, Recommender, top_k_rows
 from embrec.models.distributed import local_interactions
+from embrec.models.history_batches import carve_valid
 from embrec.models.training import Batches, TrainConfig, resolve_device, seeded, train_loop
 from embrec.models.transition_prior import PRIORS, TransitionPrior, bought_mask, transition_counts
 from embrec.nn.sequence import (
@@ -98,6 +99,9 @@ class SequenceRecommender(Recommender):
         check_float("user_dropout", self.user_dropout, low=0.0, high=1.0)
         check_positive_int("epochs", self.epochs)
         check_positive_int("batch_size", self.batch_size)
+        if self.batch_tokens is not None:
+            check_positive_int("batch_tokens", self.batch_tokens)
+        check_positive_int("valid_users", self.valid_users, minimum=0)
         check_float("lr", self.lr, low=0.0, low_open=True)
         check_float("weight_decay", self.weight_decay, low=0.0)
         if self.clip_grad is not None:
@@ -108,39 +112,71 @@ class SequenceRecommender(Recommender):
         check_choice("transition_prior", self.transition_prior, PRIORS)
         check_float("prior_smoothing", self.prior_smoothing, low=0.0, low_open=True)
         if not isinstance(self.mask_bought, (bool, np.bool_)):
-            raise InvalidParameterError(f"mask_bought must be True or False; received {self.mask_bought!r}.")
+            raise InvalidParameterError(
+                f"mask_bought must be True or False; received {self.mask_bought!r}."
+            )
 
     # training ----------------------------------------------------------------------------------
     def _fit(self, train: Interactions, valid: Interactions | None) -> None:
         self.device_ = resolve_device(self.device)
+        self.context_ = (
+            user_contexts(train, self.max_len)
+            if self.sequences == "timeline"
+            else Ragged(np.zeros(0, np.int64), np.zeros(train.users.size + 1, np.int64))
+        )
+        # no valid: early stopping on the last event of up to valid_users users of train
+        carved = None
+        if valid is None and self.patience is not None:
+            train, carved = carve_valid(train, max_users=self.valid_users, seed=self.seed)
         tokens, users = training_sequences(local_interactions(train), self.sequences)
-        self.context_ = user_contexts(train, self.max_len) if self.sequences == "timeline" else \
-            Ragged(np.zeros(0, np.int64), np.zeros(train.users.size + 1, np.int64))
         windows = next_item_windows(tokens, users, max_len=self.max_len)
-        logger.info("%s: %d training windows, %d targets", type(self).__name__, len(windows),
-                    int((windows.targets.values > 0).sum()))
-        config = TrainConfig(epochs=self.epochs, lr=self.lr, optimizer="adam", weight_decay=self.weight_decay,
-                             clip_grad=self.clip_grad, patience=self.patience, progress=self.progress)
+        logger.info(
+            "%s: %d training windows, %d targets",
+            type(self).__name__,
+            len(windows),
+            int((windows.targets.values > 0).sum()),
+        )
+        config = TrainConfig(
+            epochs=self.epochs,
+            lr=self.lr,
+            optimizer="adam",
+            weight_decay=self.weight_decay,
+            clip_grad=self.clip_grad,
+            patience=self.patience,
+            progress=self.progress,
+        )
         lengths = windows.inputs.lengths
 
         def batches(rng: np.random.Generator, epoch: int) -> Batches:
-            chunks = length_batches(lengths, self.batch_size, rng)
-            return Batches((make_batch(windows, rows).to(self.device_) for rows in chunks), len(chunks))
+            chunks = length_batches(lengths, self.batch_size, rng, max_tokens=self.batch_tokens)
+            return Batches(
+                (make_batch(windows, rows).to(self.device_) for rows in chunks), len(chunks)
+            )
 
         def loss(batch: SequenceBatch) -> torch.Tensor:
-            if self.user_dropout > 0:  # teach the unknown-user row 0 what an average user looks like
+            # teach the unknown-user row 0 what an average user looks like
+            if self.user_dropout > 0:
                 drop = torch.rand(batch.users.shape, device=batch.users.device) < self.user_dropout
                 batch = SequenceBatch(batch.items, batch.targets, torch.where(drop, 0, batch.users))
             return self._batch_loss(batch)
 
         validate = None
-        if valid is not None and self.patience is not None:
+        if carved is not None:
+            validate = self._carved_validator(carved, train.user_histories())
+        elif valid is not None and self.patience is not None:
             validate = self._validator(valid)
         self.prior_counts_ = transition_counts(tokens, self.items_.size)
         with seeded(self.seed) as rng:
             self.module_ = self._with_prior(self._build_module()).to(self.device_)
-            self.history_ = train_loop(self.module_, batches=batches, loss=loss, config=config, rng=rng,
-                                       validate=validate, desc=type(self).__name__)
+            self.history_ = train_loop(
+                self.module_,
+                batches=batches,
+                loss=loss,
+                config=config,
+                rng=rng,
+                validate=validate,
+                desc=type(self).__name__,
+            )
         self.module_.eval()
 
     def _batch_loss(self, batch: SequenceBatch) -> torch.Tensor:
@@ -171,32 +207,44 @@ class SequenceRecommender(Recommender):
             size = 1 if self.transition_prior == "scalar" else self.items_.size
             start = torch.zeros(size) if self.transition_prior == "mixture" else torch.ones(size)
             module.register_parameter("prior_weight", nn.Parameter(start))
-            self.prior_ = TransitionPrior(self.prior_counts_, self.item_counts_, self.prior_smoothing, self.device_)
+            self.prior_ = TransitionPrior(
+                self.prior_counts_, self.item_counts_, self.prior_smoothing, self.device_
+            )
         return module
 
-    def _full_logits(self, hidden: torch.Tensor, last: torch.Tensor,
-                     leave_out: torch.Tensor | None = None) -> torch.Tensor:
+    def _full_logits(
+        self, hidden: torch.Tensor, last: torch.Tensor, leave_out: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """(M, H) hidden states and (M,) last tokens -> (M, N) logits, the weighted log-prior added
         ("mixture": log of the gated mixture of the transition and the network's softmax)."""
         logits = self._logits(hidden)  # (M, N)
         if self.prior_ is None:
             return logits
         weight = self.module_.prior_weight
-        weight = weight.expand(last.shape[0]) if self.transition_prior == "scalar" else weight[last]  # (M,)
+        weight = (
+            weight.expand(last.shape[0]) if self.transition_prior == "scalar" else weight[last]
+        )  # (M,)
         log_prior = self.prior_.rows(last, leave_out)  # (M, N)
         if self.transition_prior == "mixture":
-            gate = F.logsigmoid(weight)[:, None], F.logsigmoid(-weight)[:, None]  # log g, log (1 - g)
+            gate = (
+                F.logsigmoid(weight)[:, None],
+                F.logsigmoid(-weight)[:, None],
+            )  # log g, log (1 - g)
             return torch.logaddexp(gate[0] + log_prior, gate[1] + torch.log_softmax(logits, dim=1))
         return logits + weight[:, None] * log_prior
 
     def _validator(self, valid: Interactions):
         """Top-5 next-item accuracy on ``valid``'s transactions (or, without groups, hit@10 of each
         user's first validation event after their training history)."""
-        valid = valid.reencode(self.users_, self.items_) if valid.items is not self.items_ else valid
+        valid = (
+            valid.reencode(self.users_, self.items_) if valid.items is not self.items_ else valid
+        )
         if valid.group is not None:
             offsets = valid.group_offsets()
             group = np.repeat(np.arange(offsets.size - 1), np.diff(offsets))
-            lengths = np.arange(len(valid)) - offsets[group]  # items before each row in its transaction
+            lengths = (
+                np.arange(len(valid)) - offsets[group]
+            )  # items before each row in its transaction
             starts = np.repeat(offsets[group], lengths)
             within = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
             prefixes = Ragged.from_lengths(valid.item[starts + within], lengths)
@@ -212,8 +260,13 @@ class SequenceRecommender(Recommender):
                     top, _ = top_k_rows(sc, 5)
                     hits += int((top == valid.item[rows, None]).any(axis=1).sum())
                 return hits / len(valid)
+
             return metric
-        order = np.argsort(valid.timestamp, kind="stable") if valid.timestamp is not None else np.arange(len(valid))
+        order = (
+            np.argsort(valid.timestamp, kind="stable")
+            if valid.timestamp is not None
+            else np.arange(len(valid))
+        )
         users, first = np.unique(valid.user[order], return_index=True)
         keep = users > 0
         users, targets = users[keep], valid.item[order][first][keep]
@@ -222,6 +275,19 @@ class SequenceRecommender(Recommender):
             hist = self.seen_.select(users)
             top, _ = self.top_k(users, hist, min(10, self.items_.n_ids), exclude=hist)
             return float((top == targets[:, None]).any(axis=1).mean()) if users.size else 0.0
+
+        return metric
+
+    def _carved_validator(self, carved: Interactions, history: Ragged):
+        """hit@10 of the carved slice (each user's held-out last event) from the user's remaining training
+        history, that history excluded: what ``leave-last-out`` scores."""
+        users, targets = carved.user, carved.item
+
+        def metric() -> float:
+            hist = history.select(users)
+            top, _ = self.top_k(users, hist, min(10, self.items_.n_ids), exclude=hist)
+            return float((top == targets[:, None]).any(axis=1).mean())
+
         return metric
 
     # scoring -----------------------------------------------------------------------------------
@@ -230,24 +296,37 @@ class SequenceRecommender(Recommender):
         self._check_fitted()
         user_rows = np.asarray(user_rows, dtype=np.int64)
         keep = prefixes.values > 0  # items unknown to training carry no signal: skipped
-        prefixes = Ragged.from_lengths(prefixes.values[keep],
-                                       np.bincount(prefixes.row_ids[keep], minlength=len(prefixes)))
+        prefixes = Ragged.from_lengths(
+            prefixes.values[keep], np.bincount(prefixes.row_ids[keep], minlength=len(prefixes))
+        )
         context = self.context_.select(user_rows)
-        opened = Ragged.from_lengths(np.zeros(len(prefixes), np.int64), np.ones(len(prefixes), np.int64))
+        opened = Ragged.from_lengths(
+            np.zeros(len(prefixes), np.int64), np.ones(len(prefixes), np.int64)
+        )
         return self._score_tokens(user_rows, concat_rows(context, opened, prefixes))
 
     def _scores(self, user_rows: np.ndarray, histories: Ragged) -> np.ndarray:
-        opened = Ragged.from_lengths(np.zeros(len(histories), np.int64), np.ones(len(histories), np.int64))
-        return self._score_tokens(np.asarray(user_rows, dtype=np.int64), concat_rows(opened, histories))
+        opened = Ragged.from_lengths(
+            np.zeros(len(histories), np.int64), np.ones(len(histories), np.int64)
+        )
+        return self._score_tokens(
+            np.asarray(user_rows, dtype=np.int64), concat_rows(opened, histories)
+        )
 
     def _score_tokens(self, user_rows: np.ndarray, tokens: Ragged, chunk: int = 4096) -> np.ndarray:
         out = np.empty((len(tokens), self.items_.size), dtype=np.float32)
-        last = torch.as_tensor(tokens.values[tokens.offsets[1:] - 1], device=self.device_)  # (B,) rows are non-empty
+        last = torch.as_tensor(
+            tokens.values[tokens.offsets[1:] - 1], device=self.device_
+        )  # (B,) rows are non-empty
         with torch.inference_mode():
             hidden = self._last_hidden(user_rows, tokens)  # (B, H)
             for s in range(0, len(tokens), chunk):
-                out[s : s + chunk] = self._full_logits(hidden[s : s + chunk],
-                                                       last[s : s + chunk]).float().cpu().numpy()  # (b, N)
+                out[s : s + chunk] = (
+                    self._full_logits(hidden[s : s + chunk], last[s : s + chunk])
+                    .float()
+                    .cpu()
+                    .numpy()
+                )  # (b, N)
         return out
 
     # streaming ---------------------------------------------------------------------------------
@@ -262,23 +341,31 @@ class SequenceRecommender(Recommender):
 
     # persistence -------------------------------------------------------------------------------
     def _get_state(self) -> dict[str, np.ndarray]:
-        state = {f"module.{k}": v.detach().cpu().numpy() for k, v in self.module_.state_dict().items()}
+        state = {
+            f"module.{k}": v.detach().cpu().numpy() for k, v in self.module_.state_dict().items()
+        }
         state["context.values"] = self.context_.values
         state["context.offsets"] = self.context_.offsets
         if self.transition_prior != "none":
             c = self.prior_counts_
-            state.update({"prior.data": c.data, "prior.indices": c.indices, "prior.indptr": c.indptr})
+            state.update(
+                {"prior.data": c.data, "prior.indices": c.indices, "prior.indptr": c.indptr}
+            )
         return state
 
     def _set_state(self, state: dict[str, np.ndarray], extra: dict[str, Any]) -> None:
         self.device_ = resolve_device(self.device)
         if self.transition_prior != "none":
             n = self.items_.size
-            self.prior_counts_ = sp.csr_matrix((state["prior.data"], state["prior.indices"], state["prior.indptr"]),
-                                               shape=(n, n))
+            self.prior_counts_ = sp.csr_matrix(
+                (state["prior.data"], state["prior.indices"], state["prior.indptr"]), shape=(n, n)
+            )
         self.module_ = self._with_prior(self._build_module())
-        weights = {k[len("module."):]: torch.from_numpy(np.array(v)) for k, v in state.items()
-                   if k.startswith("module.")}
+        weights = {
+            k[len("module.") :]: torch.from_numpy(np.array(v))
+            for k, v in state.items()
+            if k.startswith("module.")
+        }
         self.module_.load_state_dict(weights, strict=True)
         self.module_.to(self.device_).eval()
         self.context_ = Ragged(state["context.values"], state["context.offsets"])
@@ -287,10 +374,10 @@ class SequenceRecommender(Recommender):
 class SequenceSession:
     """Streaming next-item recommendations inside one transaction.
 
-        s = model.session(user="17850")
-        s.top_k(5)            # before the first purchase
-        s.add("85123A")       # one step of the model (an RNN carries its state; nothing is re-run)
-        s.top_k(5)            # the transaction's bought items are left out (exclude_bought=True)
+    s = model.session(user="17850")
+    s.top_k(5)            # before the first purchase
+    s.add("85123A")       # one step of the model (an RNN carries its state; nothing is re-run)
+    s.top_k(5)            # the transaction's bought items are left out (exclude_bought=True)
     """
 
     def __init__(self, model: SequenceRecommender, user_row: int) -> None:
@@ -320,7 +407,9 @@ class SequenceSession:
         if self._cache is None:
             with torch.inference_mode():
                 hidden = self.model._state_hidden(self._state)  # (1, H)
-                last = torch.full((1,), self._last, dtype=torch.int64, device=self.model.device_)  # (1,)
+                last = torch.full(
+                    (1,), self._last, dtype=torch.int64, device=self.model.device_
+                )  # (1,)
                 self._cache = self.model._full_logits(hidden, last)[0].float().cpu().numpy()  # (N,)
         return self._cache
 
@@ -377,8 +466,11 @@ def user_contexts(log: Interactions, max_len: int) -> Ragged:
     """Per user row (row 0 empty): the last ``max_len`` tokens of the user's training timeline."""
     tokens, users = training_sequences(log, "timeline")
     known = users > 0
-    by_user = Ragged.group(np.repeat(users[known], tokens.lengths[known]),
-                           tokens.select(np.flatnonzero(known)).values, log.users.size)
+    by_user = Ragged.group(
+        np.repeat(users[known], tokens.lengths[known]),
+        tokens.select(np.flatnonzero(known)).values,
+        log.users.size,
+    )
     return by_user.tail(max_len)
 
 
@@ -390,4 +482,3 @@ def concat_rows(*parts: Ragged) -> Ragged:
     order = np.lexsort((part, row))  # stable inside a part
     values = np.concatenate([p.values for p in parts])[order]
     return Ragged.from_lengths(values, lengths)
-
