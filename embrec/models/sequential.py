@@ -9,6 +9,16 @@ states; this base class does the rest:
   (``[0, a1, a2, 0, b1, ...]``); at prediction time the last ``max_len`` tokens of the user's training
   timeline come before the current transaction. Rows of unknown users (user row 0, e.g. retail rows
   without a customer) give one sequence per transaction and train the unknown-user embedding row.
+  Without a group column nothing splits a timeline: events with equal timestamps (a ratings log often
+  has many) stay in log order inside it.
+- training length: sequences are cut into windows of at most ``max_len`` steps; a mini-batch holds at
+  most ``batch_size`` windows and, with ``batch_tokens``, at most that many steps, so an epoch makes about
+  (events / batch_tokens) optimizer steps whether the log is short baskets or a few long timelines (a log
+  of 600 users with 165 events each otherwise gives ~18 steps an epoch). ``epochs`` is then a cap:
+  with ``patience``, training stops after that many epochs without a better validation figure and keeps
+  the best epoch's weights, the figure being ``valid``'s when ``fit`` gets one, or else hit@10 on the last
+  event of up to ``valid_users`` users carved from train (``carve_valid``: users whose last item is new to
+  them), scored as ``leave-last-out`` scores; the carved events are left out of training.
 - ``next_item_scores(user_rows, prefixes)`` (the ``retail-next`` protocol): scores of the next item of a
   transaction given the items bought before in it (items unknown to training, row 0, are skipped).
 - ``_scores(user_rows, histories)`` (``recommend(histories=...)``, ``top_k``): a history is read as one
