@@ -346,7 +346,7 @@ class EmbeddingModel(Recommender):
         ``candidates`` (raw ids) is an allow-list and ``exclude_items`` a deny-list, as in ``recommend``."""
         self._check_fitted()
         check_choice("measure", measure, ("cosine", "dot"))
-        if isinstance(items, (str, bytes)) or np.ndim(items) == 0:
+        if type(items) is not list and (isinstance(items, (str, bytes)) or np.ndim(items) == 0):
             raise InvalidParameterError(f"items must be a list of raw item ids; received {items!r}.")
         k = self._check_k(k)
         k = min(k, self.items_.n_ids - 1) or 1
