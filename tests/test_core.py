@@ -133,3 +133,19 @@ def test_model_saved_with_cuda_device_loads_without_cuda(tmp_path):
     assert again.device == "cpu"
     users = model.users_.raw_ids.tolist()
     np.testing.assert_allclose(again.recommend(users=users, k=3).scores, model.recommend(users=users, k=3).scores)
+
+
+def test_user_histories_order_by_time_then_log_position_against_python_sort():
+    rng = np.random.default_rng(3)
+    n, n_users, n_items = 3000, 40, 25
+    user = rng.integers(0, n_users + 1, n)  # row 0: events without a known user
+    item = rng.integers(1, n_items + 1, n)
+    ts = rng.integers(0, 50, n).astype("datetime64[D]").astype("datetime64[ns]")  # many equal times
+    log = Interactions(user, item, IdVocab(np.arange(n_users)), IdVocab(np.arange(n_items)), timestamp=ts)
+    by_time = log.user_histories().to_lists()
+    by_log = log.user_histories(by_time=False).to_lists()
+    for u in range(n_users + 1):
+        rows = sorted(np.flatnonzero(user == u), key=lambda r: (ts[r], r))
+        assert by_time[u] == item[rows].tolist()
+        assert by_log[u] == item[user == u].tolist()
+    assert len(by_time) == n_users + 1

@@ -233,9 +233,15 @@ class Interactions:
 
     def user_histories(self, *, by_time: bool = True) -> Ragged:
         """Items of every user row (users.size rows, row 0 = unknown users), in time (else log) order."""
-        order = np.argsort(self.timestamp, kind="stable") if (by_time and self.timestamp is not None) \
-            else np.arange(len(self))
-        return Ragged.group(self.user[order], self.item[order], self.users.size)
+        # one sort of the rows by (user, time, log position): lexsort is stable, so equal times keep log
+        # order; the same rows as a stable sort by time then a stable grouping by user, with one
+        # permutation held instead of three (8 bytes an event at the peak, not 40)
+        if by_time and self.timestamp is not None:
+            order = np.lexsort((self.timestamp.view(np.int64), self.user))
+        else:
+            order = np.argsort(self.user, kind="stable")
+        counts = np.bincount(self.user, minlength=self.users.size)[: self.users.size]
+        return Ragged.from_lengths(self.item[order], counts)
 
     def group_offsets(self) -> np.ndarray:
         """Offsets of consecutive groups: group g is rows offsets[g]:offsets[g+1] (needs ``group``)."""
@@ -260,7 +266,7 @@ class Interactions:
         h = hashlib.sha256()
         for arr in (self.user, self.item, self.rating, self.timestamp, self.group):
             if arr is not None:
-                h.update(np.ascontiguousarray(arr).view(np.uint8).tobytes())
+                h.update(np.ascontiguousarray(arr).view(np.uint8))  # the buffer itself: no copy
         h.update(repr((self.users.n_ids, self.items.n_ids)).encode())
         for v in (self.users, self.items):
             h.update("\x1f".join(map(str, v.raw_ids[:1000])).encode())
