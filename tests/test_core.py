@@ -51,10 +51,17 @@ def test_ragged_layout_select_tail_pad():
 
 
 def test_interactions_views_and_unknown_users():
-    frame = pd.DataFrame({"u": [5, 3, 5, np.nan], "i": ["a", "b", "a", "c"],
-                          "t": ["2011-01-03", "2011-01-02", "2011-01-01", "2011-01-04"], "g": [1, 1, 2, 2]})
-    x = Interactions.from_frame(frame, user_col="u", item_col="i", time_col="t", group_col="g",
-                                missing_users="unknown")
+    frame = pd.DataFrame(
+        {
+            "u": [5, 3, 5, np.nan],
+            "i": ["a", "b", "a", "c"],
+            "t": ["2011-01-03", "2011-01-02", "2011-01-01", "2011-01-04"],
+            "g": [1, 1, 2, 2],
+        }
+    )
+    x = Interactions.from_frame(
+        frame, user_col="u", item_col="i", time_col="t", group_col="g", missing_users="unknown"
+    )
     assert x.user.tolist() == [2, 1, 2, 0]  # 3 -> 1, 5 -> 2, missing -> 0
     assert x.group_offsets().tolist() == [0, 2, 4]
     assert x.to_csr().toarray()[2].tolist() == [0, 2, 0, 0]
@@ -73,7 +80,9 @@ def test_exact_index_equals_dense_argsort():
     items, queries = rng.normal(size=(503, 8)), rng.normal(size=(37, 8))
     excl = Ragged.from_lists([rng.choice(503, 5, replace=False) for _ in range(37)])
     for measure in ("dot", "cosine"):
-        idx = ExactIndex(measure=measure, block_size=50, query_batch=16).index(items, np.arange(503) + 1)
+        idx = ExactIndex(measure=measure, block_size=50, query_batch=16).index(
+            items, np.arange(503) + 1
+        )
         ids, scores = idx.search(queries, 10, exclude=Ragged(excl.values + 1, excl.offsets))
         a, b = items, queries
         if measure == "cosine":
@@ -105,7 +114,9 @@ def test_popularity_recommend_save_load(tmp_path):
         model.recommend(histories=[[]])
     out = model.save(tmp_path / "pop")
     again = embrec.load(out)
-    assert again.recommend(users=[3], k=3).ids.tolist() == model.recommend(users=[3], k=3).ids.tolist()
+    assert (
+        again.recommend(users=[3], k=3).ids.tolist() == model.recommend(users=[3], k=3).ids.tolist()
+    )
     (model_files(out) / "config.json").write_text("{broken")
     with pytest.raises(ModelFileError, match="config.json.* is damaged"):
         embrec.load(out)
@@ -132,7 +143,9 @@ def test_model_saved_with_cuda_device_loads_without_cuda(tmp_path):
     again = embrec.load(out)
     assert again.device == "cpu"
     users = model.users_.raw_ids.tolist()
-    np.testing.assert_allclose(again.recommend(users=users, k=3).scores, model.recommend(users=users, k=3).scores)
+    np.testing.assert_allclose(
+        again.recommend(users=users, k=3).scores, model.recommend(users=users, k=3).scores
+    )
 
 
 def test_user_histories_order_by_time_then_log_position_against_python_sort():
@@ -141,7 +154,9 @@ def test_user_histories_order_by_time_then_log_position_against_python_sort():
     user = rng.integers(0, n_users + 1, n)  # row 0: events without a known user
     item = rng.integers(1, n_items + 1, n)
     ts = rng.integers(0, 50, n).astype("datetime64[D]").astype("datetime64[ns]")  # many equal times
-    log = Interactions(user, item, IdVocab(np.arange(n_users)), IdVocab(np.arange(n_items)), timestamp=ts)
+    log = Interactions(
+        user, item, IdVocab(np.arange(n_users)), IdVocab(np.arange(n_items)), timestamp=ts
+    )
     by_time = log.user_histories().to_lists()
     by_log = log.user_histories(by_time=False).to_lists()
     for u in range(n_users + 1):

@@ -59,8 +59,10 @@ class Interactions:
         if self.item_labels is not None:
             self.item_labels = np.asarray(self.item_labels, dtype=object)
             if self.item_labels.shape != (self.items.size,):
-                raise DataError(f"item_labels must hold one label per item row ({self.items.size}, row 0 "
-                                f"included); received {self.item_labels.shape}.")
+                raise DataError(
+                    f"item_labels must hold one label per item row ({self.items.size}, row 0 "
+                    f"included); received {self.item_labels.shape}."
+                )
         for col in ("item", "rating", "timestamp", "group"):
             arr = getattr(self, col)
             if arr is not None and len(arr) != n:
@@ -69,8 +71,10 @@ class Interactions:
             self.rating = np.ascontiguousarray(self.rating, dtype=np.float32)
             self.rating_kind = self.rating_kind or "rating"
             if self.rating_kind not in RATING_KINDS:
-                raise InvalidParameterError(f"rating_kind must be one of {', '.join(RATING_KINDS)}; "
-                                            f"received {describe(self.rating_kind)}.")
+                raise InvalidParameterError(
+                    f"rating_kind must be one of {', '.join(RATING_KINDS)}; "
+                    f"received {describe(self.rating_kind)}."
+                )
         else:
             self.rating_kind = None
         if self.timestamp is not None:
@@ -98,14 +102,23 @@ class Interactions:
         """Build from a DataFrame. Vocabularies are made from the data unless given (then ids outside
         them become 0). ``missing_users="unknown"`` maps a missing user id to row 0 instead of failing."""
         if len(frame) == 0:
-            raise DataError(f"the interaction table{_named(name)} is empty; expected at least one row.")
-        cols = {"user_col": user_col, "item_col": item_col, "rating_col": rating_col,
-                "time_col": time_col, "group_col": group_col}
+            raise DataError(
+                f"the interaction table{_named(name)} is empty; expected at least one row."
+            )
+        cols = {
+            "user_col": user_col,
+            "item_col": item_col,
+            "rating_col": rating_col,
+            "time_col": time_col,
+            "group_col": group_col,
+        }
         named = [(p, c) for p, c in cols.items() if c is not None]
         for j, (param, col) in enumerate(named):
             first = next((p for p, c in named[:j] if c == col), None)
             if first is not None:
-                raise DataError(f"{first} and {param} must name different columns; received {describe(col)} for both.")
+                raise DataError(
+                    f"{first} and {param} must name different columns; received {describe(col)} for both."
+                )
         for param, col in cols.items():
             if col is not None and col not in frame.columns:
                 raise DataError(
@@ -135,10 +148,14 @@ class Interactions:
         if rating_col is not None:
             rating = pd.to_numeric(frame[rating_col], errors="coerce").to_numpy(dtype=np.float32)
             if np.isnan(rating).any():
-                raise DataError(f"rating column {rating_col!r} has {int(np.isnan(rating).sum())} missing or non-numeric values.")
+                raise DataError(
+                    f"rating column {rating_col!r} has {int(np.isnan(rating).sum())} missing or non-numeric values."
+                )
             if np.isinf(rating).any():  # inf, or a number beyond float32 (1e39)
-                raise DataError(f"rating column {rating_col!r} must hold finite numbers; received "
-                                f"{int(np.isinf(rating).sum())} infinite (or beyond float32) values.")
+                raise DataError(
+                    f"rating column {rating_col!r} must hold finite numbers; received "
+                    f"{int(np.isinf(rating).sum())} infinite (or beyond float32) values."
+                )
         timestamp = None
         if time_col is not None:
             timestamp = parse_timestamps(frame[time_col], time_col)
@@ -146,9 +163,13 @@ class Interactions:
         if group_col is not None:
             g = frame[group_col]
             if g.isna().any():
-                raise DataError(f"group column {group_col!r} has {int(g.isna().sum())} missing values.")
+                raise DataError(
+                    f"group column {group_col!r} has {int(g.isna().sum())} missing values."
+                )
             group = consecutive_group_ids(g.astype(str).to_numpy())
-        return cls(user, item, users, items, rating, timestamp, group, name=name, rating_kind=rating_kind)
+        return cls(
+            user, item, users, items, rating, timestamp, group, name=name, rating_kind=rating_kind
+        )
 
     # sizes ----------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -164,18 +185,28 @@ class Interactions:
 
     def __repr__(self) -> str:
         extras = [c for c in ("rating", "timestamp", "group") if getattr(self, c) is not None]
-        return (f"Interactions({self.name or 'unnamed'}: {len(self)} events, {self.n_users} users, "
-                f"{self.n_items} items, columns={['user', 'item', *extras]})")
+        return (
+            f"Interactions({self.name or 'unnamed'}: {len(self)} events, {self.n_users} users, "
+            f"{self.n_items} items, columns={['user', 'item', *extras]})"
+        )
 
     # row selection --------------------------------------------------------------------------
     def subset(self, rows: np.ndarray) -> Interactions:
         """Rows selected by a boolean mask or integer positions; vocabularies and features are shared."""
         rows = np.asarray(rows)
         if rows.dtype == bool and rows.size != len(self):
-            raise InvalidParameterError(f"a boolean mask must have {len(self)} entries; received {rows.size}.")
+            raise InvalidParameterError(
+                f"a boolean mask must have {len(self)} entries; received {rows.size}."
+            )
         take = lambda a: None if a is None else a[rows]  # noqa: E731
-        return replace(self, user=self.user[rows], item=self.item[rows], rating=take(self.rating),
-                       timestamp=take(self.timestamp), group=take(self.group))
+        return replace(
+            self,
+            user=self.user[rows],
+            item=self.item[rows],
+            rating=take(self.rating),
+            timestamp=take(self.timestamp),
+            group=take(self.group),
+        )
 
     def compact(self) -> Interactions:
         """Re-encode with vocabularies of only the users/items present (unknown rows 0 kept as 0)."""
@@ -193,6 +224,7 @@ class Interactions:
         i_map = np.zeros(self.items.size, dtype=np.int64)
         if self.items.n_ids:
             i_map[1:] = items.encode(self.items.raw_ids, unknown="zero")
+
         def remap(ft: FeatureTable | None, mapping: np.ndarray, size: int) -> FeatureTable | None:
             if ft is None:
                 return None
@@ -200,14 +232,22 @@ class Interactions:
             old = np.nonzero(mapping)[0]
             src[mapping[old]] = old
             return ft.take(src)
+
         labels = None
         if self.item_labels is not None:
             labels = np.full(items.size, "", dtype=object)
             old = np.nonzero(i_map)[0]
             labels[i_map[old]] = self.item_labels[old]
-        return replace(self, user=u_map[self.user], item=i_map[self.item], users=users, items=items,
-                       item_features=remap(self.item_features, i_map, items.size),
-                       user_features=remap(self.user_features, u_map, users.size), item_labels=labels)
+        return replace(
+            self,
+            user=u_map[self.user],
+            item=i_map[self.item],
+            users=users,
+            items=items,
+            item_features=remap(self.item_features, i_map, items.size),
+            user_features=remap(self.user_features, u_map, users.size),
+            item_labels=labels,
+        )
 
     def sort_by_time(self) -> Interactions:
         """Rows ordered by timestamp (stable: ties keep log order)."""
@@ -218,14 +258,19 @@ class Interactions:
     def to_csr(self, values: Literal["count", "binary", "rating"] = "count") -> sp.csr_matrix:
         """users.size x items.size matrix (row/col 0 = unknown). Duplicate events add up ('count', 'rating')."""
         if values not in ("count", "binary", "rating"):
-            raise InvalidParameterError(f"values must be 'count', 'binary' or 'rating'; received {describe(values)}.")
+            raise InvalidParameterError(
+                f"values must be 'count', 'binary' or 'rating'; received {describe(values)}."
+            )
         if values == "rating":
             self._need("rating", "to_csr(values='rating')")
             data = self.rating
         else:
             data = np.ones(len(self), dtype=np.float32)
-        mat = sp.csr_matrix((data, (self.user, self.item)), shape=(self.users.size, self.items.size),
-                            dtype=np.float32)
+        mat = sp.csr_matrix(
+            (data, (self.user, self.item)),
+            shape=(self.users.size, self.items.size),
+            dtype=np.float32,
+        )
         mat.sum_duplicates()
         if values == "binary":
             mat.data[:] = 1.0
@@ -255,7 +300,10 @@ class Interactions:
 
     def to_frame(self) -> pd.DataFrame:
         """The log with raw ids."""
-        cols: dict[str, Any] = {"user": self.users.decode(self.user), "item": self.items.decode(self.item)}
+        cols: dict[str, Any] = {
+            "user": self.users.decode(self.user),
+            "item": self.items.decode(self.item),
+        }
         for c in ("rating", "timestamp", "group"):
             if getattr(self, c) is not None:
                 cols[c] = getattr(self, c)
@@ -274,7 +322,9 @@ class Interactions:
 
     def _need(self, col: str, what: str) -> None:
         if getattr(self, col) is None:
-            raise DataError(f"{what} needs the {col} column, which this interaction table{_named(self.name)} lacks.")
+            raise DataError(
+                f"{what} needs the {col} column, which this interaction table{_named(self.name)} lacks."
+            )
 
 
 def parse_timestamps(column: pd.Series, name: str) -> np.ndarray:
@@ -313,7 +363,9 @@ def _normalise_ids(col: pd.Series, name: str) -> np.ndarray:
     if pd.api.types.is_numeric_dtype(col):
         vals = col.dropna().to_numpy()
         if vals.size and (vals < 0).any():
-            raise DataError(f"id column {name!r} must hold non-negative ids; received {vals[vals < 0][0].item()!r}.")
+            raise DataError(
+                f"id column {name!r} must hold non-negative ids; received {vals[vals < 0][0].item()!r}."
+            )
         if vals.size and np.all(np.mod(vals, 1) == 0):
             return col.fillna(-1).astype(np.int64).to_numpy()
         return col.astype(str).to_numpy(dtype=object)
