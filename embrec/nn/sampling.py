@@ -75,6 +75,8 @@ class ItemSampler:
 
 #: below this many (user, item) cells the seen-pair lookup is a dense boolean table (one byte a cell)
 DENSE_LOOKUP_CELLS = 2**26
+#: pairs ``resample_seen`` looks up at once (its working memory is O(this), not O(negatives))
+QUERY_CHUNK = 1 << 20
 
 
 class SeenPairs:
@@ -184,9 +186,16 @@ def resample_seen(
     ).reshape(-1)
 
     def hits(users_: np.ndarray, items_: np.ndarray) -> np.ndarray:
-        if isinstance(seen, SeenPairs):
-            return seen.contains(users_, items_)
-        return _contains(seen, pair_keys(users_, items_, sampler.size))
+        # QUERY_CHUNK pairs at a time: the keys and the probe arrays of a lookup cost ~40 bytes a pair,
+        # so an epoch's worth at once (BPR checks every event's negative) would hold 2 GB at 50M events
+        out = np.empty(users_.size, dtype=bool)
+        for s in range(0, users_.size, QUERY_CHUNK):
+            e = s + QUERY_CHUNK
+            if isinstance(seen, SeenPairs):
+                out[s:e] = seen.contains(users_[s:e], items_[s:e])
+            else:
+                out[s:e] = _contains(seen, pair_keys(users_[s:e], items_[s:e], sampler.size))
+        return out
 
     todo = np.flatnonzero(hits(u, flat))  # later rounds check only the redrawn positions
     for _ in range(rounds):
