@@ -9,7 +9,8 @@ benchmarks/bench_scale.py). Every step runs in a fresh child process (one at a t
 peak RSS (``getrusage(RUSAGE_SELF).ru_maxrss``), its RSS after the imports (``base``) and its wall time:
 
 - ``write``: ``synthetic(..., out=DIR)`` (skipped when DIR already holds the log);
-- ``load``: ``from_file(DIR, ...)`` (user, item, quantity, timestamp, basket columns);
+- ``load``: ``from_file(DIR, ...)`` (user, item, quantity, timestamp, basket columns); the steps below load
+  what their model reads: user, item and timestamp (the time orders each user's history);
 - ``load-pandas`` (the peer): ``from_file`` of the same rows as one Parquet file (pandas, object ids);
 - ``bpr``: load + ``BPR(epochs=1)`` fit (default ``positives="events"``: one triple per event);
 - ``two-tower``: load (with ``_item_features.parquet``) + ``TwoTower(epochs=1)`` fit, on the whole log or the ``--tower-events`` first events
@@ -44,6 +45,8 @@ COLS = dict(
     time_col="timestamp",
     group_col="basket",
 )
+#: what the models of the other steps read (a user training them names these columns only)
+MODEL_COLS = dict(user_col="user", item_col="item", time_col="timestamp")
 STEPS = ("write", "load", "load-pandas", "bpr", "two-tower", "evaluate")
 
 
@@ -96,7 +99,8 @@ def child(step: str, events: int, root: Path, tower_events: int, tower_batches: 
         log = from_file(root / f"shop-{events}.parquet", **COLS)
     else:
         feats = {"item_features": data / "_item_features.parquet"} if step == "two-tower" else {}
-        log = from_file(data, **COLS, **feats)
+        cols = COLS if step == "load" else MODEL_COLS
+        log = from_file(data, **cols, **feats)
         out["load_s"] = round(time.perf_counter() - t0, 2)
         if step == "bpr":
             t1 = time.perf_counter()

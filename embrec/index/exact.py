@@ -39,6 +39,20 @@ def allowed_positions(allow: np.ndarray | None, pos_of: np.ndarray) -> np.ndarra
     return np.unique(pos[pos >= 0])
 
 
+def cannot_overflow(q: np.ndarray, bound: float) -> bool:
+    """True when no product of a row of ``q`` with a vector whose entries are at most ``bound`` in
+    absolute value can reach inf (every partial sum is at most |q_row|_1 x bound, whatever the order of
+    summation), so with finite inputs a score is never NaN (no inf - inf, no 0 x inf)."""
+    if not np.isfinite(bound) or q.size == 0:
+        return q.size == 0
+    l1 = np.abs(q).sum(axis=1, dtype=np.float64).max()
+    return bool(np.isfinite(l1) and l1 * bound < _SAFE)
+
+
+#: half the largest float32: products and sums below it stay finite
+_SAFE = float(np.finfo(np.float32).max) / 2
+
+
 def search_args(queries: np.ndarray, k: int, exclude: Ragged | None, *, dim: int,
                 measure: str) -> tuple[np.ndarray, int]:
     """Validate a ``search`` call (shared by every index): (B, dim) float32 queries, unit-normalised for
@@ -54,10 +68,11 @@ def search_args(queries: np.ndarray, k: int, exclude: Ragged | None, *, dim: int
     return (normalize_rows(q) if measure == "cosine" else q), k
 
 
-def topk_lowest_first(s: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+def topk_lowest_first(s: torch.Tensor, k: int, *, nan_free: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """(B, k) values and column positions of each row's k largest entries of ``s``, best first, equal
-    values by the lower position first (embrec's tie rule; ``torch.topk`` alone leaves ties unordered)."""
-    if torch.isnan(s).any():
+    values by the lower position first (embrec's tie rule; ``torch.topk`` alone leaves ties unordered).
+    NaN ranks last; ``nan_free`` says the caller knows ``s`` holds none (the scan for it is skipped)."""
+    if not nan_free and torch.isnan(s).any():
         s = torch.nan_to_num(s, nan=-torch.inf)
     n = s.shape[1]
     top, top_pos = torch.topk(s, min(k + 1, n), dim=1)  # (B, k+1) best values, ties unordered
@@ -122,6 +137,8 @@ class ExactIndex:
         emb_t = np.ascontiguousarray(emb.T)
         self._emb = torch.from_numpy(emb_t).T.to(self.device)  # (n, d)
         self._emb_t = emb_t if self.device.type == "cpu" else None  # the same memory, for the numpy path
+        # the largest |entry| (inf when any is not finite): lets search skip the NaN scan of its scores
+        self._bound = float(np.abs(emb).max()) if np.isfinite(emb).all() else np.inf
         self._ids = ids
         self._pos_of = np.full(int(ids.max()) + 1 if ids.size else 1, -1, dtype=np.int64)
         self._pos_of[ids] = np.arange(ids.size)
@@ -160,6 +177,9 @@ class ExactIndex:
         for start in range(0, q.shape[0], self.query_batch):
             stop = min(start + self.query_batch, q.shape[0])
             qb = torch.from_numpy(q[start:stop]).to(self.device)
+            # finite vectors too small to overflow give no NaN score: no scan of every block for one
+            # (a third of the exact search's time at 100k items, measured)
+            nan_free = cannot_overflow(q[start:stop], self._bound)
             excl = self._exclusions(exclude, start, stop, cand)
             best_s = torch.full((stop - start, kk), -torch.inf, device=self.device)
             best_p = torch.full((stop - start, kk), -1, dtype=torch.int64, device=self.device)
@@ -173,7 +193,7 @@ class ExactIndex:
                     if sel.any():
                         s[r[sel], p[sel] - b0] = -torch.inf
                 # the block's own top-k first, then a merge of 2k candidates (ties: lower position first)
-                blk_s, blk_p = topk_lowest_first(s, min(kk, b1 - b0))  # (Bq, k)
+                blk_s, blk_p = topk_lowest_first(s, min(kk, b1 - b0), nan_free=nan_free)  # (Bq, k)
                 cand_s = torch.cat([best_s, blk_s], dim=1)  # (Bq, 2k); best's positions all precede the block's
                 cand_p = torch.cat([best_p, blk_p + b0], dim=1)
                 best_s, top = torch.sort(cand_s, dim=1, descending=True, stable=True)
