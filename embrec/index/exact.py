@@ -24,7 +24,9 @@ def normalize_rows(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x)
     if x.dtype.kind != "f":
         x = x.astype(np.float64)
-    norms = np.sqrt(np.add.reduce(x * x, axis=1, keepdims=True))  # np.linalg.norm's sum, without its dispatch
+    norms = np.sqrt(
+        np.add.reduce(x * x, axis=1, keepdims=True)
+    )  # np.linalg.norm's sum, without its dispatch
     return (x / np.maximum(norms, 1e-12)).astype(np.float32, copy=False)
 
 
@@ -53,8 +55,9 @@ def cannot_overflow(q: np.ndarray, bound: float) -> bool:
 _SAFE = float(np.finfo(np.float32).max) / 2
 
 
-def search_args(queries: np.ndarray, k: int, exclude: Ragged | None, *, dim: int,
-                measure: str) -> tuple[np.ndarray, int]:
+def search_args(
+    queries: np.ndarray, k: int, exclude: Ragged | None, *, dim: int, measure: str
+) -> tuple[np.ndarray, int]:
     """Validate a ``search`` call (shared by every index): (B, dim) float32 queries, unit-normalised for
     cosine, and k as an int."""
     q = np.asarray(queries, dtype=np.float32)
@@ -68,7 +71,9 @@ def search_args(queries: np.ndarray, k: int, exclude: Ragged | None, *, dim: int
     return (normalize_rows(q) if measure == "cosine" else q), k
 
 
-def topk_lowest_first(s: torch.Tensor, k: int, *, nan_free: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+def topk_lowest_first(
+    s: torch.Tensor, k: int, *, nan_free: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(B, k) values and column positions of each row's k largest entries of ``s``, best first, equal
     values by the lower position first (embrec's tie rule; ``torch.topk`` alone leaves ties unordered).
     NaN ranks last; ``nan_free`` says the caller knows ``s`` holds none (the scan for it is skipped)."""
@@ -103,8 +108,14 @@ class ExactIndex:
     >>> ids, scores = index.search(query_vectors, k=10, exclude=seen)   # (B, k) each
     """
 
-    def __init__(self, *, measure: str = "dot", block_size: int = 32768, query_batch: int = 2048,
-                 device: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        measure: str = "dot",
+        block_size: int = 32768,
+        query_batch: int = 2048,
+        device: str | None = None,
+    ) -> None:
         self.measure = check_choice("measure", measure, MEASURES)
         self.block_size = check_positive_int("block_size", block_size)
         self.query_batch = check_positive_int("query_batch", query_batch)
@@ -125,7 +136,11 @@ class ExactIndex:
             raise InvalidParameterError(
                 f"embeddings must be a non-empty 2-D array (n_items, dim); received shape {emb.shape}."
             )
-        ids = np.arange(emb.shape[0], dtype=np.int64) if ids is None else np.asarray(ids, dtype=np.int64)
+        ids = (
+            np.arange(emb.shape[0], dtype=np.int64)
+            if ids is None
+            else np.asarray(ids, dtype=np.int64)
+        )
         if ids.shape != (emb.shape[0],):
             raise InvalidParameterError(
                 f"ids must have shape ({emb.shape[0]},) to match embeddings; received {ids.shape}."
@@ -136,7 +151,9 @@ class ExactIndex:
         # fastest (measured: 17 µs against 24 µs for (1, 64) @ (3000, 64).T); torch sees the (n, d) view
         emb_t = np.ascontiguousarray(emb.T)
         self._emb = torch.from_numpy(emb_t).T.to(self.device)  # (n, d)
-        self._emb_t = emb_t if self.device.type == "cpu" else None  # the same memory, for the numpy path
+        self._emb_t = (
+            emb_t if self.device.type == "cpu" else None
+        )  # the same memory, for the numpy path
         # the largest |entry| (inf when any is not finite): lets search skip the NaN scan of its scores
         self._bound = float(np.abs(emb).max()) if np.isfinite(emb).all() else np.inf
         self._ids = ids
@@ -144,20 +161,30 @@ class ExactIndex:
         self._pos_of[ids] = np.arange(ids.size)
         return self
 
-    def search(self, queries: np.ndarray, k: int, *, exclude: Ragged | None = None,
-               allow: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def search(
+        self,
+        queries: np.ndarray,
+        k: int,
+        *,
+        exclude: Ragged | None = None,
+        allow: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` ids and scores (B, k) per query row, best first; ``exclude`` holds ids per query
         that must not be returned, ``allow`` (1-D ids, shared by every query) the only ids that may be.
         Both act inside the streamed top-k, so k results come back whenever k allowed, non-excluded ids
         exist. Slots with nothing left to return get id -1 and score -inf."""
         if self._emb is None:
-            raise NotFittedError("this index is empty; call index(embeddings, ids) before search().")
+            raise NotFittedError(
+                "this index is empty; call index(embeddings, ids) before search()."
+            )
         q, k = search_args(queries, k, exclude, dim=self._emb.shape[1], measure=self.measure)
         cand = allowed_positions(allow, self._pos_of)  # None, or ascending positions searched alone
         cand_t = None if cand is None else torch.from_numpy(cand).to(self.device)
         n = self._emb.shape[0] if cand is None else cand.size
         if n == 0:
-            return np.full((q.shape[0], k), -1, dtype=np.int64), np.full((q.shape[0], k), -np.inf, np.float32)
+            return np.full((q.shape[0], k), -1, dtype=np.int64), np.full(
+                (q.shape[0], k), -np.inf, np.float32
+            )
         kk = min(k, n)
         if self._emb_t is not None and n <= self.block_size and q.shape[0] <= self.query_batch:
             # one block, one query batch (a served request): numpy end to end, no merge step
@@ -186,7 +213,9 @@ class ExactIndex:
             for b0 in range(0, n, self.block_size):
                 b1 = min(b0 + self.block_size, n)
                 blk = self._emb[b0:b1] if cand_t is None else self._emb[cand_t[b0:b1]]
-                s = qb @ blk.T  # (Bq, blk); positions below are local to the candidates when restricted
+                s = (
+                    qb @ blk.T
+                )  # (Bq, blk); positions below are local to the candidates when restricted
                 if excl is not None:
                     r, p = excl
                     sel = (p >= b0) & (p < b1)
@@ -194,7 +223,9 @@ class ExactIndex:
                         s[r[sel], p[sel] - b0] = -torch.inf
                 # the block's own top-k first, then a merge of 2k candidates (ties: lower position first)
                 blk_s, blk_p = topk_lowest_first(s, min(kk, b1 - b0), nan_free=nan_free)  # (Bq, k)
-                cand_s = torch.cat([best_s, blk_s], dim=1)  # (Bq, 2k); best's positions all precede the block's
+                cand_s = torch.cat(
+                    [best_s, blk_s], dim=1
+                )  # (Bq, 2k); best's positions all precede the block's
                 cand_p = torch.cat([best_p, blk_p + b0], dim=1)
                 best_s, top = torch.sort(cand_s, dim=1, descending=True, stable=True)
                 best_s, best_p = best_s[:, :kk], torch.gather(cand_p, 1, top[:, :kk])
@@ -208,28 +239,45 @@ class ExactIndex:
     def _ids_of(self, pos: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Index positions -> ids; slots without a finite score become id -1, score -inf."""
         valid = np.isfinite(scores)
-        if valid.all():  # every slot filled (the usual case; an empty slot, position -1, scores -inf)
+        if (
+            valid.all()
+        ):  # every slot filled (the usual case; an empty slot, position -1, scores -inf)
             return self._ids[pos], scores.astype(np.float32, copy=False)
         valid &= pos >= 0
         ids = np.where(valid, self._ids[np.maximum(pos, 0)], -1)
         return ids, np.where(valid, scores, -np.inf).astype(np.float32)
 
-    def _exclusions(self, exclude: Ragged | None, start: int, stop: int, cand: np.ndarray | None,
-                    *, numpy: bool = False):
+    def _exclusions(
+        self,
+        exclude: Ragged | None,
+        start: int,
+        stop: int,
+        cand: np.ndarray | None,
+        *,
+        numpy: bool = False,
+    ):
         """(query rows, positions) to mask in queries start..stop: torch tensors, or numpy arrays."""
         if exclude is None:
             return None
-        part = exclude if start == 0 and stop == len(exclude) else exclude.select(np.arange(start, stop))
+        part = (
+            exclude
+            if start == 0 and stop == len(exclude)
+            else exclude.select(np.arange(start, stop))
+        )
         if part.values.size == 0:
             return None
         ids = part.values
-        if int(ids.view(np.uint64).max()) < self._pos_of.size:  # every id in range (as uint64, a negative is huge)
+        if (
+            int(ids.view(np.uint64).max()) < self._pos_of.size
+        ):  # every id in range (as uint64, a negative is huge)
             pos = self._pos_of[ids]
         else:
             known = (ids >= 0) & (ids < self._pos_of.size)
             pos = np.full(ids.size, -1, dtype=np.int64)
             pos[known] = self._pos_of[ids[known]]
-        if cand is not None:  # global positions -> places among the candidates (others cannot come back)
+        if (
+            cand is not None
+        ):  # global positions -> places among the candidates (others cannot come back)
             at = np.minimum(np.searchsorted(cand, pos), max(cand.size - 1, 0))
             pos = np.where((pos >= 0) & (cand[at] == pos), at, -1)
         keep = pos >= 0
@@ -238,5 +286,7 @@ class ExactIndex:
             if keep.all():
                 return rows, pos
             return (rows if len(part) == 1 else rows[keep]), pos[keep]
-        return (torch.from_numpy(part.row_ids[keep]).to(self.device),
-                torch.from_numpy(pos[keep]).to(self.device))
+        return (
+            torch.from_numpy(part.row_ids[keep]).to(self.device),
+            torch.from_numpy(pos[keep]).to(self.device),
+        )
