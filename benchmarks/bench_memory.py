@@ -126,6 +126,9 @@ def child(step: str, events: int, root: Path, tower_events: int, tower_batches: 
             out["of_which_fit_s"] = round(res["fit_seconds"], 2)
             out["ndcg@10"] = round(res["metrics"]["ndcg@10"], 4)
     out["wall_s"] = round(time.perf_counter() - t0, 2)
+    out["cpu_s"] = round(
+        time.process_time(), 2
+    )  # of the whole process (a loaded machine inflates wall_s)
     out.update(base_mb=round(base), peak_mb=round(rss_mb()))
     return out
 
