@@ -10,7 +10,8 @@ Arrays are NumPy views of the CPU tensors (no copies). ``bpr_rows`` is the value
 devices); ``adam_rows`` is ``embrec.nn.optim.RowAdam``'s step on a sparse row gradient: the repeats of a
 row are summed in a batch-sized buffer found through ``slot`` (a table-sized int32 map from row to
 position, all -1 between calls, so no sort is needed), then Adam updates each distinct row of the
-parameter and its two moments in place (no gather into buffers and write-back). Every kernel is
+parameter and its two moments (side by side in one row) in place (no gather into buffers and
+write-back). Every kernel is
 single-threaded (one thread, as the training loop), compiled on first use and cached on disk.
 """
 
@@ -89,6 +90,13 @@ def bpr_rows(p_tab, q_tab, b_tab, users, pos, neg, reg, bias_reg, g_p, g_q, g_b,
     # the factors in the tables' float type (``bpr_consts``), so the arithmetic stays in it
     scale, r, rb, rk, rbk, one = consts[0], consts[1], consts[2], consts[3], consts[4], consts[5]
     zero = one - one
+    # rows checked in a pass of their own (a raise inside the main loop makes it ~1.5x slower)
+    for t in range(n_b):
+        if users[t] < 0 or users[t] >= p_tab.shape[0] or pos[t] < 0 or pos[t] >= q_tab.shape[0]:
+            raise IndexError("bpr_rows: a user or positive item row lies outside its table")
+        for k in range(n_k):
+            if neg[t, k] < 0 or neg[t, k] >= q_tab.shape[0]:
+                raise IndexError("bpr_rows: a negative item row lies outside the item table")
     total = 0.0
     l2 = 0.0
     l2b = 0.0
@@ -99,8 +107,6 @@ def bpr_rows(p_tab, q_tab, b_tab, users, pos, neg, reg, bias_reg, g_p, g_q, g_b,
             for k in range(n_k):
                 _fetch_row(q_tab, neg[t + AHEAD, k], False)
         u, i = users[t], pos[t]
-        if u < 0 or u >= p_tab.shape[0] or i < 0 or i >= q_tab.shape[0]:
-            raise IndexError("bpr_rows: a user or positive item row lies outside its table")
         p, qi = p_tab[u], q_tab[i]
         gp, gi = g_p[t], g_q[t]
         bi = b_tab[i]
@@ -109,15 +115,14 @@ def bpr_rows(p_tab, q_tab, b_tab, users, pos, neg, reg, bias_reg, g_p, g_q, g_b,
             gp[c] = zero
         for k in range(n_k):
             j = neg[t, k]
-            if j < 0 or j >= q_tab.shape[0]:
-                raise IndexError("bpr_rows: a negative item row lies outside the item table")
             qj = q_tab[j]
             x = b_tab[i] - b_tab[j]
             for c in range(d):
                 x += p[c] * (qi[c] - qj[c])
-            # softplus(-x) and sigmoid(-x), stable for any x
+            # softplus(-x) and sigmoid(-x), stable for any x (log(1 + e), not log1p: 1.3x faster a
+            # batch here; it differs only where e < 1e-7, by less than e, in the reported loss)
             e = math.exp(-abs(x))
-            total += math.log1p(e) + max(-x, zero)
+            total += math.log(one + e) + max(-x, zero)
             s = one / (one + e) if x < zero else e / (one + e)  # σ(-x)
             gx = -s * scale  # d loss / d x
             gsum += gx
@@ -182,15 +187,17 @@ def _adam_row(p, m, v, g, consts):
 @numba.njit(cache=True, error_model="numpy", nogil=True)
 def adam_rows(tables, moments, grads, consts, rows, slot, acc, uniq):
     """Lazy Adam on the rows of two tables that share their drawn rows (e.g. item factors and item
-    biases): ``tables`` = (table (R, d), table2 (R, d2)) (d2 may be 0: one table), ``moments`` = (m, v,
-    m2, v2) of their shapes, ``grads`` (n, d) and (n, d2) for the rows ``rows`` (n,) (repeats allowed:
-    summed first, in the order drawn), ``consts`` = (``adam_consts`` of each table). ``slot`` (R,) int32
-    is all -1 on entry and exit; ``acc`` = two (>= n, d) / (>= n, d2) and ``uniq`` (>= n,) are scratch.
-    Returns the number of distinct rows."""
+    biases): ``tables`` = (table (R, d), table2 (R, d2)) (d2 may be 0: one table), ``moments`` = their
+    Adam moments (R, 2 d) and (R, 2 d2) (a row's mean, then its second moment: one run of memory per
+    row), ``grads`` (n, d) and (n, d2) for the rows ``rows`` (n,) (repeats allowed: summed first, in
+    the order drawn), ``consts`` = (``adam_consts`` of each table). ``slot`` (R,) int32 is all -1 on
+    entry and exit; ``acc`` = two (>= n, d) / (>= n, d2) and ``uniq`` (>= n,) are scratch. Returns the
+    number of distinct rows."""
     table, table2 = tables
-    m, v, m2, v2 = moments
+    mv, mv2 = moments
     grad, grad2 = grads
     acc1, acc2 = acc
+    d, d2 = table.shape[1], table2.shape[1]
     n_u = 0
     for t in range(rows.shape[0]):  # checked first: nothing is written when one is out of range
         if rows[t] < 0 or rows[t] >= table.shape[0] or rows[t] >= table2.shape[0]:
@@ -211,15 +218,13 @@ def adam_rows(tables, moments, grads, consts, rows, slot, acc, uniq):
         if s + AHEAD < n_u:
             ahead = uniq[s + AHEAD]
             _fetch_row(table, ahead, True)
-            _fetch_row(m, ahead, True)
-            _fetch_row(v, ahead, True)
+            _fetch_row(mv, ahead, True)
             _fetch_row(table2, ahead, True)
-            _fetch_row(m2, ahead, True)
-            _fetch_row(v2, ahead, True)
+            _fetch_row(mv2, ahead, True)
         row = uniq[s]
         slot[row] = -1
-        _adam_row(table[row], m[row], v[row], acc1[s], consts[0])
-        _adam_row(table2[row], m2[row], v2[row], acc2[s], consts[1])
+        _adam_row(table[row], mv[row, :d], mv[row, d:], acc1[s], consts[0])
+        _adam_row(table2[row], mv2[row, :d2], mv2[row, d2:], acc2[s], consts[1])
     return n_u
 
 

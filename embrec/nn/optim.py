@@ -9,10 +9,13 @@ through sparse-tensor arithmetic): a row's moments decay only in steps that draw
 correction uses the table's step count; on the rows a step draws, the update equals dense Adam's. A
 dense gradient (e.g. a scalar bias) gets the ordinary Adam update.
 
-On CPU a table's step is one compiled pass (``embrec.nn.kernels.adam_rows``): the repeats of a row are
+A table's two moments are kept side by side, ``state["moments"]`` (rows, 2, ...): a row's mean and
+second moment are one run of memory, so a step's random row accesses touch two places (parameter,
+moments), not three. On CPU a table's step is one compiled pass (``embrec.nn.kernels.adam_rows``; two
+tables drawn at the same rows, such as item factors and biases, share it): the repeats of a row are
 summed through a table-sized row-to-position map (no sort), then Adam updates each distinct row of the
-parameter and of its two moments in place, prefetching the rows a few ahead (random rows of large tables
-are cache misses). Elsewhere (CUDA): the drawn rows are sorted and their gradients summed (one
+parameter and its moments in place, prefetching the rows a few ahead (random rows of large tables are
+cache misses). Elsewhere (CUDA): the drawn rows are sorted and their gradients summed (one
 ``embedding_bag`` sum over the sorted order), the parameter's and moments' rows gathered into buffers
 kept between steps, updated in one fused pass (``torch._fused_adam_`` where this torch has it, else
 in-place ops) and written back. Both are O(B d) work, with no temporaries of table size;
@@ -56,12 +59,13 @@ class RowAdam(torch.optim.Optimizer):
                 state = self.state[p]
                 if not state:
                     state["step"] = torch.zeros((), dtype=torch.float32)
-                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.contiguous_format)
-                    state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.contiguous_format)
+                    # Adam's two moments of a row side by side: (rows, 2, ...), [:, 0] the mean
+                    state["moments"] = p.new_zeros((p.shape[0], 2) + p.shape[1:])
+                moments = state["moments"]
                 grad = p.grad
                 if not grad.is_sparse:
                     state["step"] += 1
-                    _adam(p, grad, state["exp_avg"], state["exp_avg_sq"], state["step"], group)
+                    _adam(p, grad, moments[:, 0], moments[:, 1], state["step"], group)
                     continue
                 rows = grad._indices()[0]
                 if rows.numel() == 0:
@@ -76,14 +80,13 @@ class RowAdam(torch.optim.Optimizer):
                 uniq, g = sum_rows(rows, grad._values())
                 n = uniq.numel()
                 bufs = _buffers(state, p, n, rows.numel())
-                m, v = state["exp_avg"], state["exp_avg_sq"]
                 p_rows, m_rows, v_rows = (b[:n] for b in bufs)
-                for table, out in ((p, p_rows), (m, m_rows), (v, v_rows)):
+                tables = (p, moments[:, 0], moments[:, 1])
+                for table, out in zip(tables, (p_rows, m_rows, v_rows)):
                     torch.index_select(table, 0, uniq, out=out)
                 _adam(p_rows, g, m_rows, v_rows, state["step"], group)
-                _write_rows(p, uniq, p_rows)
-                _write_rows(m, uniq, m_rows)
-                _write_rows(v, uniq, v_rows)
+                for table, out in zip(tables, (p_rows, m_rows, v_rows)):
+                    _write_rows(table, uniq, out)
         for tables in compiled.values():
             for i in range(0, len(tables), 2):
                 self._compiled_step(tables[i : i + 2])
@@ -98,7 +101,7 @@ class RowAdam(torch.optim.Optimizer):
         parts = [t.arrays(n) for t in tables]
         if len(parts) == 1:  # a second table of width 0: no work
             dtype = parts[0][0].dtype
-            parts.append(tuple(np.empty((r, 0), dtype=dtype) for r in (size, size, size, n)))
+            parts.append(tuple(np.empty((r, 0), dtype=dtype) for r in (size, size, n)))
         key = tuple(id(t.param) for t in tables)
         scratch = self.__dict__.setdefault("_scratch", {})
         slot, acc, uniq = scratch.get(key, (None, (), None))
@@ -114,8 +117,8 @@ class RowAdam(torch.optim.Optimizer):
             consts = (consts[0], consts[0])
         kernels.adam_rows(
             (parts[0][0], parts[1][0]),
-            (parts[0][1], parts[0][2], parts[1][1], parts[1][2]),
-            (parts[0][3], parts[1][3]),
+            (parts[0][1], parts[1][1]),
+            (parts[0][2], parts[1][2]),
             consts,
             tables[0].rows.contiguous().numpy(),
             slot,
@@ -137,14 +140,13 @@ class _Rows:
     group: dict
 
     def arrays(self, n: int) -> tuple[np.ndarray, ...]:
-        """NumPy views (R, d) of the parameter and its moments, and (n, d) of the gradient rows (1-D
-        tables as one column)."""
+        """NumPy views of the parameter (R, d), its moments (R, 2 d: a row's mean then its second
+        moment) and the gradient rows (n, d) (1-D tables as one column)."""
         p = self.param.detach()
         shape = (p.shape[0], -1)
         return (
             p.view(shape).numpy(),
-            self.state["exp_avg"].view(shape).numpy(),
-            self.state["exp_avg_sq"].view(shape).numpy(),
+            self.state["moments"].view(shape).numpy(),
             self.values.contiguous().view(n, -1).numpy(),
         )
 
@@ -205,7 +207,8 @@ def _adam(
 ) -> None:
     """One Adam step in place: m, v the moments, ``step`` the (already incremented) step count."""
     b1, b2 = group["betas"]
-    if _FUSED and p.is_contiguous() and p.device.type in ("cpu", "cuda"):
+    fused = _FUSED and all(t.is_contiguous() for t in (p, m, v))  # the fused kernel needs them so
+    if fused and p.device.type in ("cpu", "cuda"):
         torch._fused_adam_(
             [p],
             [g.contiguous()],
