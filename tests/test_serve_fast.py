@@ -191,3 +191,25 @@ def test_without_orjson_responses_are_json_dumps_bytes(monkeypatch):
     )
     with pytest.raises(ValueError):
         encode_json({"x": float("inf")})
+
+
+def test_a_serving_process_freezes_what_the_model_load_left(two_tower, tmp_path):
+    """serve() and every --workers process settle once after loading: the objects alive then (the model
+    among them) leave the garbage collector's scans."""
+    import gc
+
+    from embrec.serve.app import _settled, create_app
+
+    two_tower.save(tmp_path / "tt")
+    app = create_app(tmp_path / "tt")
+    before = gc.get_freeze_count()
+    try:
+        model = app.state.model
+        assert gc.is_tracked(model) and any(o is model for o in gc.get_objects())
+        assert _settled(app) is app
+        assert gc.get_freeze_count() > before
+        assert not any(
+            o is model for o in gc.get_objects()
+        )  # in the permanent generation: never scanned
+    finally:
+        gc.unfreeze()

@@ -25,6 +25,7 @@ indexes are built before the first request, never inside one.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -201,7 +202,19 @@ MODEL_DIR_ENV = "EMBREC_SERVE_MODEL_DIR"
 def worker_app() -> FastAPI:
     """The app of one ``--workers`` process: loads the model named by MODEL_DIR_ENV once, at start."""
     _one_thread()
-    return create_app(os.environ[MODEL_DIR_ENV])
+    return _settled(create_app(os.environ[MODEL_DIR_ENV]))
+
+
+def _settled(app: FastAPI) -> FastAPI:
+    """Once per serving process, after the model is loaded: collect the loading's garbage, then move every
+    object alive now (the model, torch, pandas: ~260,000 on a two-tower) to the garbage collector's
+    permanent generation (``gc.freeze``). A full collection then scans only what requests create instead
+    of rescanning the model, during which no request is answered (measured on the two-tower under wrk on
+    the busy 2-core machine: the first full collection after start took 128-156 ms of CPU; after the
+    freeze, none ran in the same 8 s)."""
+    gc.collect()
+    gc.freeze()
+    return app
 
 
 def _one_thread() -> None:
@@ -231,7 +244,7 @@ def serve(model_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, *, l
     sock = bind(host, port)
     try:
         if workers == 1:
-            app = create_app(model_dir)
+            app = _settled(create_app(model_dir))
             server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level,
                                                    access_log=access_log))
             server.run(sockets=[sock])
