@@ -126,6 +126,25 @@ def test_transition_blend_learns_what_the_basket_so_far_says():
     assert accuracy(TransitionBlend(max_rows=3000).fit(log)) >= 0.9
 
 
+def test_transition_blend_without_groups_takes_a_users_day_as_the_basket():
+    # the same planted baskets, one a day and no group column: a user's events of a day are the basket
+    frame = second_order_shop(1500, 0)
+    frame["time"] = T0 + (
+        frame["basket"].to_numpy() * 24 * 60 + np.tile([0, 1, 2], 1500)
+    ) * np.timedelta64(1, "m")
+    log = Interactions.from_frame(
+        frame.drop(columns="basket"), user_col="user", item_col="item", time_col="time"
+    )
+    test = second_order_shop(300, 1)
+    rows = log.items.encode(test["item"].tolist()).reshape(-1, 3)
+    users = log.users.encode(test["user"].iloc[::3].tolist(), unknown="zero")
+    prefixes = Ragged.from_lists(rows[:, :2].tolist())
+    scores = np.array(TransitionBlend(max_rows=3000).fit(log).next_item_scores(users, prefixes))
+    scores[:, 0] = -np.inf
+    scores[prefixes.row_ids, prefixes.values] = -np.inf
+    assert np.mean(scores.argmax(axis=1) == rows[:, 2]) >= 0.9
+
+
 def test_transition_blend_saves_and_ranks_after_a_history(tmp_path):
     log = Interactions.from_frame(
         second_order_shop(600, 0),
