@@ -13,7 +13,7 @@ from embrec import Interactions, Ragged
 from embrec.baselines import ItemTransition, RepeatFrequency
 from embrec.errors import DataError, InvalidParameterError
 from embrec.models.blend_fit import basket_ids, carve_window, fit_log_linear
-from embrec.models.repeat_blend import N_PAIR, RepeatBlend, _pair_features
+from embrec.models.repeat_blend import N_PAIR, RepeatBlend, _pair_features, _standardised
 from embrec.models.transition_blend import TransitionBlend
 
 T0 = np.datetime64("2020-01-01T00:00")
@@ -61,27 +61,84 @@ def test_repeat_blend_scores_a_raw_history_by_its_counts_and_saves(tmp_path):
     log = switched_shop()
     model = RepeatBlend().fit(log)
     rows = log.items.encode(["z3", "z7"])
-    scores = model._scores(
-        np.zeros(1, dtype=np.int64), Ragged.from_lists([[rows[0], rows[1], rows[1]]])
-    )[0]
-    # hand-built features: z3 once, z7 twice, 3 transactions, bought "now", never before
+    history = Ragged.from_lists([[rows[0], rows[1], rows[1]]])
+    scores = model._scores(np.zeros(1, dtype=np.int64), history)[0]
+    # hand-built features: z3 once, z7 twice, 3 transactions, bought "now", never before; plus the
+    # weight of the ALS score (standardised over the items) of the folded-in history
     n = np.array([1.0, 2.0])
     x = _pair_features(
         n, n, np.full(2, 3.0), np.zeros(2), np.zeros(2), model.repeat_rate_[rows], [n] * 4
     )
     assert x.shape == (2, N_PAIR)
-    expected = model.item_scores_[rows] + x @ model.weights_[:N_PAIR]
-    np.testing.assert_allclose(scores[rows], expected, rtol=1e-5)
-    other = np.setdiff1d(np.arange(1, log.items.size), rows)
-    np.testing.assert_allclose(
-        scores[other], (model.item_scores_ - 1e3 * ~model.candidate_)[other], rtol=1e-6
+    z = _standardised(model.embedding_, np.zeros(1, dtype=np.int64), history)[0]
+    assert z[1:].mean() == pytest.approx(0.0, abs=1e-9) and z[1:].std() == pytest.approx(
+        1.0, rel=1e-6
     )
+    expected = model.item_scores_[rows] + x @ model.weights_[:N_PAIR] + model.weights_[-1] * z[rows]
+    np.testing.assert_allclose(scores[rows], expected, rtol=1e-5)
     model.save(tmp_path / "m")
     loaded = embrec.load(tmp_path / "m")
     a = model.recommend(users=["3", "17"], k=10)
     b = loaded.recommend(users=["3", "17"], k=10)
     assert (a.ids == b.ids).all()
     np.testing.assert_allclose(a.scores, b.scores)
+    c = model.recommend(histories=[["z3", "z7", "z7"]], k=10)
+    d = loaded.recommend(histories=[["z3", "z7", "z7"]], k=10)
+    assert (c.ids == d.ids).all()
+
+
+def test_repeat_blend_without_embedding_is_its_hand_built_formula():
+    log = switched_shop()
+    model = RepeatBlend(embedding_factors=0).fit(log)
+    assert model.embedding_ is None and model.weights_.shape == (N_PAIR + 6,)
+    rows = log.items.encode(["z3", "z7"])
+    scores = model._scores(
+        np.zeros(1, dtype=np.int64), Ragged.from_lists([[rows[0], rows[1], rows[1]]])
+    )[0]
+    n = np.array([1.0, 2.0])
+    x = _pair_features(
+        n, n, np.full(2, 3.0), np.zeros(2), np.zeros(2), model.repeat_rate_[rows], [n] * 4
+    )
+    np.testing.assert_allclose(
+        scores[rows], model.item_scores_[rows] + x @ model.weights_[:N_PAIR], rtol=1e-5
+    )
+    other = np.setdiff1d(np.arange(1, log.items.size), rows)
+    expected = (model.item_scores_ - 1e3 * ~model.candidate_)[other]
+    np.testing.assert_allclose(scores[other], expected, rtol=1e-6)
+
+
+def clustered_shop() -> Interactions:
+    """200 customers in 4 planted groups; each buys 12 random items of its group's 15, one a day at random
+    days: the items a customer will buy next that they never bought are their group's, and only the
+    embedding (ALS on who bought what) knows the groups; popularity is the same for every group."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for u in range(200):
+        group = u % 4
+        for day in np.sort(rng.choice(300, size=12, replace=False)):
+            rows.append((str(u), f"g{group}-{rng.integers(15)}", int(day)))
+    frame = pd.DataFrame(rows, columns=["user", "item", "day"])
+    frame["time"] = T0 + frame["day"].to_numpy() * np.timedelta64(1, "D")
+    frame = frame.sort_values("time", kind="stable").reset_index(drop=True)
+    frame["basket"] = np.arange(len(frame))
+    return Interactions.from_frame(
+        frame, user_col="user", item_col="item", time_col="time", group_col="basket"
+    )
+
+
+def test_repeat_blend_embedding_brings_the_customers_group_among_new_items():
+    log = clustered_shop()
+    users = [str(u) for u in range(200)]
+    groups = np.array([f"g{u % 4}" for u in range(200)])
+
+    def in_group(model) -> float:
+        top = model.recommend(users=users, k=1, exclude_seen=True).ids[:, 0]
+        return float(np.mean([t.split("-")[0] == g for t, g in zip(top, groups)]))
+
+    assert in_group(RepeatBlend(embedding_factors=0).fit(log)) <= 0.45
+    with_embedding = RepeatBlend(embedding_factors=8).fit(log)
+    assert with_embedding.weights_[-1] > 0
+    assert in_group(with_embedding) >= 0.9
 
 
 def second_order_shop(n_baskets: int, seed: int) -> pd.DataFrame:
