@@ -197,6 +197,11 @@ def main() -> None:
         "--no-valid", action="store_true", help="fit without valid=, as the scored protocols do"
     )
     ap.add_argument(
+        "--no-defaults",
+        action="store_true",
+        help="leave out the current defaults (e.g. when a --candidate names them)",
+    )
+    ap.add_argument(
         "--reference",
         default="",
         help="models fitted at their defaults beside (e.g. ease,item-knn)",
@@ -207,7 +212,7 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     keys = [k for k in args.protocols.split(",") if k]
     carved = {k: carve(k) for k in keys}
-    candidates: dict[str, dict[str, Any]] = {"defaults": {}}
+    candidates: dict[str, dict[str, Any]] = {} if args.no_defaults else {"defaults": {}}
     for text in args.candidate:
         label, params = parse_candidate(text, args.model)
         candidates[label] = params
