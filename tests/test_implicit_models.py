@@ -147,16 +147,21 @@ def test_bias_column_retrieval_equals_brute_force(name, clustered):
     assert (np.argsort(-full, axis=1, kind="stable")[:, :10] == expect).all()
 
 
-def test_als_fold_in_is_the_library_least_squares_solution(clustered):
+@pytest.mark.parametrize("confidence", ["count", "binary"])
+def test_als_fold_in_is_the_library_least_squares_solution(clustered, confidence):
     """ALS fold-in = the closed form (YᵀCY + λI) x = YᵀCp with the item factors fixed, where implicit
-    takes the confidence of a bought item as c = alpha * count (1 elsewhere) and p = 1 where bought."""
-    _, models = clustered
-    model = models["als"]
+    takes the confidence of a bought item as c = alpha * count (``confidence="count"``) or alpha
+    (``"binary"``), 1 elsewhere, and p = 1 where bought."""
+    log, _ = clustered
+    model = ALS(factors=8, regularization=1.0, alpha=10.0, iterations=15, confidence=confidence,
+                num_threads=1, seed=0).fit(log)
     hist = [3, 5, 5, 9]  # item rows, one bought twice
     x = model.fold_in(Ragged.from_lists([hist]))[0]
     y = model.item_factors_.astype(np.float64)
     c = np.zeros(y.shape[0])
-    np.add.at(c, hist, model.alpha)  # count confidence
+    np.add.at(c, hist, model.alpha)  # count confidence: alpha per purchase
+    if confidence == "binary":
+        c = np.where(c > 0, model.alpha, 0.0)
     a = y.T @ y + y.T @ (((c - 1) * (c > 0))[:, None] * y) + model.regularization * np.eye(y.shape[1])
     b = y.T @ c
     np.testing.assert_allclose(x, np.linalg.solve(a, b), rtol=1e-3, atol=1e-4)
