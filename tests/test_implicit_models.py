@@ -26,14 +26,22 @@ from tests.conftest import make_log
 
 # small, fast settings that learn the test logs below (seconds each on one core)
 FACTORIES = {
-    "implicit-mf": lambda: ImplicitMF(factors=8, epochs=60, batch_size=64, lr=0.05, reg=1e-3, seed=0),
-    "bpr": lambda: BPR(factors=8, epochs=80, batch_size=64, lr=0.05, reg=1e-2, bias_reg=1e-3, n_negatives=4, seed=0),
-    "als": lambda: ALS(factors=8, regularization=1.0, alpha=10.0, iterations=15, num_threads=1, seed=0),
+    "implicit-mf": lambda: ImplicitMF(
+        factors=8, epochs=60, batch_size=64, lr=0.05, reg=1e-3, seed=0
+    ),
+    "bpr": lambda: BPR(
+        factors=8, epochs=80, batch_size=64, lr=0.05, reg=1e-2, bias_reg=1e-3, n_negatives=4, seed=0
+    ),
+    "als": lambda: ALS(
+        factors=8, regularization=1.0, alpha=10.0, iterations=15, num_threads=1, seed=0
+    ),
 }
 MODELS = list(FACTORIES)
 
 
-def clustered_log(n_users: int = 120, n_clusters: int = 4, per_cluster: int = 15, bought: int = 8, seed: int = 0):
+def clustered_log(
+    n_users: int = 120, n_clusters: int = 4, per_cluster: int = 15, bought: int = 8, seed: int = 0
+):
     """Each user buys ``bought`` distinct items of their own cluster (user u is in cluster u % n_clusters)
     and one random item of another: the planted structure fold-in must recover."""
     rng = np.random.default_rng(seed)
@@ -41,7 +49,9 @@ def clustered_log(n_users: int = 120, n_clusters: int = 4, per_cluster: int = 15
     for u in range(n_users):
         c = u % n_clusters
         own = rng.choice(per_cluster, bought, replace=False) + c * per_cluster
-        other = int(rng.choice([i for i in range(n_clusters * per_cluster) if i // per_cluster != c]))
+        other = int(
+            rng.choice([i for i in range(n_clusters * per_cluster) if i // per_cluster != c])
+        )
         pairs += [(u, int(i)) for i in own] + [(u, other)]
     return make_log(pairs)
 
@@ -110,7 +120,10 @@ def test_save_load_identical_scores(name, clustered, tmp_path):
     np.testing.assert_array_equal(again.scores(users=[0, 5, 7]), model.scores(users=[0, 5, 7]))
     hist = [[1, 2, 3], [20, 21]]
     np.testing.assert_array_equal(again.scores(histories=hist), model.scores(histories=hist))
-    assert again.recommend(histories=hist, k=5).ids.tolist() == model.recommend(histories=hist, k=5).ids.tolist()
+    assert (
+        again.recommend(histories=hist, k=5).ids.tolist()
+        == model.recommend(histories=hist, k=5).ids.tolist()
+    )
     np.testing.assert_array_equal(again.item_embeddings(), model.item_embeddings())
 
 
@@ -140,7 +153,9 @@ def test_bias_column_retrieval_equals_brute_force(name, clustered):
     brute = model.user_factors_[rows] @ model.item_factors_.T + model.item_bias_  # p_u . q_i + b_i
     brute[:, 0] = -np.inf
     expect = np.argsort(-brute, axis=1, kind="stable")[:, :10]
-    np.testing.assert_allclose(got_scores, np.take_along_axis(brute, expect, 1), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        got_scores, np.take_along_axis(brute, expect, 1), rtol=1e-5, atol=1e-5
+    )
     assert (got_rows == expect).mean() > 0.99  # ties aside, the same items in the same order
     # the full score adds per-user constants only: same ranking as the retrieval score
     full = brute + model.user_bias_[rows, None] + model.global_bias_
@@ -153,8 +168,15 @@ def test_als_fold_in_is_the_library_least_squares_solution(clustered, confidence
     takes the confidence of a bought item as c = alpha * count (``confidence="count"``) or alpha
     (``"binary"``), 1 elsewhere, and p = 1 where bought."""
     log, _ = clustered
-    model = ALS(factors=8, regularization=1.0, alpha=10.0, iterations=15, confidence=confidence,
-                num_threads=1, seed=0).fit(log)
+    model = ALS(
+        factors=8,
+        regularization=1.0,
+        alpha=10.0,
+        iterations=15,
+        confidence=confidence,
+        num_threads=1,
+        seed=0,
+    ).fit(log)
     hist = [3, 5, 5, 9]  # item rows, one bought twice
     x = model.fold_in(Ragged.from_lists([hist]))[0]
     y = model.item_factors_.astype(np.float64)
@@ -162,7 +184,11 @@ def test_als_fold_in_is_the_library_least_squares_solution(clustered, confidence
     np.add.at(c, hist, model.alpha)  # count confidence: alpha per purchase
     if confidence == "binary":
         c = np.where(c > 0, model.alpha, 0.0)
-    a = y.T @ y + y.T @ (((c - 1) * (c > 0))[:, None] * y) + model.regularization * np.eye(y.shape[1])
+    a = (
+        y.T @ y
+        + y.T @ (((c - 1) * (c > 0))[:, None] * y)
+        + model.regularization * np.eye(y.shape[1])
+    )
     b = y.T @ c
     np.testing.assert_allclose(x, np.linalg.solve(a, b), rtol=1e-3, atol=1e-4)
 
@@ -177,7 +203,9 @@ def test_training_is_deterministic_and_leaves_global_rng_alone(checkerboard):
     c = ImplicitMF(factors=4, epochs=2, batch_size=32, seed=7).fit(train)
     d = ImplicitMF(factors=4, epochs=2, batch_size=32, seed=7).fit(train)
     np.testing.assert_array_equal(c.user_factors_, d.user_factors_)
-    np.testing.assert_array_equal(c.fold_in(Ragged.from_lists([[1, 2]]))[0], d.fold_in(Ragged.from_lists([[1, 2]]))[0])
+    np.testing.assert_array_equal(
+        c.fold_in(Ragged.from_lists([[1, 2]]))[0], d.fold_in(Ragged.from_lists([[1, 2]]))[0]
+    )
 
 
 def test_hyper_parameters_are_checked():
@@ -200,18 +228,27 @@ def test_losses_equal_hand_computed_values():
     assert sampled_log_loss(pos, neg).item() == pytest.approx(expect, rel=1e-6)
     expect_bpr = (sp(0.0) + sp(1.0) + sp(-3.0) + sp(1.0)) / 4  # -log σ(x) = softplus(-x)
     assert bpr_loss(pos, neg).item() == pytest.approx(expect_bpr, rel=1e-6)
-    assert bpr_loss(torch.tensor([1.0]), torch.tensor([0.0])).item() == pytest.approx(sp(-1.0), rel=1e-6)
+    assert bpr_loss(torch.tensor([1.0]), torch.tensor([0.0])).item() == pytest.approx(
+        sp(-1.0), rel=1e-6
+    )
     w = torch.tensor([1.0, 0.0])  # the second positive weighs nothing
-    assert sampled_log_loss(pos, neg, w).item() == pytest.approx((sp(0.0) + sp(0.0) + sp(1.0)) / 3, rel=1e-6)
+    assert sampled_log_loss(pos, neg, w).item() == pytest.approx(
+        (sp(0.0) + sp(0.0) + sp(1.0)) / 3, rel=1e-6
+    )
 
 
-@pytest.mark.parametrize("k, reg, bias_reg", [(3, 0.1, 0.05), (1, 0.1, 0.05), (1, 0.0, 0.0), (2, 0.0, 0.3)])
+@pytest.mark.parametrize(
+    "k, reg, bias_reg", [(3, 0.1, 0.05), (1, 0.1, 0.05), (1, 0.0, 0.0), (2, 0.0, 0.3)]
+)
 def test_fused_bpr_loss_equals_autograd_reference(k, reg, bias_reg):
     """The hand-written backward of BPR's fused loss gives autograd's value and gradients (K = 1 has its
     own path; rows drawn several times in a batch get their L2 gradient once per draw)."""
     g = torch.Generator().manual_seed(0)
-    tables = [torch.randn(7, 4, generator=g, dtype=torch.float64), torch.randn(9, 4, generator=g, dtype=torch.float64),
-              torch.randn(9, generator=g, dtype=torch.float64)]
+    tables = [
+        torch.randn(7, 4, generator=g, dtype=torch.float64),
+        torch.randn(9, 4, generator=g, dtype=torch.float64),
+        torch.randn(9, generator=g, dtype=torch.float64),
+    ]
     users, pos = torch.tensor([1, 2, 2, 6]), torch.tensor([3, 3, 8, 1])
     neg = torch.tensor([[4, 5, 3], [2, 2, 7], [1, 6, 8], [5, 4, 2]])[:, :k]
     a = [t.clone().requires_grad_() for t in tables]
@@ -221,8 +258,11 @@ def test_fused_bpr_loss_equals_autograd_reference(k, reg, bias_reg):
     p, qi, qj = b[0][users], b[1][pos], b[1][neg]
     s_pos = (p * qi).sum(-1) + b[2][pos]
     s_neg = (p[:, None] * qj).sum(-1) + b[2][neg]
-    ref = (bpr_loss(s_pos, s_neg) + reg * (p.pow(2).sum() + qi.pow(2).sum() + qj.pow(2).sum() / k) / 4
-           + bias_reg * (b[2][pos].pow(2).sum() + b[2][neg].pow(2).sum() / k) / 4)
+    ref = (
+        bpr_loss(s_pos, s_neg)
+        + reg * (p.pow(2).sum() + qi.pow(2).sum() + qj.pow(2).sum() / k) / 4
+        + bias_reg * (b[2][pos].pow(2).sum() + b[2][neg].pow(2).sum() / k) / 4
+    )
     ref.backward()
     assert fused.item() == pytest.approx(ref.item(), rel=1e-12)
     for x, y in zip(a, b):
@@ -284,7 +324,9 @@ def test_row_adam_first_step_equals_adam_on_the_drawn_rows():
         torch.testing.assert_close(s.detach(), d.detach(), rtol=1e-6, atol=1e-7)
         moved = torch.zeros(50, dtype=torch.bool)
         moved[[0, 3, 7, 41]] = True
-        assert torch.equal(s.detach()[~moved], start[~moved]) and not torch.equal(s.detach()[moved], start[moved])
+        assert torch.equal(s.detach()[~moved], start[~moved]) and not torch.equal(
+            s.detach()[moved], start[moved]
+        )
 
 
 def test_key_set_agrees_with_a_python_set():
@@ -292,11 +334,16 @@ def test_key_set_agrees_with_a_python_set():
     (multiples of a large power of two), repeated keys, and an empty set."""
     rng = np.random.default_rng(4)
     keys = np.concatenate([rng.integers(0, 10**12, 3000), np.arange(1, 400) * 2**40, [5, 5, 5]])
-    query = np.concatenate([keys[::3], rng.integers(0, 10**12, 5000), np.arange(1, 800) * 2**40, [5, 6]])
+    query = np.concatenate(
+        [keys[::3], rng.integers(0, 10**12, 5000), np.arange(1, 800) * 2**40, [5, 6]]
+    )
     ks = sampling.KeySet(keys)
     truth = set(keys.tolist())
     np.testing.assert_array_equal(ks.contains(query), [q in truth for q in query.tolist()])
-    assert ks.slots.size >= 2 * np.unique(keys).size and not sampling.KeySet(np.array([])).contains(query).any()
+    assert (
+        ks.slots.size >= 2 * np.unique(keys).size
+        and not sampling.KeySet(np.array([])).contains(query).any()
+    )
     assert ks.contains(query[:15].reshape(5, 3)).shape == (5, 3)
     with pytest.raises(InvalidParameterError, match="non-negative"):
         sampling.KeySet(np.array([3, -1]))
@@ -312,9 +359,13 @@ def test_bpr_pair_positives_ignore_repeats():
     a, b = make(positives="pairs").fit(once), make(positives="pairs").fit(repeated)
     np.testing.assert_array_equal(a.item_factors_, b.item_factors_)
     np.testing.assert_array_equal(a.user_factors_, b.user_factors_)
-    assert not np.array_equal(make().fit(repeated).item_factors_, a.item_factors_)  # events weigh repeats
+    assert not np.array_equal(
+        make().fit(repeated).item_factors_, a.item_factors_
+    )  # events weigh repeats
     hist = list(once.items.raw_ids[:3])
-    np.testing.assert_allclose(a.user_embedding(history=hist + hist[:1] * 5), a.user_embedding(history=hist), atol=1e-6)
+    np.testing.assert_allclose(
+        a.user_embedding(history=hist + hist[:1] * 5), a.user_embedding(history=hist), atol=1e-6
+    )
     with pytest.raises(InvalidParameterError, match="positives"):
         BPR(positives="users")
 
@@ -331,7 +382,10 @@ def test_popularity_sampler_draws_its_distribution():
     uni = ItemSampler.popularity(counts, alpha=0.0).sample(np.random.default_rng(0), 40_000)
     np.testing.assert_allclose(np.bincount(uni, minlength=5)[1:] / uni.size, 0.25, atol=0.01)
     a = ItemSampler.uniform_over(5).sample(np.random.default_rng(3), (4, 3))
-    assert a.shape == (4, 3) and (a == ItemSampler.uniform_over(5).sample(np.random.default_rng(3), (4, 3))).all()
+    assert (
+        a.shape == (4, 3)
+        and (a == ItemSampler.uniform_over(5).sample(np.random.default_rng(3), (4, 3))).all()
+    )
 
 
 def test_resample_seen_removes_the_users_own_items():
@@ -339,22 +393,30 @@ def test_resample_seen_removes_the_users_own_items():
     sampler = ItemSampler.uniform_over(6)
     rng = np.random.default_rng(0)
     users = np.full(5000, 1)
-    neg = resample_seen(rng, sampler, users, sampler.sample(rng, (5000, 2)), seen_keys(seen, 6), rounds=20)
+    neg = resample_seen(
+        rng, sampler, users, sampler.sample(rng, (5000, 2)), seen_keys(seen, 6), rounds=20
+    )
     assert set(np.unique(neg)) == {4, 5}
-    neg = resample_seen(rng, sampler, users, sampler.sample(rng, (5000, 2)), SeenPairs(seen, 6), rounds=20)
+    neg = resample_seen(
+        rng, sampler, users, sampler.sample(rng, (5000, 2)), SeenPairs(seen, 6), rounds=20
+    )
     assert set(np.unique(neg)) == {4, 5}
 
 
 def test_seen_pairs_dense_table_and_sorted_keys_agree(monkeypatch):
     rng = np.random.default_rng(1)
-    seen = Ragged.from_lists([rng.choice(50, rng.integers(0, 20), replace=False) for _ in range(30)])
+    seen = Ragged.from_lists(
+        [rng.choice(50, rng.integers(0, 20), replace=False) for _ in range(30)]
+    )
     users, items = rng.integers(0, 30, 2000), rng.integers(0, 50, 2000)
     truth = np.array([i in set(seen[u].tolist()) for u, i in zip(users, items)])
     dense = SeenPairs(seen, 50)
     monkeypatch.setattr(sampling, "DENSE_LOOKUP_CELLS", 10)
     keyed = SeenPairs(seen, 50)
     assert dense.table is not None and keyed.hashed is not None
-    assert (dense.contains(users, items) == truth).all() and (keyed.contains(users, items) == truth).all()
+    assert (dense.contains(users, items) == truth).all() and (
+        keyed.contains(users, items) == truth
+    ).all()
 
 
 @pytest.mark.parametrize("name", ["implicit-mf", "bpr"])
@@ -379,7 +441,9 @@ def test_history_blend_retrieval_equals_brute_force(name, clustered):
                 dense[exclude.row_ids, exclude.values] = -np.inf
             got, scores = model.top_k(rows, hist, 8, exclude=exclude)
             expect = np.argsort(-dense, axis=1, kind="stable")[:, :8]
-            np.testing.assert_allclose(scores, np.take_along_axis(dense, expect, 1), rtol=1e-4, atol=1e-4)
+            np.testing.assert_allclose(
+                scores, np.take_along_axis(dense, expect, 1), rtol=1e-4, atol=1e-4
+            )
             assert (got == expect).all()
         assert model.recommend(histories=[[5, 5, 5, 40]], k=1).ids[0, 0] == 5  # bought three times
         np.testing.assert_allclose(model._scores(rows, hist)[:, 1:], s[:, 1:], rtol=1e-4, atol=1e-4)

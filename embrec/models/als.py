@@ -52,9 +52,18 @@ class ALS(EmbeddingModel):
         "confidence": Choice(("count", "binary", "log")),
     }
 
-    def __init__(self, *, factors: int = 64, regularization: float = 10.0, alpha: float = 4.0,
-                 iterations: int = 15, confidence: str = "binary", use_cg: bool = True,
-                 num_threads: int = 0, seed: int = 0) -> None:
+    def __init__(
+        self,
+        *,
+        factors: int = 64,
+        regularization: float = 10.0,
+        alpha: float = 4.0,
+        iterations: int = 15,
+        confidence: str = "binary",
+        use_cg: bool = True,
+        num_threads: int = 0,
+        seed: int = 0,
+    ) -> None:
         self.factors = check_positive_int("factors", factors)
         self.regularization = check_float("regularization", regularization, low=0.0)
         self.alpha = check_float("alpha", alpha, low=0.0, low_open=True)
@@ -90,9 +99,15 @@ class ALS(EmbeddingModel):
         from implicit.cpu.als import AlternatingLeastSquares
 
         with threadpool_limits(1, "blas"):  # implicit checks (and warns about) BLAS threads here
-            return AlternatingLeastSquares(factors=self.factors, regularization=self.regularization,
-                                           alpha=self.alpha, iterations=self.iterations, use_cg=self.use_cg,
-                                           num_threads=self.num_threads, random_state=self.seed)
+            return AlternatingLeastSquares(
+                factors=self.factors,
+                regularization=self.regularization,
+                alpha=self.alpha,
+                iterations=self.iterations,
+                use_cg=self.use_cg,
+                num_threads=self.num_threads,
+                random_state=self.seed,
+            )
 
     # embeddings -------------------------------------------------------------------------------
     def _item_vectors(self) -> np.ndarray:
@@ -138,7 +153,9 @@ class ALS(EmbeddingModel):
     def _set_state(self, state: dict[str, np.ndarray], extra: dict[str, Any]) -> None:
         for name, rows in (("user_factors", self.users_.size), ("item_factors", self.items_.size)):
             if state[name].shape != (rows, self.factors):
-                raise ValueError(f"{name} has shape {state[name].shape}, expected {(rows, self.factors)}")
+                raise ValueError(
+                    f"{name} has shape {state[name].shape}, expected {(rows, self.factors)}"
+                )
         self.user_factors_ = state["user_factors"].astype(np.float32)
         self.item_factors_ = state["item_factors"].astype(np.float32)
         self._als = None
