@@ -107,6 +107,24 @@ def test_repeat_blend_without_embedding_is_its_hand_built_formula():
     np.testing.assert_allclose(scores[other], expected, rtol=1e-6)
 
 
+def test_repeat_blend_bounds_its_lists_and_blocks_without_changing_them(monkeypatch):
+    import embrec.models.repeat_blend as repeat_blend
+
+    log = clustered_shop()
+    before = carve_window(log, 0.15)
+    sub, win = log.subset(before), log.subset(~before)
+    model = RepeatBlend(embedding_factors=8)
+    x, owner, target = model._window_lists(sub, win)
+    monkeypatch.setattr(repeat_blend, "_BLOCK_CELLS", 3 * log.items.size)  # 3 customers a block
+    x3, owner3, target3 = model._window_lists(sub, win)
+    np.testing.assert_array_equal(owner3, owner)
+    np.testing.assert_allclose(x3, x)
+    np.testing.assert_allclose(target3, target)
+    assert owner.max() + 1 > 40
+    sampled = RepeatBlend(embedding_factors=8, max_users=40)._window_lists(sub, win)[1]
+    assert sampled.max() + 1 == 40
+
+
 def clustered_shop() -> Interactions:
     """200 customers in 4 planted groups; each buys 12 random items of its group's 15, one a day at random
     days: the items a customer will buy next that they never bought are their group's, and only the
@@ -200,6 +218,22 @@ def test_transition_blend_without_groups_takes_a_users_day_as_the_basket():
     scores[:, 0] = -np.inf
     scores[prefixes.row_ids, prefixes.values] = -np.inf
     assert np.mean(scores.argmax(axis=1) == rows[:, 2]) >= 0.9
+
+
+def test_transition_blend_refuses_a_cooccurrence_past_its_memory_limit(monkeypatch):
+    import embrec.models.transition_blend as transition_blend
+
+    log = Interactions.from_frame(
+        second_order_shop(200, 0),
+        user_col="user",
+        item_col="item",
+        time_col="time",
+        group_col="basket",
+    )
+    # 200 baskets of 3 distinct items: at most 1,800 pairs, 21,600 bytes
+    monkeypatch.setattr(transition_blend, "MAX_COOCCURRENCE_BYTES", 20_000)
+    with pytest.raises(DataError, match="up to 1,800 item pairs"):
+        TransitionBlend().fit(log)
 
 
 def test_transition_blend_saves_and_ranks_after_a_history(tmp_path):

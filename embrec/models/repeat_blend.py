@@ -23,7 +23,8 @@ are the items of their history, the ``n_popular`` most bought items and the ``n_
 score ranks highest for them, and the weights maximise the
 softmax likelihood of the rows bought in the window (each customer's rows normalised to sum to the
 square root of their number: heavy buyers weigh more, without drowning everyone else) with an L2 penalty
-``l2``. The features are then computed again on the whole training log and the learned weights score
+``l2``; beyond ``max_users`` customers in the window, a sample of that many (drawn with ``seed``) is
+used. The features are then computed again on the whole training log and the learned weights score
 them. The ``valid`` set handed to ``fit`` is not used: every setting is learned from the training log.
 
 Scoring: every item gets ``x_item . w_item + w_emb x_emb``; the candidates (a known customer's history,
@@ -55,6 +56,7 @@ from embrec.models.search import FloatRange, IntRange, Param
 TAUS = (7.0, 30.0, 90.0, 365.0)
 N_PAIR, N_ITEM = 6 + 2 * len(TAUS), 2 + len(TAUS)
 _BEHIND = 1e3  # how far below the candidates the other items rank
+_BLOCK_CELLS = 2**22  # customers x items scored at once while fitting
 
 
 class RepeatBlend(Recommender):
@@ -78,6 +80,7 @@ class RepeatBlend(Recommender):
         l2: float = 1e-3,
         embedding_factors: int = 64,
         n_embedding: int = 20,
+        max_users: int = 20_000,
         max_iter: int = 200,
         seed: int = 0,
     ) -> None:
@@ -88,6 +91,7 @@ class RepeatBlend(Recommender):
             "embedding_factors", embedding_factors, minimum=0
         )
         self.n_embedding = check_positive_int("n_embedding", n_embedding, minimum=0)
+        self.max_users = check_positive_int("max_users", max_users)
         self.max_iter = check_positive_int("max_iter", max_iter)
         self.seed = int(seed)
 
@@ -123,6 +127,10 @@ class RepeatBlend(Recommender):
         n_items = sub.items.size
         bought = (win.user > 0) & (win.item > 0)
         users = np.intersect1d(np.unique(win.user[bought]), np.unique(stats.pair_user))
+        # beyond max_users customers, a seeded sample of them bounds the lists
+        if users.size > self.max_users:
+            rng = np.random.default_rng(self.seed)
+            users = np.sort(rng.choice(users, size=self.max_users, replace=False))
         pos = np.full(sub.users.size, -1, dtype=np.int64)
         pos[users] = np.arange(users.size)
         mine = pos[stats.pair_user] >= 0
@@ -135,15 +143,12 @@ class RepeatBlend(Recommender):
         items = np.concatenate([own_i, pop_i[extra]])  # (P,)
         z = None
         if self.embedding_factors:  # the embedding's own top items join the candidates
-            z = _standardised(self._embedding().fit(sub), users, sub.user_histories().select(users))
-            top = _top_new(z, lists, items, self.n_embedding)  # (L, n)
-            lists = np.concatenate([lists, np.repeat(np.arange(users.size), top.shape[1])])
-            items = np.concatenate([items, top.reshape(-1)])
+            lists, items, z = self._embedding_candidates(sub, users, lists, items)
         x = np.zeros((lists.size, N_PAIR + N_ITEM + (z is not None)))
         x[: own_u.size, :N_PAIR] = stats.pair_x[mine]
         x[:, N_PAIR : N_PAIR + N_ITEM] = stats.item_x[items]
         if z is not None:
-            x[:, -1] = z[lists, items]
+            x[:, -1] = z
         key = win.user[bought] * n_items + win.item[bought]
         cand_key = users[lists] * n_items + items
         uniq, counts = np.unique(key, return_counts=True)
@@ -154,6 +159,32 @@ class RepeatBlend(Recommender):
         per_list = np.bincount(lists, weights=target, minlength=users.size)  # (L,)
         scale = np.sqrt(per_list) / np.maximum(per_list, 1.0)
         return x, lists, target * scale[lists]
+
+    def _embedding_candidates(
+        self, sub: Interactions, users: np.ndarray, lists: np.ndarray, items: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The lists and items with each customer's ``n_embedding`` best ALS items added, and the
+        standardised ALS score (P,) of every candidate; computed a block of customers at a time, so
+        memory stays O(block x items) whatever the number of customers."""
+        model = self._embedding().fit(sub)
+        histories = sub.user_histories()
+        z_old = np.zeros(lists.size)
+        new_lists, new_items, z_new = [], [], []
+        step = max(1, _BLOCK_CELLS // sub.items.size)
+        for start in range(0, users.size, step):
+            stop = min(start + step, users.size)
+            block = _standardised(model, users[start:stop], histories.select(users[start:stop]))
+            inside = (lists >= start) & (lists < stop)
+            z_old[inside] = block[lists[inside] - start, items[inside]]
+            top = _top_new(block, lists[inside] - start, items[inside], self.n_embedding)  # (b, n)
+            new_lists.append(np.repeat(np.arange(start, stop), top.shape[1]))
+            new_items.append(top.reshape(-1))
+            z_new.append(np.take_along_axis(block, top, axis=1).reshape(-1))
+        return (
+            np.concatenate([lists, *new_lists]),
+            np.concatenate([items, *new_items]),
+            np.concatenate([z_old, *z_new]),
+        )
 
     # scoring ------------------------------------------------------------------------------------
     def _scores(self, user_rows: np.ndarray, histories: Ragged) -> np.ndarray:

@@ -23,6 +23,10 @@ The counts are then computed again on the whole training log. The ``valid`` set 
 used. Items outside the candidates rank after them, in item-transition's order; items already in the
 basket are the caller's to remove (the protocol does).
 
+Memory: the counts are sparse (items x items for transitions and co-occurrence, users x items for the
+history); a log whose transactions would make a co-occurrence past ``MAX_COOCCURRENCE_BYTES`` (2 GiB) is
+refused with a DataError before anything is fitted. Scoring densifies a block of rows at a time.
+
 ``recommend`` / ``top_k`` (a user's next item after their whole history) take the history's last item as
 the basket so far; a history given by raw ids counts as the user's purchases, with no recency.
 """
@@ -37,7 +41,7 @@ import scipy.sparse as sp
 from embrec.baselines.transition import ItemTransition
 from embrec.data.interactions import Interactions
 from embrec.data.ragged import Ragged
-from embrec.errors import check_float, check_positive_int
+from embrec.errors import DataError, check_float, check_positive_int
 from embrec.models.base import Recommender
 from embrec.models.blend_fit import age_days, basket_ids, carve_window, fit_log_linear
 from embrec.models.search import FloatRange, IntRange, Param
@@ -46,6 +50,9 @@ N_FEATURES = 11
 RECENCY_DAYS = 30.0
 _BEHIND = 1e3  # how far below the candidates the other items rank
 _FLOOR = 1e-12  # smallest probability inside the log
+#: the basket co-occurrence (sparse, items x items) may take at most this many bytes
+MAX_COOCCURRENCE_BYTES = 2**31
+_PAIR_BYTES = 12  # a stored float32 value and its int64 column index
 _SPARSE = ("transitions", "cooccurrence", "user_counts", "user_recency")
 
 
@@ -84,6 +91,7 @@ class TransitionBlend(Recommender):
     # fitting ------------------------------------------------------------------------------------
     def _fit(self, train: Interactions, valid: Interactions | None) -> None:
         before = carve_window(train, self.window)
+        _members(train)  # refuses a co-occurrence past its memory limit before any fitting
         sub, win = train.subset(before), train.subset(~before)
         self._count(sub)
         x, owner, target = self._window_lists(win)
@@ -102,13 +110,8 @@ class TransitionBlend(Recommender):
         ).fit(log)
         self.transitions_ = self.transition_.transitions_.tocsr()  # (I, I) C[a, b]
         self.reverse_ = self.transitions_.T.tocsr()  # (I, I) C[b, a]
-        baskets = basket_ids(log)
+        member = _members(log)  # (T, I) which items each transaction holds
         known = log.item > 0
-        member = sp.csr_matrix(
-            (np.ones(int(known.sum()), dtype=np.float32), (baskets[known], log.item[known])),
-            shape=(int(baskets.max(initial=0)) + 1, n_items),
-        )
-        member.data[:] = 1.0  # a basket holds an item or not
         co = (member.T @ member).tocsr()  # (I, I) transactions holding both
         co.setdiag(0.0)
         co.eliminate_zeros()
@@ -292,6 +295,29 @@ class TransitionBlend(Recommender):
         it.transitions_, it.popularity_ = self.transitions_, state["transition_popularity"]
         self.reverse_ = self.transitions_.T.tocsr()
         self.transition_ = it
+
+
+def _members(log: Interactions) -> sp.csr_matrix:
+    """(transactions, I) binary: which items each transaction holds; DataError when the co-occurrence it
+    makes (``members.T @ members``) could pass ``MAX_COOCCURRENCE_BYTES``."""
+    baskets = basket_ids(log)
+    known = log.item > 0
+    n_items = log.items.size
+    member = sp.csr_matrix(
+        (np.ones(int(known.sum()), dtype=np.float32), (baskets[known], log.item[known])),
+        shape=(int(baskets.max(initial=0)) + 1, n_items),
+    )
+    member.data[:] = 1.0  # a basket holds an item or not (duplicates were summed)
+    sizes = np.diff(member.indptr).astype(np.float64)
+    pairs = min(float(sizes @ sizes), float(n_items) ** 2)  # at most, before the product sums them
+    if pairs * _PAIR_BYTES > MAX_COOCCURRENCE_BYTES:
+        raise DataError(
+            f"transition-blend's basket co-occurrence would hold up to {pairs:,.0f} item pairs "
+            f"(about {pairs * _PAIR_BYTES / 2**30:.1f} GiB, the limit is "
+            f"{MAX_COOCCURRENCE_BYTES / 2**30:.0f} GiB); this log's transactions are too large or "
+            "its catalogue too wide for it: use item-transition, or give the log shorter transactions."
+        )
+    return member
 
 
 def _gather(mat: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
