@@ -14,7 +14,11 @@ peers measured in the same process and the same run:
 Each figure is the median over ``--reps`` calls; the whole table is measured ``--runs`` times and the
 spread (min–max of the run medians) is printed. Beside the wall-clock ratio, the ratio of the median
 process CPU time per call (``time.process_time``: time the process was not running is left out, which
-makes it less sensitive to other jobs on a shared machine; cache contention still counts). The quality column is the mean top-10 overlap (unseen
+makes it less sensitive to other jobs on a shared machine; cache contention still counts).
+``--rounds R`` times the functions interleaved instead (for a loaded machine, where load that comes and
+goes between one model's calls and the next's skews sequential medians): in each of R rounds every
+function (floor, implicit, each model) gets ``--reps`` back-to-back calls, and a cell is the median over
+the rounds of each round's median. The quality column is the mean top-10 overlap (unseen
 items) between a training user's stored vector and that user's own history folded in, over 200 users.
 One thread (``torch.set_num_threads(1)``, ``OMP_NUM_THREADS=1``); prints ``uptime`` before and after.
 """
@@ -77,6 +81,26 @@ def median_ms(fn, reps: int) -> tuple[float, float]:
     return float(np.median(wall) * 1e3), float(np.median(cpu) * 1e3)
 
 
+def interleaved_ms(fns: dict, reps: int, rounds: int) -> dict:
+    """{name: (wall ms, CPU ms)}: medians over ``rounds`` rounds of each round's median of ``reps``
+    back-to-back calls, the functions taking turns round by round."""
+    for fn in fns.values():
+        fn()
+    wall: dict = {k: [] for k in fns}
+    cpu: dict = {k: [] for k in fns}
+    for _ in range(rounds):
+        for k, fn in fns.items():
+            w, c = [], []
+            for _ in range(reps):
+                t, p = time.perf_counter(), time.process_time()
+                fn()
+                w.append(time.perf_counter() - t)
+                c.append(time.process_time() - p)
+            wall[k].append(np.median(w))
+            cpu[k].append(np.median(c))
+    return {k: (float(np.median(wall[k]) * 1e3), float(np.median(cpu[k]) * 1e3)) for k in fns}
+
+
 def floor_call(y: np.ndarray, rows: np.ndarray, reg: float = 0.05) -> np.ndarray:
     yh = y[rows]
     x = np.linalg.solve(yh.T @ yh + reg * np.eye(y.shape[1], dtype=y.dtype), yh.sum(0))
@@ -106,6 +130,7 @@ def main() -> None:
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--cache", type=Path, default=Path("/tmp/embrec-bench-foldin"))
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--rounds", type=int, default=0, help="interleaved rounds (0: sequential)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     load_before = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
@@ -125,16 +150,20 @@ def main() -> None:
             rows = rng.choice(np.arange(1, als.items_.size), n, replace=False)
             raw = als.items_.decode(rows).tolist()
             reps = args.reps if n < 500 else max(5, args.reps // 3)
-            res[("floor", n)] = median_ms(lambda rows=rows: floor_call(y, rows), reps)
             csr = sp.csr_matrix(
                 (np.ones(n, dtype=np.float32), (np.zeros(n, dtype=np.int64), rows)),
                 shape=(1, als.items_.size),
             )
-            res[("implicit", n)] = median_ms(lambda csr=csr: lib.recalculate_user(0, csr), reps)
+            fns = {
+                "floor": lambda rows=rows: floor_call(y, rows),
+                "implicit": lambda csr=csr: lib.recalculate_user(0, csr),
+            }
             for name, model in models.items():
-                res[(name, n)] = median_ms(
-                    lambda m=model, h=raw: m.recommend(histories=[h], k=10), reps
-                )
+                fns[name] = lambda m=model, h=raw: m.recommend(histories=[h], k=10)
+            if args.rounds:
+                res.update({(k, n): v for k, v in interleaved_ms(fns, reps, args.rounds).items()})
+            else:
+                res.update({(k, n): median_ms(fn, reps) for k, fn in fns.items()})
         runs.append(res)
     quality = {name: overlap(model) for name, model in models.items()}
     load_after = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
@@ -143,8 +172,12 @@ def main() -> None:
         vals = [r[key][0] for r in runs]
         return float(np.median(vals)), min(vals), max(vals)
 
+    mode = (
+        f"interleaved, {args.rounds} rounds of {args.reps} calls" if args.rounds else "sequential"
+    )
     print(
         f"fold-in + top-10, ms per call (median of {args.runs} runs; min-max), {args.items} items, d=64"
+        f" ({mode})"
     )
     print(f"load before: {load_before}\nload after:  {load_after}")
     print(
@@ -183,6 +216,7 @@ def main() -> None:
                     "table": table,
                     "load": [load_before, load_after],
                     "threads": os.environ.get("OMP_NUM_THREADS"),
+                    "mode": mode,
                 },
                 indent=1,
             )
