@@ -48,10 +48,10 @@ def test_compiled_bpr_loss_equals_the_torch_path(monkeypatch, k):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_compiled_row_adam_equals_the_torch_path(monkeypatch, dtype):
-    """Five steps on a 2-D table and a 1-D bias drawn at the same rows (one compiled pass for both) and
-    a third table drawn at its own rows, rows drawn several times per step: the compiled step (repeats
-    summed through the row map, Adam in place) moves every row as the sort-and-gather step does, and
-    leaves undrawn rows alone."""
+    """Five steps on a 2-D table and a 1-D bias drawn at the same rows, several times per step (one
+    compiled pass for both, repeats summed through the row map), and a third table drawn at distinct
+    rows (the pass that sums nothing): the compiled step moves every row as the sort-and-gather step
+    does, and leaves undrawn rows alone."""
     pytest.importorskip("numba")
     g = torch.Generator().manual_seed(5)
     start = [
@@ -59,11 +59,16 @@ def test_compiled_row_adam_equals_the_torch_path(monkeypatch, dtype):
         torch.randn(30, generator=g, dtype=dtype),
         torch.randn(30, 3, generator=g, dtype=dtype),
     ]
+    # rows 25..29 never drawn
     draws = [
-        torch.randint(0, 25, (2, 40), generator=g) for _ in range(5)
-    ]  # rows 25..29 never drawn
+        (torch.randint(0, 25, (40,), generator=g), torch.randperm(25, generator=g)[:20])
+        for _ in range(5)
+    ]
     weights = [
-        [torch.randn((40,) + s.shape[1:], generator=g, dtype=dtype) for s in start]
+        [
+            torch.randn((n,) + s.shape[1:], generator=g, dtype=dtype)
+            for n, s in zip((40, 40, 20), start)
+        ]
         for _ in range(5)
     ]
 
@@ -88,6 +93,29 @@ def test_compiled_row_adam_equals_the_torch_path(monkeypatch, dtype):
     for got, want, s in zip(compiled, reference, start):
         torch.testing.assert_close(got, want, **tol)
         assert torch.equal(got[25:], s[25:]) and not torch.equal(got[:25], s[:25])
+
+
+def test_bpr_fit_equals_the_torch_path(monkeypatch):
+    """Eight epochs of BPR (two negatives, rows drawn many times per batch) with the compiled loss and
+    Adam step and with the PyTorch ones: the same model up to float rounding."""
+    pytest.importorskip("numba")
+    from embrec.models.bpr import BPR
+    from tests.conftest import make_log
+
+    rng = np.random.default_rng(2)
+    log = make_log([(f"u{u}", f"i{rng.integers(0, 30)}") for u in range(40) for _ in range(6)])
+
+    def fit():
+        return BPR(factors=8, epochs=8, batch_size=50, lr=0.05, n_negatives=2, seed=1).fit(log)
+
+    compiled = fit()
+    monkeypatch.setattr(pairwise, "_compiled", lambda *tables: False)
+    monkeypatch.setattr(optim, "_on_cpu", lambda p: False)
+    reference = fit()
+    for name in ("user_factors_", "item_factors_", "item_bias_"):
+        got, want = getattr(compiled, name), getattr(reference, name)
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+        assert np.abs(want).max() > 0.1  # trained, not at zero
 
 
 def test_rows_outside_a_table_are_refused_before_anything_moves():

@@ -43,7 +43,7 @@ from embrec.errors import check_choice, check_float, check_positive_int
 from embrec.models.factor import BiasedDot, SampledFactorization
 from embrec.models.foldin import pair_block, scratch
 from embrec.models.search import FloatRange, IntRange, Param
-from embrec.nn.pairwise import bpr_factor_loss
+from embrec.nn.pairwise import RowMaps, bpr_factor_loss
 from embrec.nn.sampling import SeenPairs, resample_seen
 
 
@@ -144,6 +144,7 @@ class BPR(SampledFactorization):
             neg,
             reg=self.reg,
             bias_reg=self.bias_reg,
+            maps=self.__dict__.setdefault("_row_maps", RowMaps()),  # scratch for this fit
         )
 
     # fold-in: one user's expected training objective over the sampler, p the user's factors,

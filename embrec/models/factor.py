@@ -131,7 +131,7 @@ class SampledFactorization(EmbeddingModel):
         idle = np.bincount(train.user[known], minlength=self.users_.size) == 0
         self.user_factors_[idle] = 0.0
         self.user_bias_[idle] = 0.0
-        for name in ("pos_users_", "pos_items_", "seen_pairs_"):
+        for name in ("pos_users_", "pos_items_", "seen_pairs_", "_row_maps"):
             self.__dict__.pop(name, None)
         self.fold_in_prior_ = None
         self.calibrate_fold_in()

@@ -2,12 +2,14 @@
 batch's rows where PyTorch needs a dozen whole-batch operations (each a pass over memory, a temporary
 and a dispatch).
 
-    loss = bpr_rows(P, Q, b, users, pos, neg, reg, bias_reg, g_p, g_q, g_b, consts)  # loss + row grads
+    loss, n_u, n_i = bpr_rows(P, Q, b, users, pos, neg, reg, bias_reg, maps, uniq_u, g_p, uniq_i, g_q,
+                              g_b, consts)  # loss + gradients summed per distinct row
     adam_rows(tables, moments, grads, consts, rows, slot, acc, uniq)  # lazy Adam in place, 1-2 tables
 
 Arrays are NumPy views of the CPU tensors (no copies). ``bpr_rows`` is the value and gradient of
 ``embrec.nn.pairwise.BPRFactorLoss`` (its PyTorch forward/backward is the reference, used on other
-devices); ``adam_rows`` is ``embrec.nn.optim.RowAdam``'s step on a sparse row gradient: the repeats of a
+devices), summed per distinct row through int32 row-to-position maps (as ``adam_rows`` does);
+``adam_rows`` is ``embrec.nn.optim.RowAdam``'s step on a sparse row gradient: the repeats of a
 row are summed in a batch-sized buffer found through ``slot`` (a table-sized int32 map from row to
 position, all -1 between calls, so no sort is needed), then Adam updates each distinct row of the
 parameter and its two moments (side by side in one row) in place (no gather into buffers and
@@ -79,14 +81,34 @@ def _fetch_row(table, row, write):
             _prefetch_read(table, row, c)
 
 
+@numba.njit(inline="always")
+def _slot_of(row, slot, uniq, n, grads):
+    """The position of ``row`` among the distinct rows found so far (``n`` of them): a new row gets the
+    next one, with its gradient row zeroed. Returns (position, new n)."""
+    s = slot[row]
+    if s >= 0:
+        return s, n
+    slot[row] = n
+    uniq[n] = row
+    g = grads[n]
+    for c in range(g.shape[0]):
+        g[c] = 0
+    return n, n + 1
+
+
 @numba.njit(cache=True, fastmath=_MATH, error_model="numpy", nogil=True)
-def bpr_rows(p_tab, q_tab, b_tab, users, pos, neg, reg, bias_reg, g_p, g_q, g_b, consts):
+def bpr_rows(
+    p_tab, q_tab, b_tab, users, pos, neg, reg, bias_reg, maps, uniq_u, g_p, uniq_i, g_q, g_b, consts
+):
     """The BPR batch loss ``mean softplus(-x) + reg (|p_u|² + |q_i|² + mean_k |q_jk|²) / B + bias_reg
-    (b_i² + mean_k b_jk²) / B``, ``x = p_u · (q_i - q_jk) + b_i - b_jk``, and its row gradients:
-    ``g_p`` (B, d) per user draw, ``g_q`` (B + B K, d) and ``g_b`` (B + B K,) per item draw, the
-    positives first then the negatives row-major (the rows ``[pos, neg.ravel()]``)."""
+    (b_i² + mean_k b_jk²) / B``, ``x = p_u · (q_i - q_jk) + b_i - b_jk``, and its gradients summed per
+    distinct row, in the order the rows are first drawn: users ``uniq_u`` (>= B,) with ``g_p`` (>= B, d),
+    items ``uniq_i`` (>= B + B K,) with ``g_q`` (>= B + B K, d) and ``g_b`` (>= B + B K,). ``maps`` =
+    (user map (U,), item map (I,)): int32 row-to-position maps, all -1 on entry and exit. Returns
+    (loss, distinct users, distinct items)."""
     n_b, n_k = neg.shape
     d = p_tab.shape[1]
+    slot_u, slot_i = maps
     # the factors in the tables' float type (``bpr_consts``), so the arithmetic stays in it
     scale, r, rb, rk, rbk, one = consts[0], consts[1], consts[2], consts[3], consts[4], consts[5]
     zero = one - one
@@ -100,6 +122,8 @@ def bpr_rows(p_tab, q_tab, b_tab, users, pos, neg, reg, bias_reg, g_p, g_q, g_b,
     total = 0.0
     l2 = 0.0
     l2b = 0.0
+    n_u = 0
+    n_i = 0
     for t in range(n_b):
         if t + AHEAD < n_b:
             _fetch_row(p_tab, users[t + AHEAD], False)
@@ -107,14 +131,21 @@ def bpr_rows(p_tab, q_tab, b_tab, users, pos, neg, reg, bias_reg, g_p, g_q, g_b,
             for k in range(n_k):
                 _fetch_row(q_tab, neg[t + AHEAD, k], False)
         u, i = users[t], pos[t]
+        su, n_u = _slot_of(u, slot_u, uniq_u, n_u, g_p)
+        si, n_new = _slot_of(i, slot_i, uniq_i, n_i, g_q)
+        if n_new > n_i:
+            g_b[si] = zero
+            n_i = n_new
         p, qi = p_tab[u], q_tab[i]
-        gp, gi = g_p[t], g_q[t]
+        gp = g_p[su]
         bi = b_tab[i]
         gsum = zero
-        for c in range(d):
-            gp[c] = zero
         for k in range(n_k):
             j = neg[t, k]
+            sj, n_new = _slot_of(j, slot_i, uniq_i, n_i, g_q)
+            if n_new > n_i:
+                g_b[sj] = zero
+                n_i = n_new
             qj = q_tab[j]
             x = b_tab[i] - b_tab[j]
             for c in range(d):
@@ -126,12 +157,12 @@ def bpr_rows(p_tab, q_tab, b_tab, users, pos, neg, reg, bias_reg, g_p, g_q, g_b,
             s = one / (one + e) if x < zero else e / (one + e)  # σ(-x)
             gx = -s * scale  # d loss / d x
             gsum += gx
-            gj = g_q[n_b + t * n_k + k]
+            gj = g_q[sj]
             for c in range(d):
                 gp[c] += gx * (qi[c] - qj[c])
-                gj[c] = rk * qj[c] - gx * p[c]
+                gj[c] += rk * qj[c] - gx * p[c]
             bj = b_tab[j]
-            g_b[n_b + t * n_k + k] = rbk * bj - gx
+            g_b[sj] += rbk * bj - gx
             s_j = zero
             for c in range(d):
                 s_j += qj[c] * qj[c]
@@ -139,21 +170,26 @@ def bpr_rows(p_tab, q_tab, b_tab, users, pos, neg, reg, bias_reg, g_p, g_q, g_b,
             l2b += bj * bj / n_k
         s_p = zero
         s_i = zero
+        gi = g_q[si]
         for c in range(d):
             s_p += p[c] * p[c]
             s_i += qi[c] * qi[c]
             gp[c] += r * p[c]
-            gi[c] = gsum * p[c] + r * qi[c]
-        g_b[t] = gsum + rb * bi
+            gi[c] += gsum * p[c] + r * qi[c]
+        g_b[si] += gsum + rb * bi
         l2 += s_p + s_i
         l2b += bi * bi
-    return total * scale + reg * l2 / n_b + bias_reg * l2b / n_b
+    for s in range(n_u):
+        slot_u[uniq_u[s]] = -1
+    for s in range(n_i):
+        slot_i[uniq_i[s]] = -1
+    return total * scale + reg * l2 / n_b + bias_reg * l2b / n_b, n_u, n_i
 
 
 @numba.njit(inline="always")
-def _copy_row(out, x):
+def _zero_row(out):
     for c in range(out.shape[0]):
-        out[c] = x[c]
+        out[c] = 0
 
 
 @numba.njit(inline="always")
@@ -190,7 +226,8 @@ def adam_rows(tables, moments, grads, consts, rows, slot, acc, uniq):
     biases): ``tables`` = (table (R, d), table2 (R, d2)) (d2 may be 0: one table), ``moments`` = their
     Adam moments (R, 2 d) and (R, 2 d2) (a row's mean, then its second moment: one run of memory per
     row), ``grads`` (n, d) and (n, d2) for the rows ``rows`` (n,) (repeats allowed: summed first, in
-    the order drawn), ``consts`` = (``adam_consts`` of each table). ``slot`` (R,) int32 is all -1 on
+    the order drawn; rows all distinct, as the BPR loss gives them, are used as they are), ``consts`` =
+    (``adam_consts`` of each table). ``slot`` (R,) int32 is all -1 on
     entry and exit; ``acc`` = two (>= n, d) / (>= n, d2) and ``uniq`` (>= n,) are scratch. Returns the
     number of distinct rows."""
     table, table2 = tables
@@ -204,16 +241,21 @@ def adam_rows(tables, moments, grads, consts, rows, slot, acc, uniq):
             raise IndexError("adam_rows: a gradient row lies outside the table")
     for t in range(rows.shape[0]):
         row = rows[t]
-        s = slot[row]
-        if s < 0:
-            s = slot[row] = n_u
+        if slot[row] < 0:
+            slot[row] = n_u
             uniq[n_u] = row
             n_u += 1
-            _copy_row(acc1[s], grad[t])
-            _copy_row(acc2[s], grad2[t])
-        else:
+    if n_u == rows.shape[0]:  # distinct rows (the BPR loss sums its own): nothing to sum
+        src1, src2 = grad, grad2
+    else:  # repeats summed in the order drawn
+        for s in range(n_u):
+            _zero_row(acc1[s])
+            _zero_row(acc2[s])
+        for t in range(rows.shape[0]):
+            s = slot[rows[t]]
             _add_row(acc1[s], grad[t])
             _add_row(acc2[s], grad2[t])
+        src1, src2 = acc1, acc2
     for s in range(n_u):
         if s + AHEAD < n_u:
             ahead = uniq[s + AHEAD]
@@ -223,8 +265,8 @@ def adam_rows(tables, moments, grads, consts, rows, slot, acc, uniq):
             _fetch_row(mv2, ahead, True)
         row = uniq[s]
         slot[row] = -1
-        _adam_row(table[row], mv[row, :d], mv[row, d:], acc1[s], consts[0])
-        _adam_row(table2[row], mv2[row, :d2], mv2[row, d2:], acc2[s], consts[1])
+        _adam_row(table[row], mv[row, :d], mv[row, d:], src1[s], consts[0])
+        _adam_row(table2[row], mv2[row, :d2], mv2[row, d2:], src2[s], consts[1])
     return n_u
 
 

@@ -11,6 +11,7 @@ any score. ``weights`` (B,) optionally weights each positive (and its negatives)
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -53,13 +54,15 @@ class BPRFactorLoss(torch.autograd.Function):
 
     Nothing touches a whole table: rows are gathered with one ``index_select`` per table, every L2 term
     is taken on the gathered rows (lazy L2: a row drawn c times in the batch adds ``reg c |row|² / B``),
-    and the gradients are **sparse** COO tensors over the drawn rows (uncoalesced; a row drawn twice
-    appears twice), so a step costs O(B d) whatever the table sizes. Pair them with a sparse-aware
-    optimizer (``embrec.models.training.make_optimizer`` gives ``embrec.nn.optim.RowAdam`` for them).
+    and the gradients are **sparse** COO tensors over the drawn rows, so a step costs O(B d) whatever the
+    table sizes. Pair them with a sparse-aware optimizer (``embrec.models.training.make_optimizer`` gives
+    ``embrec.nn.optim.RowAdam`` for them).
 
     On CPU the value and the gradients come from one compiled pass over the batch
-    (``embrec.nn.kernels.bpr_rows``); elsewhere from the PyTorch ops below (the reference the compiled
-    kernel is tested against).
+    (``embrec.nn.kernels.bpr_rows``), which sums them per distinct row (rows in the order first drawn,
+    not sorted, so not flagged coalesced; ``RowMaps`` is its scratch); elsewhere from the PyTorch ops
+    below, one gradient row per draw (a row drawn twice appears twice) — the reference the compiled
+    kernel is tested against.
     """
 
     @staticmethod
@@ -73,6 +76,7 @@ class BPRFactorLoss(torch.autograd.Function):
         neg: torch.Tensor,
         reg: float,
         bias_reg: float,
+        maps: RowMaps | None,
     ) -> torch.Tensor:
         b, k = neg.shape
         d = item_factors.shape[1]
@@ -82,11 +86,15 @@ class BPRFactorLoss(torch.autograd.Function):
         if _compiled(user_factors, item_factors, item_bias):  # CPU: value and gradients in one pass
             kernels = compiled.kernels()
             u, it = users.contiguous().numpy(), items.numpy()
-            g_p = torch.empty((b, d), dtype=user_factors.dtype)  # (B, d)
-            g_q = torch.empty((b + b * k, d), dtype=item_factors.dtype)  # (B + B*K, d)
-            g_b = torch.empty(b + b * k, dtype=item_bias.dtype)  # (B + B*K,)
-            consts = kernels.bpr_consts(b, k, reg, bias_reg, g_p.numpy().dtype)
-            loss = kernels.bpr_rows(
+            uniq_u, uniq_i = (
+                torch.empty(b, dtype=torch.int64),
+                torch.empty(b + b * k, dtype=torch.int64),
+            )
+            g_p = torch.empty((b, d), dtype=user_factors.dtype)  # (<= B, d) per distinct user
+            g_q = torch.empty((b + b * k, d), dtype=item_factors.dtype)  # (<= B + B*K, d) per item
+            g_b = torch.empty(b + b * k, dtype=item_bias.dtype)  # (<= B + B*K,)
+            maps = maps or RowMaps()
+            loss, n_u, n_i = kernels.bpr_rows(
                 user_factors.detach().numpy(),
                 item_factors.detach().numpy(),
                 item_bias.detach().numpy(),
@@ -95,12 +103,16 @@ class BPRFactorLoss(torch.autograd.Function):
                 it[b:].reshape(b, k),
                 float(reg),
                 float(bias_reg),
+                (maps.get(user_factors.shape[0]), maps.get(item_factors.shape[0], second=True)),
+                uniq_u.numpy(),
                 g_p.numpy(),
+                uniq_i.numpy(),
                 g_q.numpy(),
                 g_b.numpy(),
-                consts,
+                kernels.bpr_consts(b, k, reg, bias_reg, g_p.numpy().dtype),
             )
-            ctx.save_for_backward(users, items, g_p, g_q, g_b)
+            # one index tensor for the item factors and biases: RowAdam steps them in one pass
+            ctx.save_for_backward(uniq_u[:n_u], uniq_i[:n_i], g_p[:n_u], g_q[:n_i], g_b[:n_i])
             ctx.compiled = True
             return torch.tensor(loss, dtype=user_factors.dtype)
         ctx.compiled = False
@@ -136,11 +148,7 @@ class BPRFactorLoss(torch.autograd.Function):
                 sparse_rows(users, g_p, u_shape),
                 sparse_rows(items, g_q, i_shape),
                 sparse_rows(items, g_b, b_shape),
-                None,
-                None,
-                None,
-                None,
-                None,
+                *(None,) * 6,  # users, pos, neg, reg, bias_reg, maps
             )
         users, items, p, q, bias, diff, x = ctx.saved_tensors
         b, k, d = diff.shape
@@ -168,11 +176,7 @@ class BPRFactorLoss(torch.autograd.Function):
             sparse_rows(users, g_p, u_shape),
             sparse_rows(items, g_q, i_shape),
             sparse_rows(items, g_b, b_shape),
-            None,
-            None,
-            None,
-            None,
-            None,
+            *(None,) * 6,
         )
 
 
@@ -224,8 +228,28 @@ def bpr_factor_loss(
     *,
     reg: float = 0.0,
     bias_reg: float = 0.0,
+    maps: RowMaps | None = None,
 ) -> torch.Tensor:
-    """Fused BPR loss over (users (B,), positives (B,), negatives (B, K)); see ``BPRFactorLoss``."""
+    """Fused BPR loss over (users (B,), positives (B,), negatives (B, K)); see ``BPRFactorLoss``.
+    ``maps``: scratch kept between a training run's batches (``RowMaps``); without it each call makes
+    its own, which costs O(users + items)."""
     return BPRFactorLoss.apply(
-        user_factors, item_factors, item_bias, users, pos, neg, reg, bias_reg
+        user_factors, item_factors, item_bias, users, pos, neg, reg, bias_reg, maps
     )
+
+
+class RowMaps:
+    """Scratch of the compiled BPR loss, kept between batches: int32 row-to-position maps, one per table
+    size (all -1 between calls), with which the loss sums its gradients per distinct row in O(batch)
+    instead of sorting or touching a table."""
+
+    def __init__(self) -> None:
+        self._maps: dict[tuple[int, bool], np.ndarray] = {}
+
+    def get(self, rows: int, *, second: bool = False) -> np.ndarray:
+        """The map for a table of ``rows`` rows (``second``: a second map of that size, for when the
+        user and item tables have the same number of rows)."""
+        key = (int(rows), second)
+        if key not in self._maps:
+            self._maps[key] = np.full(int(rows), -1, dtype=np.int32)
+        return self._maps[key]
