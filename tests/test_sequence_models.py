@@ -462,7 +462,7 @@ def test_batches_hold_at_most_batch_tokens_steps_and_every_window_once():
 def test_batch_tokens_makes_more_steps_of_the_same_windows():
     log = successor_log(groups=False)
     # 8 timelines of ~135 items: 26 windows, one batch an epoch
-    few = MODELS["gru"](epochs=5).fit(log)
+    few = MODELS["gru"](epochs=5, batch_tokens=None).fit(log)
     many = MODELS["gru"](epochs=5, batch_tokens=100).fit(log)
     windows = next_item_windows(*training_sequences(log, "transaction"), max_len=few.max_len)
     lengths = windows.inputs.lengths
@@ -507,5 +507,5 @@ def test_early_stopping_without_valid_scores_a_slice_carved_from_train_as_leave_
     )
     model.seen_ = rest.user_histories()
     assert leave_last_out_scored(model, fold).metrics["hit@10"] == pytest.approx(max(curve))
-    off = MODELS["gru"](epochs=2, valid_users=30).fit(log)  # no patience: no slice, no validation
+    off = MODELS["gru"](epochs=2, valid_users=30, patience=None).fit(log)  # no slice, no validation
     assert all("valid" not in h for h in off.history_)

@@ -17,6 +17,12 @@ bought in the transaction out of the training softmax, as the ``retail-next`` pr
 (``embrec.models.transition_prior``); ``"mixture"`` mixes the transition probability and the network's
 softmax with a learned gate per last item instead. Both default to off (and models saved without them load unchanged).
 
+Training length adapts to the log (``embrec.models.sequential``): mini-batches of at most
+``batch_tokens`` steps, and up to ``epochs`` passes with early stopping after ``patience`` epochs without
+a better figure on ``valid`` or, when ``fit`` gets none, on the last event of up to ``valid_users`` users
+carved from train (docs/benchmarks.md, "Defaults chosen on validation parts": a log of a few hundred
+users with long timelines got ~20 optimizer steps an epoch and stayed below popularity).
+
 Scoring many prefixes of the same transactions (the protocol asks before every row) runs each
 distinct sequence once: a prefix that is the start of a longer one in the same call reads its hidden
 state from the longer one's run.
@@ -73,14 +79,14 @@ class RNNRecommender(SequenceRecommender):
         num_layers: int = 1,
         dropout: float = 0.2,
         user_dropout: float = 0.1,
-        epochs: int = 8,
+        epochs: int = 20,
         batch_size: int = 128,
         lr: float = 3e-3,
         weight_decay: float = 0.0,
         clip_grad: float | None = 5.0,
-        patience: int | None = None,
-        batch_tokens: int | None = None,
-        valid_users: int = 0,
+        patience: int | None = 2,
+        batch_tokens: int | None = 1024,
+        valid_users: int = 500,
         device: str | None = None,
         seed: int = 0,
         progress: bool | None = None,

@@ -9,7 +9,10 @@ embeddings [+ a user embedding, row 0 = unknown user, with ``use_user``], then c
 transformer blocks (multi-head self-attention + feed-forward, dropout) and a final layer norm. The
 output at position t scores the next item against the same item embeddings (plus a per-item bias):
 softmax cross-entropy over all items, not one sampled negative as in the paper. A streaming session
-keeps the token window and re-reads it after each purchase (at most ``max_len`` tokens).
+keeps the token window and re-reads it after each purchase (at most ``max_len`` tokens). Training
+length adapts to the log as for the RNN: mini-batches of at most ``batch_tokens`` steps, up to ``epochs``
+passes, early stopping (``patience``) on ``valid`` or on ``valid_users`` users carved from train
+(``embrec.models.sequential``).
 """
 
 from __future__ import annotations
@@ -59,14 +62,14 @@ class SASRec(SequenceRecommender):
         num_layers: int = 2,
         dropout: float = 0.2,
         user_dropout: float = 0.1,
-        epochs: int = 10,
+        epochs: int = 20,
         batch_size: int = 128,
         lr: float = 1e-3,
         weight_decay: float = 0.0,
         clip_grad: float | None = 5.0,
-        patience: int | None = None,
-        batch_tokens: int | None = None,
-        valid_users: int = 0,
+        patience: int | None = 2,
+        batch_tokens: int | None = 1024,
+        valid_users: int = 500,
         device: str | None = None,
         seed: int = 0,
         progress: bool | None = None,
