@@ -62,8 +62,9 @@ ZOO: dict[str, dict[str, Any]] = {
     "rating-dnn": {"factors": 32, "hidden": (32,), "epochs": 10},
     "rnn": {"embedding_dim": 32, "hidden_dim": 64, "max_len": 20, "epochs": 3},
     "sasrec": {"dim": 32, "num_layers": 1, "max_len": 20, "epochs": 4},
-    "softmax-dnn": {"dim": 32, "hidden": (64,), "epochs": 5},
-    "two-tower": {"dim": 32, "item_hidden": (64,), "user_hidden": (64,), "epochs": 5},
+    # epochs of one pass over the examples (no floor of min_epoch_examples): the tour stays quick
+    "softmax-dnn": {"dim": 32, "hidden": (64,), "epochs": 5, "min_epoch_examples": 0},
+    "two-tower": {"dim": 32, "item_hidden": (64,), "user_hidden": (64,), "epochs": 5, "min_epoch_examples": 0},
 }
 
 #: Datasets whose rating column holds ratings; elsewhere (quantities) the rating models are skipped.

@@ -40,13 +40,13 @@ def category():
 @pytest.fixture(scope="module")
 def two_tower(log):
     return TwoTower(dim=16, feature_dim=8, item_hidden=(32,), user_hidden=(32,), epochs=10, lr=1e-2,
-                    seed=0).fit(log)
+                    min_epoch_examples=0, seed=0).fit(log)
 
 
 @pytest.fixture(scope="module")
 def softmax_dnn(log):
     return SoftmaxDNN(dim=16, feature_dim=8, hidden=(32,), epochs=30, lr=1e-2, batch_size=64, targets="holdout",
-                      holdout=0.5, seed=0).fit(log)
+                      holdout=0.5, min_epoch_examples=0, seed=0).fit(log)
 
 
 def _same_category(model, category) -> float:
@@ -81,7 +81,7 @@ def test_softmax_dnn_user_embedding_is_psi_of_the_history(softmax_dnn):
     assert psi.shape == (16,)
     v = softmax_dnn.item_embeddings()
     # recommend() ranks by Ψ(X)·Vᵀ + b (no repeat term when repeat_bonus=False)
-    plain = SoftmaxDNN(dim=16, hidden=(16,), epochs=1, repeat_bonus=False, seed=1).fit(synthetic(n_interactions=600,
+    plain = SoftmaxDNN(dim=16, hidden=(16,), epochs=1, repeat_bonus=False, min_epoch_examples=0, seed=1).fit(synthetic(n_interactions=600,
                                                                                                  **SYN))
     psi = plain.user_embedding(history=ids)
     scores = plain.item_embeddings() @ psi + plain.net_.bias.detach().numpy()[1:]
@@ -178,7 +178,7 @@ def test_clear_errors_for_bad_input(two_tower, softmax_dnn, log):
 
 def test_sampled_softmax_and_padded_pooling_train_too(log, category):
     sampled = TwoTower(dim=16, feature_dim=8, item_hidden=(32,), user_hidden=(32,), loss="sampled",
-                       num_negatives=16, epochs=10, lr=1e-2, seed=0).fit(log)
+                       num_negatives=16, epochs=10, lr=1e-2, min_epoch_examples=0, seed=0).fit(log)
     assert sampled.loss_ == "sampled"
     assert _same_category(sampled, category) >= 0.6
     net = sampled.net_
@@ -221,9 +221,9 @@ def test_training_is_seeded_and_leaves_the_global_rng_alone(log):
     torch.manual_seed(123)
     before = torch.rand(1)
     torch.manual_seed(123)
-    a = SoftmaxDNN(dim=8, hidden=(8,), epochs=1, seed=4).fit(small)
+    a = SoftmaxDNN(dim=8, hidden=(8,), epochs=1, min_epoch_examples=0, seed=4).fit(small)
     after = torch.rand(1)
-    b = SoftmaxDNN(dim=8, hidden=(8,), epochs=1, seed=4).fit(small)
+    b = SoftmaxDNN(dim=8, hidden=(8,), epochs=1, min_epoch_examples=0, seed=4).fit(small)
     assert before == after
     hist = [list(log.items.raw_ids[:5])]
     np.testing.assert_array_equal(a.scores(histories=hist), b.scores(histories=hist))
@@ -242,7 +242,7 @@ def test_softmax_dnn_sampled_softmax_recovers_the_categories_and_auto_switches_o
     """loss="sampled" (targets + sampled negatives with logQ) learns the planted co-occurrence like the full
     softmax (bar as the full model's above); loss="auto" takes the full softmax up to full_softmax_max_items."""
     kw = dict(dim=16, feature_dim=8, hidden=(32,), epochs=30, lr=1e-2, batch_size=64, targets="holdout",
-              holdout=0.5, seed=0)
+              holdout=0.5, min_epoch_examples=0, seed=0)
     sampled = SoftmaxDNN(loss="sampled", num_negatives=16, **kw).fit(log)
     assert sampled.loss_ == "sampled" and sampled.sparse_  # item table, bias: sparse rows + RowAdam
     assert _same_category(sampled, category) >= 0.6

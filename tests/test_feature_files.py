@@ -147,6 +147,7 @@ def test_two_tower_recommends_cold_items_by_their_features(planted):
         epochs=10,
         lr=0.01,
         patience=None,
+        min_epoch_examples=0,
         seed=0,
     ).fit(log)
     assert model.encoder_.columns_used_ == ["category", "tags", "price", "title"]
@@ -161,8 +162,12 @@ def test_two_tower_recommends_cold_items_by_their_features(planted):
 
 def test_softmax_dnn_reads_the_file_features(planted):
     log = load(planted)
-    with_f = create("softmax-dnn", dim=8, hidden=(16,), epochs=2, seed=0).fit(log)
-    without = create("softmax-dnn", dim=8, hidden=(16,), epochs=2, seed=0, features=()).fit(log)
+    with_f = create("softmax-dnn", dim=8, hidden=(16,), epochs=2, min_epoch_examples=0, seed=0).fit(
+        log
+    )
+    without = create(
+        "softmax-dnn", dim=8, hidden=(16,), epochs=2, min_epoch_examples=0, seed=0, features=()
+    ).fit(log)
     assert with_f.encoder_.columns_used_ == ["category", "tags", "price", "title"]
     assert with_f.item_features_ is not None and without.item_features_ is None
     h = ["t01", "t02"]

@@ -243,10 +243,24 @@ def test_rating_dnn_gauss_newton_reaches_a_stationary_point():
 def test_deep_models_fold_in_batched_equals_one_at_a_time():
     log = synthetic(n_users=60, n_items=40, n_interactions=800, seed=0)
     models = [
-        TwoTower(dim=8, feature_dim=4, item_hidden=(16,), user_hidden=(16,), epochs=2, seed=0).fit(
-            log
-        ),
-        SoftmaxDNN(dim=8, feature_dim=4, hidden=(16,), epochs=2, batch_size=64, seed=0).fit(log),
+        TwoTower(
+            dim=8,
+            feature_dim=4,
+            item_hidden=(16,),
+            user_hidden=(16,),
+            epochs=2,
+            min_epoch_examples=0,
+            seed=0,
+        ).fit(log),
+        SoftmaxDNN(
+            dim=8,
+            feature_dim=4,
+            hidden=(16,),
+            epochs=2,
+            batch_size=64,
+            min_epoch_examples=0,
+            seed=0,
+        ).fit(log),
         SASRec(dim=8, epochs=2, seed=0).fit(log),
     ]
     raw = log.items.raw_ids

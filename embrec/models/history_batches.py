@@ -40,6 +40,10 @@ from embrec.models.training import Batches, n_batches
 
 TARGETS = ("auto", "holdout", "next-basket", "next-period")
 PERIOD_DAYS = 30
+#: the default ``min_epoch_examples`` of softmax-dnn and two-tower: an epoch is at least this many examples
+#: (chosen on validation parts only: docs/benchmarks.md, "softmax-dnn and two-tower: an epoch counted in
+#: examples"); inert when one draw already has as many (Online Retail: 13.9k next baskets)
+MIN_EPOCH_EXAMPLES = 5_000
 
 
 @dataclass

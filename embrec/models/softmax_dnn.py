@@ -26,6 +26,10 @@ dense), so an epoch no longer costs batch x catalogue. ``loss="auto"`` (the defa
 ``full_softmax_max_items`` items and the sampled one above (the threshold is measured: docs/benchmarks.md,
 "Sampled softmax in softmax-dnn").
 
+An epoch is at least ``min_epoch_examples`` examples (default ``MIN_EPOCH_EXAMPLES`` = 5,000: fresh holdout
+draws when the log has few users, history_batches.py), so the number of optimizer steps does not shrink with
+the number of users; ``valid_users`` > 0 early-stops on a slice carved from train when ``fit`` gets no ``valid``.
+
 ``per_example=True`` weighs every training example (a user's history) the same in the loss instead of every
 (example, target) pair. ``max_history`` keeps the last N items of a history, in training and at inference.
 
@@ -52,6 +56,7 @@ from embrec.memory import check_tables
 from embrec.models.base import EmbeddingModel, Recommender
 from embrec.models.distributed import local_interactions
 from embrec.models.history_batches import (
+    MIN_EPOCH_EXAMPLES,
     TARGETS,
     ExampleMaker,
     HistoryBatch,
@@ -160,7 +165,7 @@ class SoftmaxDNN(EmbeddingModel):
                  epochs: int = 30, batch_size: int = 128, lr: float = 1e-3, weight_decay: float = 0.0,
                  patience: int | None = 5, length_buckets: bool = False, per_example: bool = False,
                  loss: str = "auto", full_softmax_max_items: int = FULL_SOFTMAX_MAX_ITEMS, num_negatives: int = 1024,
-                 min_epoch_examples: int = 0, valid_users: int = 0, device: str | None = None,
+                 min_epoch_examples: int = MIN_EPOCH_EXAMPLES, valid_users: int = 0, device: str | None = None,
                  seed: int = 0, progress: bool | None = None) -> None:
         self.dim = check_positive_int("dim", dim)
         self.feature_dim = check_positive_int("feature_dim", feature_dim)

@@ -12,6 +12,11 @@ Loss (one choice, made in ``_loss``): ``"full"`` softmax over the whole catalogu
 ``"sampled"`` in-batch negatives (+ ``num_negatives`` uniform ones) with logQ correction and
 accidental-hit masking (large catalogues), ``"auto"``: full up to ``full_softmax_max_items`` items.
 
+Training: an epoch is at least ``min_epoch_examples`` examples (default ``MIN_EPOCH_EXAMPLES`` = 5,000: fresh
+holdout draws when the log has few users, history_batches.py), so the number of optimizer steps does not
+shrink with the number of users; ``valid_users`` > 0 early-stops on a slice carved from train when ``fit``
+gets no ``valid``.
+
 Cold start: an item with features and no interactions gets its vector from the features alone. Items of
 the training catalogue without an event (``from_file(..., item_features=...)`` adds every item of the
 file) are left out of the training softmax and get no id part; items can also be added after training::
@@ -48,6 +53,7 @@ from embrec.errors import (
 from embrec.models.base import EmbeddingModel
 from embrec.models.distributed import local_interactions
 from embrec.models.history_batches import (
+    MIN_EPOCH_EXAMPLES,
     TARGETS,
     ExampleMaker,
     HistoryBatch,
@@ -108,7 +114,7 @@ class TwoTower(EmbeddingModel):
                  num_negatives: int = 0, temperature: float = 1.0, targets: str = "auto", holdout: float = 0.2,
                  max_history: int | None = None, pooling: str = "ragged", dropout: float = 0.0, epochs: int = 30,
                  batch_size: int = 128, lr: float = 1e-3, weight_decay: float = 0.0, patience: int | None = 5,
-                 length_buckets: bool = False, min_epoch_examples: int = 0, valid_users: int = 0,
+                 length_buckets: bool = False, min_epoch_examples: int = MIN_EPOCH_EXAMPLES, valid_users: int = 0,
                  device: str | None = None, seed: int = 0, progress: bool | None = None) -> None:
         self.dim = check_positive_int("dim", dim)
         self.feature_dim = check_positive_int("feature_dim", feature_dim)

@@ -20,7 +20,14 @@ MODELS: dict[str, dict] = {
     "implicit-mf": {"factors": 8, "epochs": 2, "batch_size": 256},
     "explicit-mf": {"factors": 8, "epochs": 2, "batch_size": 128, "patience": None},
     "rating-dnn": {"factors": 8, "epochs": 2, "batch_size": 128, "patience": None},
-    "softmax-dnn": {"dim": 8, "hidden": (16,), "epochs": 2, "batch_size": 64, "patience": None},
+    "softmax-dnn": {
+        "dim": 8,
+        "hidden": (16,),
+        "epochs": 2,
+        "batch_size": 64,
+        "patience": None,
+        "min_epoch_examples": 0,
+    },
     # the sampled softmax: sparse row gradients of the item table, all-gathered across the ranks
     "softmax-dnn:sampled": {
         "dim": 8,
@@ -30,6 +37,7 @@ MODELS: dict[str, dict] = {
         "patience": None,
         "loss": "sampled",
         "num_negatives": 8,
+        "min_epoch_examples": 0,
     },
     "two-tower": {
         "dim": 8,
@@ -38,6 +46,7 @@ MODELS: dict[str, dict] = {
         "epochs": 2,
         "batch_size": 64,
         "patience": None,
+        "min_epoch_examples": 0,
     },
     "rnn": {"embedding_dim": 8, "hidden_dim": 8, "user_dim": 4, "epochs": 2, "batch_size": 64},
     "sasrec": {"dim": 8, "num_layers": 1, "epochs": 2, "batch_size": 64},
