@@ -30,6 +30,10 @@ The procedure, for one model:
      draws, no planted rebuying, seed 1) kept as a ratings file is: each (user, item) pair's first event
      only, the basket column dropped (≈ 99k training events, ≈ 9.2k items with an event, ≈ 165 events a
      user); leave-last-out, validation carved inside train.
+   These two are also how the held-out log reaches softmax-dnn and two-tower, which train on next baskets
+   when a log has them (``synth-wide``) and on held-out subsets of a user's items when it has none. One
+   more for the content models (the held-out log's two-tower row was measured with genres only):
+   - ``ml-250-genres``: ``ml-250`` with the genres as the movies' only item feature.
 2. Candidates: the current defaults, every ``--candidate``, and (``--tune N``) the best of N Optuna trials
    on each protocol's carved validation part (``embrec.tuning.search``).
 3. Fit popularity and every candidate on each carved training part; score the validation part with the
@@ -45,6 +49,9 @@ The procedure, for one model:
    ``--reference`` models (e.g. EASE) are fitted at their defaults beside, to show what a part allows.
 
 Prints a markdown table (candidate x protocol, ratio in brackets) and writes the JSON with ``--out``.
+``--merge A.json B.json ...`` prints the table of several such runs of one model over different parts
+(e.g. parts run in separate processes) and chooses over it; ``--out`` is rewritten after every finished
+candidate row, so a stopped run keeps its rows.
 One torch thread, one BLAS thread; the machine is shared, so fit seconds are only indicative.
 """
 
@@ -78,6 +85,7 @@ PROTOCOLS = {
     "synth-wide": ("leave-last-out", {"synthetic": True}, "hit@10"),
     "ml-250": ("leave-last-out", {"log": "ml_250"}, "hit@10"),
     "synth-ratings": ("leave-last-out", {"log": "synth_ratings"}, "hit@10"),
+    "ml-250-genres": ("leave-last-out", {"log": "ml_250_genres"}, "hit@10"),
 }
 
 #: ``ml-few``: how many disjoint user groups ml-100k is cut into (seed 0)
@@ -122,7 +130,14 @@ def synth_ratings() -> Interactions:
     return replace(log.subset(first), group=None, name="synthetic-ratings")
 
 
-LOGS = {"ml_250": ml_250, "synth_ratings": synth_ratings}
+def ml_250_genres() -> Interactions:
+    """``ml-250-genres``' log: ``ml-250`` with the genres as the movies' only feature."""
+    log = ml_250()
+    genres = replace(log.item_features, numeric={}, text={}, categorical={})
+    return replace(log, item_features=genres, name="ml-100k-250-users-genres")
+
+
+LOGS = {"ml_250": ml_250, "synth_ratings": synth_ratings, "ml_250_genres": ml_250_genres}
 
 
 def user_groups(log: Interactions, groups: int, seed: int = 0) -> list[Interactions]:
@@ -186,6 +201,90 @@ def parse_candidate(text: str, model: str) -> tuple[str, dict[str, Any]]:
     return label, api.model_params(model, [p for p in pairs.split(";") if p])
 
 
+def summarize(
+    model: str,
+    keys: list[str],
+    pop: dict[str, float],
+    users: dict[str, int],
+    reference: dict[str, dict[str, float]],
+    candidates: dict[str, dict[str, Any]],
+    table: dict[str, dict[str, Any]],
+) -> str:
+    """Print the markdown table; return the chosen candidate (step 4 of the module's procedure). A
+    candidate not measured on every part (``--merge`` of partial runs) shows a dash there and is not
+    chosen."""
+    for k in keys:
+        top = max(table[c][k]["value"] for c in table if k in table[c])
+        for c in table:
+            if k in table[c]:
+                table[c][k]["relative"] = table[c][k]["value"] / top if top else float("nan")
+    for c in table:
+        table[c]["worst"] = min(table[c][k]["relative"] for k in keys if k in table[c])
+        table[c]["complete"] = all(k in table[c] for k in keys)
+        table[c]["clears_popularity"] = all(
+            table[c][k]["value"] > pop[k] for k in keys if k in table[c]
+        )
+    # the best worst case among the candidates above popularity on every part (all, if none is)
+    complete = [c for c in table if table[c]["complete"]] or list(table)
+    eligible = [c for c in complete if table[c]["clears_popularity"]] or complete
+    best = max(eligible, key=lambda c: (round(table[c]["worst"], 4), c == "defaults"))
+    print(
+        f"\n{model}: validation parts (carved from each protocol's training part); popularity "
+        + ", ".join(f"{k} {pop[k]:.4f}" for k in keys)
+        + "; users "
+        + ", ".join(f"{k} {users.get(k, '?')}" for k in keys)
+    )
+    for name, row in reference.items():
+        print(
+            f"{name} (reference, its defaults): "
+            + ", ".join(f"{k} {row[k]:.4f}" for k in keys if k in row)
+        )
+    print("| candidate | params | " + " | ".join(keys) + " | worst of best |")
+    print("|---|---|" + "---|" * len(keys) + "---|")
+    for label, row in table.items():
+        mark = "**" if label == best else ""
+        cells = " | ".join(
+            f"{row[k]['value']:.4f} ({row[k]['ratio']:.2f}x)" if k in row else "—" for k in keys
+        )
+        flag = "" if row["clears_popularity"] else " (not above popularity everywhere)"
+        flag += "" if row["complete"] else " (not every part)"
+        print(
+            f"| {mark}{label}{mark} | {candidates[label] or '(current)'} | {cells} | "
+            f"{row['worst']:.2f}{flag} |"
+        )
+    return best
+
+
+def merge(files: list[Path]) -> None:
+    """Print the combined table of several ``--out`` files of one model (e.g. parts run in separate
+    processes) and the choice over it; a candidate is one label with the same parameters in every file."""
+    docs = [json.loads(f.read_text()) for f in files]
+    models = {d["model"] for d in docs}
+    if len(models) != 1:
+        raise SystemExit(f"--merge takes files of one model; received {sorted(models)}.")
+    keys: list[str] = []
+    pop: dict[str, float] = {}
+    users: dict[str, int] = {}
+    reference: dict[str, dict[str, float]] = {}
+    candidates: dict[str, dict[str, Any]] = {}
+    table: dict[str, dict[str, Any]] = {}
+    for d in docs:
+        for k, v in d["popularity"].items():
+            if k in pop and abs(pop[k] - v) > 1e-12:
+                raise SystemExit(f"popularity on {k} differs between files ({pop[k]} vs {v}).")
+            keys += [] if k in pop else [k]
+            pop[k] = v
+        users.update(d.get("users", {}))
+        for name, row in d.get("reference", {}).items():
+            reference.setdefault(name, {}).update(row)
+        for label, params in d["candidates"].items():
+            if candidates.setdefault(label, params) != params:
+                raise SystemExit(f"candidate {label!r} has different parameters in two files.")
+            table.setdefault(label, {}).update({k: d["table"][label][k] for k in d["popularity"]})
+    best = summarize(models.pop(), keys, pop, users, reference, candidates, table)
+    print(f"\nchosen: {best} {candidates[best]}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("model")
@@ -207,7 +306,12 @@ def main() -> None:
         help="models fitted at their defaults beside (e.g. ease,item-knn)",
     )
     ap.add_argument("--out", type=Path)
+    ap.add_argument(
+        "--merge", nargs="+", type=Path, help="combine earlier --out files of one model and choose"
+    )
     args = ap.parse_args()
+    if args.merge:
+        return merge(args.merge)
     torch.set_num_threads(1)
     logging.basicConfig(level=logging.WARNING)
     keys = [k for k in args.protocols.split(",") if k]
@@ -236,6 +340,25 @@ def main() -> None:
             )
     table: dict[str, dict[str, Any]] = {}
     pop, users = {}, {}
+
+    def save(best: str | None) -> None:
+        if not args.out:
+            return
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        done = {c: candidates[c] for c in table}
+        doc = {
+            "model": args.model,
+            "popularity": pop,
+            "users": users,
+            "reference": reference,
+            "candidates": done,
+            "table": table,
+            "tuned": tuned_info,
+            "chosen": best,
+            "valid": not args.no_valid,
+        }
+        args.out.write_text(json.dumps(doc, indent=1, default=str))
+
     for k in keys:
         protocol, folds, metric, _ = carved[k]
         pop[k], _, users[k] = score("popularity", {}, protocol, folds, metric)
@@ -266,6 +389,7 @@ def main() -> None:
                 "seconds": seconds,
             }
         table[label] = row
+        save(None)  # every finished row is kept if the run is stopped
         print(
             f"# {label}: "
             + ", ".join(
@@ -274,54 +398,9 @@ def main() -> None:
             ),
             flush=True,
         )
-    for k in keys:
-        top = max(table[c][k]["value"] for c in table)
-        for c in table:
-            table[c][k]["relative"] = table[c][k]["value"] / top if top else float("nan")
-    for c in table:
-        table[c]["worst"] = min(table[c][k]["relative"] for k in keys)
-        table[c]["clears_popularity"] = all(table[c][k]["value"] > pop[k] for k in keys)
-    # the best worst case among the candidates above popularity on every part (all, if none is)
-    eligible = [c for c in table if table[c]["clears_popularity"]] or list(table)
-    best = max(eligible, key=lambda c: (round(table[c]["worst"], 4), c == "defaults"))
-    print(
-        f"\n{args.model}: validation parts (carved from each protocol's training part); popularity "
-        + ", ".join(f"{k} {pop[k]:.4f}" for k in keys)
-        + "; users "
-        + ", ".join(f"{k} {users[k]}" for k in keys)
-    )
-    for name, row in reference.items():
-        print(f"{name} (reference, its defaults): " + ", ".join(f"{k} {row[k]:.4f}" for k in keys))
-    print("| candidate | params | " + " | ".join(keys) + " | worst of best |")
-    print("|---|---|" + "---|" * len(keys) + "---|")
-    for label, row in table.items():
-        mark = "**" if label == best else ""
-        cells = " | ".join(f"{row[k]['value']:.4f} ({row[k]['ratio']:.2f}x)" for k in keys)
-        flag = "" if row["clears_popularity"] else " (not above popularity everywhere)"
-        print(
-            f"| {mark}{label}{mark} | {candidates[label] or '(current)'} | {cells} | "
-            f"{row['worst']:.2f}{flag} |"
-        )
+    best = summarize(args.model, keys, pop, users, reference, candidates, table)
     print(f"\nchosen: {best} {candidates[best]}")
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(
-            json.dumps(
-                {
-                    "model": args.model,
-                    "popularity": pop,
-                    "users": users,
-                    "reference": reference,
-                    "candidates": candidates,
-                    "table": table,
-                    "tuned": tuned_info,
-                    "chosen": best,
-                    "valid": not args.no_valid,
-                },
-                indent=1,
-                default=str,
-            )
-        )
+    save(best)
 
 
 if __name__ == "__main__":
