@@ -403,3 +403,21 @@ def test_fold_in_runs_blas_on_one_thread_and_restores_it():
         assert blas_threads() == {2}
     with threadpool_limits(1, "blas"):  # already one thread: nothing to change
         assert probe() == "done" and seen[-1] == {1}
+
+
+@pytest.mark.parametrize("name", ["bpr", "bpr-unverified"])
+def test_bpr_fold_in_compiled_and_numpy_paths_agree(blocks, monkeypatch, name):
+    """BPR's fold-in gradient runs one compiled pass (Numba) or NumPy's memory-bounded blocks (without
+    Numba): the same user vectors to float32 rounding, the same top 5."""
+    pytest.importorskip("numba")
+    from embrec.nn import compiled
+
+    log, models = blocks
+    model = models[name]
+    hist = _histories(log, 20) + [[log.items.raw_ids[3]] * 4 + [log.items.raw_ids[30]]]
+    fast = model.user_embeddings(histories=hist)
+    fast_top = model.recommend(histories=hist, k=5, exclude_seen=True).ids
+    monkeypatch.setattr(compiled, "kernels", lambda: None)
+    slow = model.user_embeddings(histories=hist)
+    np.testing.assert_allclose(fast, slow, rtol=0, atol=1e-4)
+    assert model.recommend(histories=hist, k=5, exclude_seen=True).ids.tolist() == fast_top.tolist()

@@ -449,3 +449,14 @@ def test_history_blend_retrieval_equals_brute_force(name, clustered):
         np.testing.assert_allclose(model._scores(rows, hist)[:, 1:], s[:, 1:], rtol=1e-4, atol=1e-4)
     finally:
         model.history_weight = 0.0
+
+
+def test_min_steps_floor_shrinks_the_batches_of_a_tiny_log_only():
+    """epochs x batches below min_steps: the largest batch that reaches it; otherwise batch_size as given."""
+    from embrec.models.training import step_floor_batch
+
+    assert step_floor_batch(5000, 1200, 10, 100) == 120  # 1 batch x 10 epochs -> 10 batches x 10
+    assert step_floor_batch(5000, 100_000, 10, 100) == 5000  # 20 x 10 = 200 steps already
+    assert step_floor_batch(5000, 1200, 10, 0) == 5000  # no floor
+    assert step_floor_batch(15000, 1200, 30, 100, ranks=2) == 180  # per rank 600: 4 x 30 steps
+    assert step_floor_batch(5000, 3, 10, 100) == 1  # never below one example

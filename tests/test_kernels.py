@@ -167,3 +167,21 @@ def test_without_numba_the_torch_paths_run_after_one_warning(monkeypatch, caplog
     monkeypatch.setattr(compiled, "kernels", lambda: None)
     assert not pairwise._compiled(torch.zeros(3, 2), torch.zeros(4, 2), torch.zeros(4))
     assert not optim._on_cpu(torch.zeros(3, 2))
+
+
+def test_bpr_fold_in_pair_sums_equal_the_dense_block():
+    """bpr_fold_pairs adds Σ_k w_k σ_kj to col and writes Σ_j π_j σ_kj, σ_kj = e_j / (e_j + e_hist[k]),
+    as the (history x catalogue) matrix of NumPy's path gives them (a repeated history row included)."""
+    pytest.importorskip("numba")
+    from embrec.nn import kernels
+
+    rng = np.random.default_rng(5)
+    e = np.exp(rng.normal(size=300)).astype(np.float32)
+    hist = np.array([3, 17, 17, 250, 0], dtype=np.int64)
+    w = rng.uniform(0.5, 2.0, hist.size).astype(np.float32)
+    pi = rng.dirichlet(np.ones(300)).astype(np.float32)
+    col, row = np.full(300, 0.25, dtype=np.float32), np.empty(hist.size, dtype=np.float32)
+    kernels.bpr_fold_pairs(e, hist, w, pi, col, row)
+    sig = e[None, :].astype(np.float64) / (e[None, :] + e[hist][:, None])
+    np.testing.assert_allclose(col, 0.25 + w @ sig, rtol=1e-5)
+    np.testing.assert_allclose(row, sig @ pi, rtol=1e-5)

@@ -39,7 +39,7 @@ from embrec.data.ragged import Ragged
 from embrec.errors import DataError
 from embrec.memory import check_tables
 from embrec.models.base import EmbeddingModel, Recommender, top_k_rows
-from embrec.models.distributed import local_events
+from embrec.models.distributed import local_events, world
 from embrec.models.foldin import distinct_items, one_blas_thread, quasi_newton, spd_inverse
 from embrec.models.training import (
     Batches,
@@ -48,6 +48,7 @@ from embrec.models.training import (
     n_batches,
     resolve_device,
     seeded,
+    step_floor_batch,
     train_loop,
 )
 from embrec.nn.sampling import ItemSampler
@@ -73,7 +74,7 @@ class BiasedDot(torch.nn.Module):
 
 class SampledFactorization(EmbeddingModel):
     """Base of ImplicitMF and BPR. Subclasses store their hyper-parameters in ``__init__`` with at least
-    factors, epochs, batch_size, lr, reg, neg_alpha, init_std, history_weight, fold_in_steps, valid_k,
+    factors, epochs, batch_size, min_steps, lr, reg, neg_alpha, init_std, history_weight, fold_in_steps, valid_k,
     valid_exclude_seen, patience, device, seed, progress."""
 
     #: does the fold-in objective use (and fit) a user bias?
@@ -90,6 +91,10 @@ class SampledFactorization(EmbeddingModel):
         every = bool(known.all())
         self.pos_users_ = train.user if every else train.user[known]
         self.pos_items_ = train.item if every else train.item[known]
+        # a log too small for epochs x batches to reach min_steps Adam steps trains in smaller batches
+        self.fit_batch_size_ = step_floor_batch(
+            self.batch_size, self._epoch_examples(), self.epochs, self.min_steps, ranks=world().size
+        )
         mine = local_events(self.pos_users_)  # under torch.distributed: this rank's users' events
         if mine is not None:
             self.pos_users_, self.pos_items_ = self.pos_users_[mine], self.pos_items_[mine]
@@ -117,7 +122,7 @@ class SampledFactorization(EmbeddingModel):
                 module,
                 batches=lambda r, e: Batches(
                     self._to_device(self._epoch_batches(r, e), device),
-                    n_batches(self.pos_users_.size, self.batch_size),
+                    n_batches(self.pos_users_.size, self.fit_batch_size_),
                 ),
                 loss=lambda batch: self._batch_loss(module, batch),
                 config=config,
@@ -131,10 +136,15 @@ class SampledFactorization(EmbeddingModel):
         idle = np.bincount(train.user[known], minlength=self.users_.size) == 0
         self.user_factors_[idle] = 0.0
         self.user_bias_[idle] = 0.0
-        for name in ("pos_users_", "pos_items_", "seen_pairs_", "_row_maps"):
+        for name in ("pos_users_", "pos_items_", "seen_pairs_", "_row_maps", "fit_batch_size_"):
             self.__dict__.pop(name, None)
         self.fold_in_prior_ = None
         self.calibrate_fold_in()
+
+    def _epoch_examples(self) -> int:
+        """How many positives an epoch draws over the whole log (all ranks): the floor of ``min_steps``
+        is computed from it, before each rank keeps its own users' events."""
+        return int(self.pos_users_.size)
 
     def _prepare(self, rng: np.random.Generator) -> None:
         """Hook run once before training (e.g. the seen-pair keys of BPR's negative check)."""

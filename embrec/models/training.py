@@ -40,8 +40,9 @@ from embrec.nn.optim import RowAdam
 logger = logging.getLogger(__name__)
 
 EpochCallback = Callable[[dict[str, float], bool], None]
-_EPOCH_CALLBACK: contextvars.ContextVar[EpochCallback | None] = contextvars.ContextVar("embrec_epoch_callback",
-                                                                                      default=None)
+_EPOCH_CALLBACK: contextvars.ContextVar[EpochCallback | None] = contextvars.ContextVar(
+    "embrec_epoch_callback", default=None
+)
 
 
 @contextlib.contextmanager
@@ -82,6 +83,17 @@ def n_batches(n: int, batch_size: int) -> int:
     return -(-int(n) // int(batch_size))
 
 
+def step_floor_batch(batch_size: int, n: int, epochs: int, min_steps: int, ranks: int = 1) -> int:
+    """The batch size a fit uses: ``batch_size``, unless ``epochs`` passes over ``n`` examples (split
+    across ``ranks``) would then take fewer than ``min_steps`` optimizer steps, as on a log too small
+    for a large batch; then the largest batch that takes ``min_steps`` (0: no floor). Every rank
+    computes the same value from the same global ``n``."""
+    per_rank = -(-int(n) // int(ranks))
+    if min_steps <= 0 or per_rank == 0 or epochs * n_batches(per_rank, batch_size) >= min_steps:
+        return int(batch_size)
+    return max(1, per_rank * int(epochs) // int(min_steps))
+
+
 @dataclass
 class TrainConfig:
     epochs: int = 10
@@ -111,9 +123,13 @@ def resolve_device(device: str | None) -> torch.device:
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError):
-        raise InvalidParameterError(f"device must be 'auto', 'cpu' or 'cuda[:N]'; received {device!r}.") from None
+        raise InvalidParameterError(
+            f"device must be 'auto', 'cpu' or 'cuda[:N]'; received {device!r}."
+        ) from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InvalidParameterError(f"device={device!r} was asked for but no CUDA device is available.")
+        raise InvalidParameterError(
+            f"device={device!r} was asked for but no CUDA device is available."
+        )
     return dev
 
 
@@ -126,8 +142,11 @@ def seeded(seed: int) -> Iterator[np.random.Generator]:
         yield np.random.default_rng(seed)
 
 
-def make_optimizer(params: Iterable[torch.nn.Parameter], config: TrainConfig,
-                   sparse: Iterable[torch.nn.Parameter] = ()) -> torch.optim.Optimizer | OptimizerGroup:
+def make_optimizer(
+    params: Iterable[torch.nn.Parameter],
+    config: TrainConfig,
+    sparse: Iterable[torch.nn.Parameter] = (),
+) -> torch.optim.Optimizer | OptimizerGroup:
     """The optimizer ``config`` names over ``params``. Parameters listed in ``sparse`` receive sparse
     row gradients (e.g. from ``embrec.nn.pairwise.gather_rows``) and get ``embrec.nn.optim.RowAdam``
     (lazy Adam: only the rows in the batch move; their moments decay only when touched), so a step
@@ -137,19 +156,27 @@ def make_optimizer(params: Iterable[torch.nn.Parameter], config: TrainConfig,
     rows = [p for p in params if id(p) in sparse_ids]
     if rows:
         if config.optimizer != "adam" or config.weight_decay:
-            raise InvalidParameterError("sparse row updates need optimizer='adam' and weight_decay=0; received "
-                                        f"optimizer={config.optimizer!r}, weight_decay={config.weight_decay}.")
+            raise InvalidParameterError(
+                "sparse row updates need optimizer='adam' and weight_decay=0; received "
+                f"optimizer={config.optimizer!r}, weight_decay={config.weight_decay}."
+            )
         dense = [p for p in params if id(p) not in sparse_ids]
         parts: list[torch.optim.Optimizer] = [RowAdam(rows, lr=config.lr)]
         if dense:
             parts.append(make_optimizer(dense, config))
         return OptimizerGroup(parts)
     # the fused kernel does a whole step in one pass (about 3x faster than the per-tensor loop on CPU)
-    fused = bool(params) and all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
+    fused = bool(params) and all(
+        p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params
+    )
     if config.optimizer == "adam":
-        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay, fused=fused or None)
+        return torch.optim.Adam(
+            params, lr=config.lr, weight_decay=config.weight_decay, fused=fused or None
+        )
     if config.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay, fused=fused or None)
+        return torch.optim.AdamW(
+            params, lr=config.lr, weight_decay=config.weight_decay, fused=fused or None
+        )
     if config.optimizer == "adagrad":
         return torch.optim.Adagrad(params, lr=config.lr, weight_decay=config.weight_decay)
     return torch.optim.SGD(params, lr=config.lr, weight_decay=config.weight_decay)
@@ -206,7 +233,9 @@ def train_loop(
         show = show and w.main
     history: list[dict[str, float]] = []
     best_metric, best_state, bad_epochs = -math.inf, None, 0
-    last_count: int | None = None  # batches of the previous epoch: the bar's total when the epoch's is unknown
+    last_count: int | None = (
+        None  # batches of the previous epoch: the bar's total when the epoch's is unknown
+    )
     first = 1
     resumed = checkpoint.load(desc, module, opt, rng)
     if resumed is not None:
@@ -216,8 +245,14 @@ def train_loop(
         t0, total, count = time.perf_counter(), 0.0, 0
         epoch_batches = batches(rng, epoch)
         size = len(epoch_batches) if hasattr(epoch_batches, "__len__") else last_count
-        bar = tqdm(epoch_batches, total=size, desc=f"{desc} epoch {epoch}/{config.epochs}", disable=not show,
-                   leave=False, unit="batch")
+        bar = tqdm(
+            epoch_batches,
+            total=size,
+            desc=f"{desc} epoch {epoch}/{config.epochs}",
+            disable=not show,
+            leave=False,
+            unit="batch",
+        )
         steps = iter(bar)
         while True:
             batch = next(steps, _DONE)
@@ -233,8 +268,10 @@ def train_loop(
             if batch is not _DONE:
                 value = loss(batch)
                 if not torch.isfinite(value):
-                    raise FloatingPointError(f"{desc}: the loss became {value.item()} in epoch {epoch}; "
-                                             "lower the learning rate (lr) or add regularization.")
+                    raise FloatingPointError(
+                        f"{desc}: the loss became {value.item()} in epoch {epoch}; "
+                        "lower the learning rate (lr) or add regularization."
+                    )
                 value.backward()
                 total += float(value.detach())
                 count += 1
@@ -271,7 +308,12 @@ def train_loop(
             callback(row, config.minimize_valid)
         if config.patience is not None and bad_epochs >= config.patience:
             if w.main:
-                logger.info("%s: early stop after epoch %d (no improvement in %d epochs)", desc, epoch, bad_epochs)
+                logger.info(
+                    "%s: early stop after epoch %d (no improvement in %d epochs)",
+                    desc,
+                    epoch,
+                    bad_epochs,
+                )
             break
     if best_state is not None:
         module.load_state_dict(best_state)
@@ -285,10 +327,18 @@ _DONE = object()
 def _sparse_params(opt: Any) -> set[int]:
     """ids of the parameters whose gradients are sparse rows (those of a RowAdam)."""
     parts = getattr(opt, "optimizers", [opt])
-    return {id(p) for part in parts if isinstance(part, RowAdam) for g in part.param_groups for p in g["params"]}
+    return {
+        id(p)
+        for part in parts
+        if isinstance(part, RowAdam)
+        for g in part.param_groups
+        for p in g["params"]
+    }
 
 
 def minibatches(n: int, batch_size: int, rng: np.random.Generator | None) -> Batches:
     """Positions 0..n-1 in shuffled (or, without rng, sequential) chunks of ``batch_size``."""
     order = rng.permutation(n) if rng is not None else np.arange(n)
-    return Batches((order[s : s + batch_size] for s in range(0, n, batch_size)), n_batches(n, batch_size))
+    return Batches(
+        (order[s : s + batch_size] for s in range(0, n, batch_size)), n_batches(n, batch_size)
+    )

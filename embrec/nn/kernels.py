@@ -5,6 +5,7 @@ and a dispatch).
     loss, n_u, n_i = bpr_rows(P, Q, b, users, pos, neg, reg, bias_reg, maps, uniq_u, g_p, uniq_i, g_q,
                               g_b, consts)  # loss + gradients summed per distinct row
     adam_rows(tables, moments, grads, consts, rows, slot, acc, uniq)  # lazy Adam in place, 1-2 tables
+    bpr_fold_pairs(e, hist, w, pi, col, row)  # BPR fold-in's history x catalogue sums, one pass
 
 Arrays are NumPy views of the CPU tensors (no copies). ``bpr_rows`` is the value and gradient of
 ``embrec.nn.pairwise.BPRFactorLoss`` (its PyTorch forward/backward is the reference, used on other
@@ -268,6 +269,23 @@ def adam_rows(tables, moments, grads, consts, rows, slot, acc, uniq):
         _adam_row(table[row], mv[row, :d], mv[row, d:], src1[s], consts[0])
         _adam_row(table2[row], mv2[row, :d2], mv2[row, d2:], src2[s], consts[1])
     return n_u
+
+
+@numba.njit(cache=True, fastmath=_MATH, error_model="numpy", nogil=True)
+def bpr_fold_pairs(e, hist, w, pi, col, row):
+    """BPR fold-in's pair sums in one pass over the history x catalogue cells, none stored: with
+    σ_kj = e_j / (e_j + e_hist[k]) (= sigmoid(s_j - s_i) for e = exp(s)), adds Σ_k w_k σ_kj to ``col[j]``
+    and writes Σ_j π_j σ_kj to ``row[k]``. e, w, pi, col, row float32; hist int64 rows of e."""
+    n = e.shape[0]
+    for k in range(hist.shape[0]):
+        ei = e[hist[k]]
+        wk = w[k]
+        acc = np.float32(0.0)
+        for j in range(n):
+            sig = e[j] / (e[j] + ei)
+            col[j] += wk * sig
+            acc += sig * pi[j]
+        row[k] = acc
 
 
 def bpr_consts(n_b: int, n_k: int, reg: float, bias_reg: float, dtype: np.dtype) -> np.ndarray:
