@@ -16,7 +16,8 @@ Each run times, one after the other in fresh processes (the order alternates bet
   k best of each row and a sort of those k; factors read from the model's weights file; no ids, no file.
 
 Both use every core (BLAS and torch threads at their defaults). Prints one JSON line per measurement, with
-the 1-minute load average before and after, and the cli / floor ratio of each run.
+the 1-minute load average before and after, CPU seconds beside wall seconds (the command's: its process and
+children; the floor's: the scoring span), and the cli / floor ratios of each run.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -73,7 +75,7 @@ def floor(path: Path, k: int, block: int, exclude_seen: bool) -> dict:
     weights = load_file(str(path / "current" / "weights.safetensors"))
     p, q, b = weights["user_factors"], weights["item_factors"], weights["item_bias"]
     seen_v, seen_o = weights["_base.seen.values"], weights["_base.seen.offsets"]
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     queries = np.hstack([p, np.ones((p.shape[0], 1), dtype=np.float32)])  # (U + 1, d + 1)
     cand = np.ascontiguousarray(np.hstack([q, b[:, None]])[1:].T)  # (d + 1, I)
     top = np.empty((p.shape[0] - 1, k), dtype=np.int64)
@@ -87,7 +89,11 @@ def floor(path: Path, k: int, block: int, exclude_seen: bool) -> dict:
         part = np.argpartition(sc, sc.shape[1] - k, axis=1)[:, -k:]  # (B, k) the k best, unordered
         order = np.argsort(-np.take_along_axis(sc, part, 1), axis=1)
         top[s - 1 : e - 1] = np.take_along_axis(part, order, 1) + 1
-    return {"floor_s": round(time.perf_counter() - t0, 2), "checksum": int(top[:, 0].sum())}
+    return {
+        "floor_s": round(time.perf_counter() - t0, 2),
+        "floor_cpu_s": round(time.process_time() - c0, 2),
+        "checksum": int(top[:, 0].sum()),
+    }
 
 
 def run_cli(path: Path, out: Path, k: int, exclude_seen: bool) -> dict:
@@ -106,15 +112,23 @@ def run_cli(path: Path, out: Path, k: int, exclude_seen: bool) -> dict:
     ]
     if exclude_seen:
         cmd.append("--exclude-seen")
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.run(
         cmd, capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(ROOT))
     )
     wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     if proc.returncode:
         raise SystemExit(f"recommend-all failed: {proc.stderr.strip()[-400:]}")
     res = json.loads(proc.stdout)
-    return {"cli_s": round(wall, 2), "cli_scoring_s": res["seconds"], "rows": res["rows"]}
+    return {
+        "cli_s": round(wall, 2),
+        "cli_cpu_s": round(cpu, 2),
+        "cli_scoring_s": res["seconds"],
+        "rows": res["rows"],
+    }
 
 
 def timed(step: str, args: argparse.Namespace, path: Path) -> dict:
@@ -193,6 +207,9 @@ def main() -> None:
                     "cli/floor": round(rows["cli"]["cli_s"] / rows["floor"]["floor_s"], 2),
                     "cli scoring/floor": round(
                         rows["cli"]["cli_scoring_s"] / rows["floor"]["floor_s"], 2
+                    ),
+                    "cli/floor, cpu": round(
+                        rows["cli"]["cli_cpu_s"] / rows["floor"]["floor_cpu_s"], 2
                     ),
                 }
             ),

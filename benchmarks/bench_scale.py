@@ -4,6 +4,7 @@ each step, the peers in the same run, and data-parallel BPR on 1 vs 2 ranks (tor
     python benchmarks/bench_scale.py --events 1000000,4000000 --runs 3            # the whole table
     python benchmarks/bench_scale.py --events 1000000,4000000 --steps bpr --bpr-only --no-calibration
     python benchmarks/bench_scale.py --events 1000000 --ranks 1,2 --skip-single
+    python benchmarks/bench_scale.py --events 500000 --ranks 1,2 --skip-single --rank-model two-tower
 
 Synthetic shop (``embrec.datasets.synthetic``, seed 0, users = events / 20, 50,000 items, item features).
 One thread everywhere (``torch.set_num_threads(1)``, BLAS limited to 1, implicit ``num_threads=1``). Per
@@ -269,13 +270,16 @@ def single(events: int, epochs: int, steps: list[str], peers: bool = True) -> di
     return row
 
 
-def worker(events: int, ranks: int) -> None:
-    """Inside torchrun: one BPR epoch on this rank's shard (global batch 15000), and the seconds of it
-    spent in the gradient exchange (``count_active`` + ``average_gradients``: the collectives, including
-    the wait for the slower rank) and its CPU seconds there."""
+def worker(events: int, model: str = "bpr", keep_batch: bool = False) -> None:
+    """Inside torchrun: one epoch of ``model`` on this rank's shard (BPR: global batch 15000; two-tower:
+    its defaults, global batch 128), and the seconds of it spent in the gradient exchange
+    (``count_active`` + ``average_gradients``: the collectives, including the wait for the slower rank)
+    and its CPU seconds there. ``keep_batch``: batch_size per rank stays the one-rank default (the
+    global batch grows with the ranks: fewer steps an epoch, the way ``embrec train --nproc`` runs)."""
     from embrec.models import distributed
 
     world = distributed.init()
+    split = 1 if keep_batch else world.size
     spent = {"wall": 0.0, "cpu": 0.0}
 
     def timed(fn):
@@ -292,10 +296,17 @@ def worker(events: int, ranks: int) -> None:
     distributed.average_gradients = timed(distributed.average_gradients)
     distributed.count_active = timed(distributed.count_active)
     epochs = 2
-    m = BPR(epochs=epochs, batch_size=15000 // world.size, progress=False).fit(shop(events))
+    if model == "two-tower":
+        from embrec.models.two_tower import TwoTower
+
+        m = TwoTower(epochs=epochs, batch_size=128 // split, patience=None, progress=False)
+    else:
+        m = BPR(epochs=epochs, batch_size=15000 // split, progress=False)
+    m.fit(shop(events))
     if world.main:
         total = sum(h["seconds"] for h in m.history_)
-        row = {"ranks": world.size, "bpr_epoch_s": round(median_epoch(m), 3)}
+        row = {"ranks": world.size, "model": model, "batch_per_rank": m.batch_size}
+        row["epoch_s"] = round(median_epoch(m), 3)
         if world.size > 1:
             row["exchange_s_per_epoch"] = round(spent["wall"] / epochs, 3)
             row["exchange_cpu_s_per_epoch"] = round(spent["cpu"] / epochs, 3)
@@ -309,7 +320,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def ranked(events: int, ranks: int) -> dict:
+def ranked(events: int, ranks: int, model: str = "bpr", keep_batch: bool = False) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
     cmd = [
         sys.executable,
@@ -322,7 +333,9 @@ def ranked(events: int, ranks: int) -> dict:
         "--worker",
         "--events",
         str(events),
-    ]
+        "--rank-model",
+        model,
+    ] + (["--keep-batch"] if keep_batch else [])
     t0 = time.perf_counter()
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
     row = json.loads(out.strip().splitlines()[-1])
@@ -386,6 +399,17 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--ranks", default="")
     parser.add_argument("--skip-single", action="store_true")
+    parser.add_argument(
+        "--rank-model",
+        default="bpr",
+        choices=("bpr", "two-tower"),
+        help="the model --ranks trains (two-tower: its defaults, global batch 128)",
+    )
+    parser.add_argument(
+        "--keep-batch",
+        action="store_true",
+        help="--ranks: batch_size per rank stays the one-rank default (global batch grows with the ranks)",
+    )
     parser.add_argument("--bpr-only", action="store_true", help="skip implicit-mf")
     parser.add_argument(
         "--no-calibration",
@@ -397,7 +421,7 @@ def main() -> None:
     torch.set_num_threads(1)
     sizes = [int(float(e)) for e in args.events.split(",")]
     if args.worker:
-        worker(sizes[0], 0)
+        worker(sizes[0], args.rank_model, args.keep_batch)
         return
     steps = [s.strip() for s in args.steps.split(",") if s.strip()]
     bad = [s for s in steps if s not in STEPS]
@@ -418,7 +442,7 @@ def main() -> None:
             }
             print(json.dumps({"run": run, f"{sizes[-1]}/{sizes[0]}": ratio}), flush=True)
     for r in [int(x) for x in args.ranks.split(",") if x]:
-        print(json.dumps(ranked(sizes[0], r)), flush=True)
+        print(json.dumps(ranked(sizes[0], r, args.rank_model, args.keep_batch)), flush=True)
     if args.ranks:
         print(json.dumps(rendezvous()), flush=True)
 
