@@ -30,14 +30,7 @@ docs/benchmarks.md, "Defaults chosen on validation parts"): the best worst case 
 all five (0.91 of the best, the old 0.87), at the same fit time; a higher ``lr`` alone overfits the wide
 catalogue, the stronger L2 holds it. ``implicit``'s own BPR (SGD, 100 passes) stays ahead on two parts.
 
-``min_steps`` (default 100) is the fewest Adam steps a fit takes: on a log so small that ``epochs``
-passes in batches of ``batch_size`` would take fewer, the batches shrink until it takes that many
-(``embrec.models.training.step_floor_batch``; logs of ~100k events and more are not affected). Chosen on
-``implicit``'s own 50 x 50 checkerboard (1,200 events, the diagonal held out; tests/test_peer_contract.py
-at defaults): 10 steps of implicit MF ranked the held-out item first for 14 of 50 users, 100 steps for
-all 50. On the few-users validation part (ml-few: three logs of ~33k events, 943 users, hit@10 about
-+-0.02) the floor moved implicit MF by -0.004 (0.1113 -> 0.1071) and BPR by +0.014 (0.1177 -> 0.1315),
-both within noise (docs/benchmarks.md, "min_steps").
+``min_steps`` (default 100): the fewest Adam steps a fit takes, see ``SampledFactorization``.
 """
 
 from __future__ import annotations
