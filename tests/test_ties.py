@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from embrec.baselines import Popularity
-from embrec.data import Interactions
+from embrec.data import Interactions, Ragged
 from embrec.index.exact import ExactIndex
 from embrec.models.base import top_k_rows
 
@@ -115,3 +116,35 @@ def test_top_k_rows_equals_a_full_sort_on_random_shapes_ties_nan_and_inf():
         got, vals = top_k_rows(s, k)
         assert np.array_equal(got, ref), trial
         np.testing.assert_array_equal(vals, np.take_along_axis(ref_s, ref, axis=1))
+
+
+@pytest.mark.parametrize("restricted", [False, True])
+def test_exact_index_compiled_top_k_equals_the_torch_path(monkeypatch, restricted):
+    """CPU with Numba: the streamed search selects with the compiled running top k (tiles of the scores,
+    no per-block sort); without Numba, PyTorch's topk and merge. Same ids and scores, best first,
+    ties lower position first, on heavy ties, NaN and -inf scores, exclusions and an allow-list, across
+    many blocks and query batches."""
+    pytest.importorskip("numba")
+    from embrec.index import exact
+    from embrec.nn import compiled
+
+    rng = np.random.default_rng(7)
+    items = rng.integers(-2, 3, size=(300, 4)).astype(np.float32)  # few distinct scores: many ties
+    items[5] = np.nan  # a NaN item scores NaN against every query
+    items[9] = [-np.inf, 0, 0, 0]
+    ids = np.arange(300, dtype=np.int64) * 3 + 1
+    queries = rng.integers(-1, 2, size=(70, 4)).astype(np.float32)
+    queries[3] = 0.0  # every score 0 (or NaN / -inf): the first positions
+    exclude = Ragged.from_lists([list(ids[rng.choice(300, 4, replace=False)]) for _ in range(70)])
+    allow = ids[rng.choice(300, 120, replace=False)] if restricted else None
+    monkeypatch.setattr(exact, "TILE_QUERIES", 16)
+    monkeypatch.setattr(exact, "TILE_ITEMS", 32)
+    index = ExactIndex(measure="dot", block_size=64, query_batch=32).index(items, ids)
+    fast = index.search(queries, 12, exclude=exclude, allow=allow)
+    monkeypatch.setattr(compiled, "kernels", lambda: None)
+    slow = index.search(queries, 12, exclude=exclude, allow=allow)
+    np.testing.assert_array_equal(fast[0], slow[0])
+    np.testing.assert_array_equal(fast[1], slow[1])
+    assert not np.isin(ids[5], fast[0]).any()  # NaN never returned
+    for row, banned in zip(fast[0], exclude):  # nor an excluded item (the PyTorch path's NaN clean-up
+        assert not np.isin(row, banned).any()  # once turned their -inf into a finite -3.4e38)

@@ -6,6 +6,7 @@ and a dispatch).
                               g_b, consts)  # loss + gradients summed per distinct row
     adam_rows(tables, moments, grads, consts, rows, slot, acc, uniq)  # lazy Adam in place, 1-2 tables
     bpr_fold_pairs(e, hist, w, pi, col, row)  # BPR fold-in's history x catalogue sums, one pass
+    top_k_update(scores, base, vals, pos)  # the exact index's running top k over a block of scores
 
 Arrays are NumPy views of the CPU tensors (no copies). ``bpr_rows`` is the value and gradient of
 ``embrec.nn.pairwise.BPRFactorLoss`` (its PyTorch forward/backward is the reference, used on other
@@ -286,6 +287,32 @@ def bpr_fold_pairs(e, hist, w, pi, col, row):
             col[j] += wk * sig
             acc += sig * pi[j]
         row[k] = acc
+
+
+@numba.njit(cache=True, error_model="numpy", nogil=True)
+def top_k_update(scores, base, vals, pos):
+    """Fold a (B, n) block of scores into each row's running top k: ``vals`` (B, k) float32, best first
+    (-inf where empty), ``pos`` (B, k) int64 positions (``base`` + column). One pass, the block read once
+    (it is fresh from the product, in cache): a score enters only when it beats the row's k-th, so equal
+    scores keep the lower position first (embrec's tie rule), and NaN and -inf never enter."""
+    b, n = scores.shape
+    k = vals.shape[1]
+    for r in range(b):
+        row, v, p = scores[r], vals[r], pos[r]
+        kth = v[k - 1]
+        for j in range(n):
+            x = row[j]
+            if x > kth:
+                i = k - 1
+                while (
+                    i > 0 and v[i - 1] < x
+                ):  # after the equal ones already in: their positions are lower
+                    v[i] = v[i - 1]
+                    p[i] = p[i - 1]
+                    i -= 1
+                v[i] = x
+                p[i] = base + j
+                kth = v[k - 1]
 
 
 def bpr_consts(n_b: int, n_k: int, reg: float, bias_reg: float, dtype: np.dtype) -> np.ndarray:
