@@ -54,7 +54,7 @@ def trained(name: str, cache: Path, n_items: int):
     from embrec.models.registry import create
 
     path = cache / f"{name}-{n_items}"
-    if (path / "config.json").exists():
+    if (path / "current").exists() or (path / "config.json").exists():  # a saved model directory
         return embrec.load(path)
     log = synthetic(n_users=3000, n_items=n_items, n_interactions=60_000, seed=0)
     model = (
