@@ -112,13 +112,7 @@ class Interactions:
             "time_col": time_col,
             "group_col": group_col,
         }
-        named = [(p, c) for p, c in cols.items() if c is not None]
-        for j, (param, col) in enumerate(named):
-            first = next((p for p, c in named[:j] if c == col), None)
-            if first is not None:
-                raise DataError(
-                    f"{first} and {param} must name different columns; received {describe(col)} for both."
-                )
+        check_distinct_columns(cols)
         for param, col in cols.items():
             if col is not None and col not in frame.columns:
                 raise DataError(
@@ -374,10 +368,26 @@ def _normalise_ids(col: pd.Series, name: str) -> np.ndarray:
         if nested is not None:
             kind = "list" if isinstance(nested, np.ndarray) else type(nested).__name__
             shown = describe(nested.tolist() if isinstance(nested, np.ndarray) else nested)
-            raise DataError(f"id column {name!r} must hold one id per row (a number or text); received a "
-                            f"{kind} such as {shown}.")
+            raise DataError(
+                f"id column {name!r} must hold one id per row (a number or text); received a "
+                f"{kind} such as {shown}."
+            )
     return col.astype(str).str.strip().to_numpy(dtype=object)
 
 
 def _named(name: str) -> str:
     return f" {name!r}" if name else ""
+
+
+def check_distinct_columns(cols: dict[str, str | None]) -> None:
+    """The user/item/rating/time/group column parameters name distinct columns."""
+    seen: dict[str, str] = {}
+    for param, col in cols.items():
+        if col is None:
+            continue
+        if col in seen:
+            raise DataError(
+                f"{seen[col]} and {param} must name different columns; received {describe(col)} "
+                "for both."
+            )
+        seen[col] = param

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from embrec.data import Interactions
+from embrec.data.interactions import check_distinct_columns
 from embrec.data.timeparse import parse_times
 from embrec.datasets.feature_files import Attributes
 from embrec.errors import (
@@ -476,20 +477,6 @@ def _text_ids(col: pd.Series) -> pd.Series:
     if len(present) and present.str.fullmatch(_INT_TEXT).all():
         return text.astype("Int64")  # nullable: missing ids stay missing, big ids stay exact
     return text.astype(object).where(text.notna(), np.nan)
-
-
-def check_distinct_columns(cols: dict[str, str | None]) -> None:
-    """The user/item/rating/time/group column parameters name distinct columns."""
-    seen: dict[str, str] = {}
-    for param, col in cols.items():
-        if col is None:
-            continue
-        if col in seen:
-            raise DataError(
-                f"{seen[col]} and {param} must name different columns; received {describe(col)} "
-                "for both."
-            )
-        seen[col] = param
 
 
 def _maybe_dates(col: pd.Series, name: str, time_format: str | None) -> pd.Series:
