@@ -108,20 +108,17 @@ class BPR(SampledFactorization):
         self.seed = int(seed)
         self.progress = progress
 
-    def _epoch_examples(self) -> int:
-        if self.positives == "pairs":  # distinct pairs of the whole log, as _prepare keeps them
+    def _positives(self, users: np.ndarray, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self.positives == "pairs":  # each distinct (user, item) pair once
             n = np.int64(self.items_.size)
-            return int(np.unique(self.pos_users_.astype(np.int64) * n + self.pos_items_).size)
-        return int(self.pos_users_.size)
+            keys = np.unique(users.astype(np.int64) * n + items)
+            return keys // n, keys % n
+        return users, items
 
     def _prepare(self, rng: np.random.Generator) -> None:
         self.seen_pairs_ = (
             SeenPairs(self.seen_, self.items_.size) if self.verify_negatives else None
         )
-        if self.positives == "pairs":  # each distinct (user, item) pair once
-            n = np.int64(self.items_.size)
-            keys = np.unique(self.pos_users_.astype(np.int64) * n + self.pos_items_)
-            self.pos_users_, self.pos_items_ = keys // n, keys % n
 
     def _fold_in_weights(self, counts: np.ndarray) -> np.ndarray:
         # fold-in weighs a history's pairs as training drew them: by count, or each distinct pair once

@@ -100,9 +100,10 @@ class SampledFactorization(EmbeddingModel):
         every = bool(known.all())
         self.pos_users_ = train.user if every else train.user[known]
         self.pos_items_ = train.item if every else train.item[known]
+        self.pos_users_, self.pos_items_ = self._positives(self.pos_users_, self.pos_items_)
         # a log too small for epochs x batches to reach min_steps Adam steps trains in smaller batches
         self.fit_batch_size_ = step_floor_batch(
-            self.batch_size, self._epoch_examples(), self.epochs, self.min_steps, ranks=world().size
+            self.batch_size, self.pos_users_.size, self.epochs, self.min_steps, ranks=world().size
         )
         mine = local_events(self.pos_users_)  # under torch.distributed: this rank's users' events
         if mine is not None:
@@ -150,10 +151,10 @@ class SampledFactorization(EmbeddingModel):
         self.fold_in_prior_ = None
         self.calibrate_fold_in()
 
-    def _epoch_examples(self) -> int:
-        """How many positives an epoch draws over the whole log (all ranks): the floor of ``min_steps``
-        is computed from it, before each rank keeps its own users' events."""
-        return int(self.pos_users_.size)
+    def _positives(self, users: np.ndarray, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The positives an epoch draws from, over the whole log (before each rank keeps its own users'):
+        the known users' events; the floor of ``min_steps`` is computed from their count."""
+        return users, items
 
     def _prepare(self, rng: np.random.Generator) -> None:
         """Hook run once before training (e.g. the seen-pair keys of BPR's negative check)."""
