@@ -78,6 +78,19 @@ def search_args(
     return (normalize_rows(q) if measure == "cosine" else q), k
 
 
+def _mask_block(
+    s: torch.Tensor, excl: tuple[torch.Tensor, torch.Tensor] | None, b0: int, b1: int
+) -> None:
+    """-inf in place at the excluded (query row, position) pairs ``excl`` that fall in the block of
+    positions [b0, b1) whose scores ``s`` holds."""
+    if excl is None:
+        return
+    r, p = excl
+    sel = (p >= b0) & (p < b1)
+    if sel.any():
+        s[r[sel], p[sel] - b0] = -torch.inf
+
+
 def topk_lowest_first(
     s: torch.Tensor, k: int, *, nan_free: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -85,7 +98,9 @@ def topk_lowest_first(
     values by the lower position first (embrec's tie rule; ``torch.topk`` alone leaves ties unordered).
     NaN ranks last; ``nan_free`` says the caller knows ``s`` holds none (the scan for it is skipped)."""
     if not nan_free and torch.isnan(s).any():
-        s = torch.nan_to_num(s, nan=-torch.inf, posinf=torch.inf, neginf=-torch.inf)  # infinities kept
+        s = torch.nan_to_num(
+            s, nan=-torch.inf, posinf=torch.inf, neginf=-torch.inf
+        )  # infinities kept
     n = s.shape[1]
     top, top_pos = torch.topk(s, min(k + 1, n), dim=1)  # (B, k+1) best values, ties unordered
     if k == n or bool((top[:, k - 1] > top[:, k]).all()):
@@ -226,11 +241,7 @@ class ExactIndex:
                 s = (
                     qb @ blk.T
                 )  # (Bq, blk); positions below are local to the candidates when restricted
-                if excl is not None:
-                    r, p = excl
-                    sel = (p >= b0) & (p < b1)
-                    if sel.any():
-                        s[r[sel], p[sel] - b0] = -torch.inf
+                _mask_block(s, excl, b0, b1)
                 # the block's own top-k first, then a merge of 2k candidates (ties: lower position first)
                 blk_s, blk_p = topk_lowest_first(s, min(kk, b1 - b0), nan_free=nan_free)  # (Bq, k)
                 cand_s = torch.cat(
@@ -273,11 +284,7 @@ class ExactIndex:
                 b1 = min(b0 + ti, n)
                 blk = self._emb[b0:b1] if cand_t is None else self._emb[cand_t[b0:b1]]
                 s = qb @ blk.T  # (Bq, blk); positions local to the candidates when restricted
-                if excl is not None:
-                    r, p = excl
-                    sel = (p >= b0) & (p < b1)
-                    if sel.any():
-                        s[r[sel], p[sel] - b0] = -torch.inf
+                _mask_block(s, excl, b0, b1)
                 kernels.top_k_update(s.numpy(), b0, vals, pos)
         if cand is not None:
             out_pos = np.where(out_pos >= 0, cand[np.maximum(out_pos, 0)], -1)
