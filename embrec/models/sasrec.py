@@ -26,7 +26,13 @@ from torch import nn
 from embrec.data.ragged import Ragged
 from embrec.errors import InvalidParameterError, check_positive_int
 from embrec.models.search import Choice, FloatRange, IntRange, Param
-from embrec.models.sequential import SequenceRecommender
+from embrec.models.sequential import (
+    BATCH_TOKENS,
+    MAX_EPOCHS,
+    PATIENCE,
+    VALID_USERS,
+    SequenceRecommender,
+)
 from embrec.nn.sequence import CausalSelfAttentionEncoder, SequenceBatch
 
 
@@ -62,14 +68,14 @@ class SASRec(SequenceRecommender):
         num_layers: int = 2,
         dropout: float = 0.2,
         user_dropout: float = 0.1,
-        epochs: int = 20,
+        epochs: int = MAX_EPOCHS,
         batch_size: int = 128,
         lr: float = 1e-3,
         weight_decay: float = 0.0,
         clip_grad: float | None = 5.0,
-        patience: int | None = 2,
-        batch_tokens: int | None = 1024,
-        valid_users: int = 500,
+        patience: int | None = PATIENCE,
+        batch_tokens: int | None = BATCH_TOKENS,
+        valid_users: int = VALID_USERS,
         device: str | None = None,
         seed: int = 0,
         progress: bool | None = None,

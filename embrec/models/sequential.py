@@ -62,6 +62,11 @@ from embrec.nn.sequence import (
 logger = logging.getLogger(__name__)
 
 SEQUENCES = ("transaction", "timeline")
+#: the training length both sequence models default to, chosen on validation parts only (docs/benchmarks.md,
+#: "rnn and sasrec: a training length that adapts to the log"): mini-batches of at most BATCH_TOKENS steps,
+#: up to MAX_EPOCHS passes, early stopping after PATIENCE epochs without a better hit@10 on ``valid`` or, when
+#: fit gets none, on the last event of up to VALID_USERS users carved from train
+BATCH_TOKENS, MAX_EPOCHS, PATIENCE, VALID_USERS = 1024, 20, 2, 500
 
 
 class SequenceRecommender(Recommender):
