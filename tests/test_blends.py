@@ -178,27 +178,33 @@ def second_order_shop(n_baskets: int, seed: int) -> pd.DataFrame:
     return pd.DataFrame({"user": user, "item": items, "time": time, "basket": basket})
 
 
-def test_transition_blend_learns_what_the_basket_so_far_says():
-    log = Interactions.from_frame(
-        second_order_shop(2000, 0),
+def second_order_log(n_baskets: int, seed: int = 0) -> Interactions:
+    return Interactions.from_frame(
+        second_order_shop(n_baskets, seed),
         user_col="user",
         item_col="item",
         time_col="time",
         group_col="basket",
     )
+
+
+def third_item_accuracy(model, log: Interactions) -> float:
+    """How often ``model`` ranks the planted third item first after the first two of 300 new baskets
+    (items already in the basket and the unknown-item row left out)."""
     test = second_order_shop(300, 1)
     rows = log.items.encode(test["item"].tolist()).reshape(-1, 3)
     users = log.users.encode(test["user"].iloc[::3].tolist(), unknown="zero")
     prefixes = Ragged.from_lists(rows[:, :2].tolist())
+    scores = np.array(model.next_item_scores(users, prefixes), dtype=np.float64)
+    scores[:, 0] = -np.inf
+    scores[prefixes.row_ids, prefixes.values] = -np.inf
+    return float(np.mean(scores.argmax(axis=1) == rows[:, 2]))
 
-    def accuracy(model) -> float:
-        scores = np.array(model.next_item_scores(users, prefixes), dtype=np.float64)
-        scores[:, 0] = -np.inf
-        scores[prefixes.row_ids, prefixes.values] = -np.inf
-        return float(np.mean(scores.argmax(axis=1) == rows[:, 2]))
 
-    assert accuracy(ItemTransition().fit(log)) <= 0.3
-    assert accuracy(TransitionBlend(max_rows=3000).fit(log)) >= 0.9
+def test_transition_blend_learns_what_the_basket_so_far_says():
+    log = second_order_log(2000)
+    assert third_item_accuracy(ItemTransition().fit(log), log) <= 0.3
+    assert third_item_accuracy(TransitionBlend(max_rows=3000).fit(log), log) >= 0.9
 
 
 def test_transition_blend_without_groups_takes_a_users_day_as_the_basket():
@@ -210,26 +216,13 @@ def test_transition_blend_without_groups_takes_a_users_day_as_the_basket():
     log = Interactions.from_frame(
         frame.drop(columns="basket"), user_col="user", item_col="item", time_col="time"
     )
-    test = second_order_shop(300, 1)
-    rows = log.items.encode(test["item"].tolist()).reshape(-1, 3)
-    users = log.users.encode(test["user"].iloc[::3].tolist(), unknown="zero")
-    prefixes = Ragged.from_lists(rows[:, :2].tolist())
-    scores = np.array(TransitionBlend(max_rows=3000).fit(log).next_item_scores(users, prefixes))
-    scores[:, 0] = -np.inf
-    scores[prefixes.row_ids, prefixes.values] = -np.inf
-    assert np.mean(scores.argmax(axis=1) == rows[:, 2]) >= 0.9
+    assert third_item_accuracy(TransitionBlend(max_rows=3000).fit(log), log) >= 0.9
 
 
 def test_transition_blend_refuses_a_cooccurrence_past_its_memory_limit(monkeypatch):
     import embrec.models.transition_blend as transition_blend
 
-    log = Interactions.from_frame(
-        second_order_shop(200, 0),
-        user_col="user",
-        item_col="item",
-        time_col="time",
-        group_col="basket",
-    )
+    log = second_order_log(200)
     # 200 baskets of 3 distinct items: at most 1,800 pairs, 21,600 bytes
     monkeypatch.setattr(transition_blend, "MAX_COOCCURRENCE_BYTES", 20_000)
     with pytest.raises(DataError, match="up to 1,800 item pairs"):
@@ -237,13 +230,7 @@ def test_transition_blend_refuses_a_cooccurrence_past_its_memory_limit(monkeypat
 
 
 def test_transition_blend_saves_and_ranks_after_a_history(tmp_path):
-    log = Interactions.from_frame(
-        second_order_shop(600, 0),
-        user_col="user",
-        item_col="item",
-        time_col="time",
-        group_col="basket",
-    )
+    log = second_order_log(600)
     model = TransitionBlend(max_rows=1000).fit(log)
     model.save(tmp_path / "m")
     loaded = embrec.load(tmp_path / "m")
