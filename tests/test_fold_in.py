@@ -333,7 +333,7 @@ def test_rating_dnn_split_first_layer_equals_the_torch_network(product, biases):
     items = rng.choice(np.arange(1, n_items), 9, replace=False)
     r = rng.integers(1, 6, 9).astype(np.float64)
     z = np.r_[rng.standard_normal(6) * 0.5, 0.3]
-    grad, _ = m._fold_in_eval(m._fold_in_net(), items, r, z)
+    grad, _ = m._fixed_net().gradient(items, r, z, m.l2)
     net = m.net_.double()
     zt = torch.tensor(z, requires_grad=True)
     pred = net.head(

@@ -85,15 +85,14 @@ from embrec.memory import check_tables
 from embrec.models.base import EmbeddingModel, Recommendations, Recommender, top_k_rows
 from embrec.models.explicit_mf import RatingSplit, check_rows, flat_ratings
 from embrec.models.foldin import newton, one_blas_thread
+from embrec.models.rating_dnn_numpy import CHUNK_PAIRS as _CHUNK_PAIRS
+from embrec.models.rating_dnn_numpy import FixedRatingNet
 from embrec.models.search import Choice, FloatRange, IntRange, Param
 from embrec.models.training import TrainConfig, make_optimizer, resolve_device, seeded, train_loop
 from embrec.nn.regression import gravity as gravity_term
 from embrec.nn.regression import observed_mse, row_l2
 
 logger = logging.getLogger(__name__)
-
-#: user x item pairs evaluated at once when scoring whole catalogues
-_CHUNK_PAIRS = 2**18
 
 
 class _RatingNet(torch.nn.Module):
@@ -429,28 +428,9 @@ class RatingDNN(EmbeddingModel):
         )
 
     def _rate_all(self, p: torch.Tensor | np.ndarray, bu: torch.Tensor | np.ndarray) -> np.ndarray:
-        """(B, M+1) predicted ratings of every item for user vectors p (B, d) and biases bu (B,).
-
-        The network in float32 numpy with the first dense layer split (``_fold_in_net``): its item half
-        W_v·q_i + b is precomputed for every item once per model, so a user costs W_u·p once and then the
-        rest of the MLP over the items (no (B, M+1, 2d) concatenation)."""
-        net, n_items = self._fold_in_net(), self.items_.size
-        p = np.asarray(p, dtype=np.float32).reshape(-1, self.factors)  # (B, d)
-        bu = np.asarray(bu, dtype=np.float32).reshape(-1)  # (B,)
-        out = np.empty((p.shape[0], n_items), dtype=np.float32)
-        users_per_chunk = max(1, _CHUNK_PAIRS // n_items)
-        for s in range(0, p.shape[0], users_per_chunk):
-            pb = p[s : s + users_per_chunk]  # (b, d)
-            h = net["item_pre32"][None] + (pb @ net["first_u32"].T)[:, None, :]  # (b, M+1, H)
-            for layer in net["tail32"]:
-                h = np.maximum(h, 0, out=h) if layer == "relu" else h @ layer[0].T + layer[1]
-            r = h[..., 0]  # (b, M+1)
-            if self.product:
-                r = r + pb @ net["q32"].T  # (b, M+1)
-            if self.biases:
-                r = (net["mean"] + bu[s : s + users_per_chunk, None]) + net["bi32"][None] + r
-            out[s : s + len(pb)] = np.clip(r, *self.rating_range_) if self.clip else r
-        return out
+        """(B, M+1) predicted ratings of every item for user vectors p (B, d) and biases bu (B,)
+        (``FixedRatingNet.rate_all``: the first dense layer's item half precomputed once per model)."""
+        return self._fixed_net().rate_all(np.asarray(p), np.asarray(bu))
 
     # recommendation and fold-in ---------------------------------------------------------------
     def _user_params(
@@ -477,7 +457,7 @@ class RatingDNN(EmbeddingModel):
     def _fold_in(self, hist: Ragged, ratings: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, d) user vectors and (B,) biases: damped Gauss-Newton on each user's own loss (docstring),
         users solved independently (a batch gives what one-at-a-time calls give)."""
-        net, d = self._fold_in_net(), self.factors
+        net, d = self._fixed_net(), self.factors
         ratings = np.asarray(ratings, dtype=np.float64)
         users = [
             (
@@ -486,10 +466,9 @@ class RatingDNN(EmbeddingModel):
             )
             for b in range(len(hist))
         ]
-        start = np.tile(np.append(net["start_p"], net["start_b"]), (len(hist), 1))  # (B, d + 1)
         z = newton(
-            lambda u, x: self._fold_in_eval(net, users[u][0], users[u][1], x),
-            start,
+            lambda u, x: net.gradient(users[u][0], users[u][1], x, self.l2),
+            np.tile(net.start, (len(hist), 1)),  # (B, d + 1): the mean trained user vector and bias
             np.ones(len(hist)),
             steps=self.fold_in_steps,
         )
@@ -497,86 +476,19 @@ class RatingDNN(EmbeddingModel):
             z[:, d], dtype=torch.float32
         )
 
-    def _fold_in_net(self) -> dict[str, Any]:
-        """The fixed network as numpy arrays, built once per model. The first dense layer (the first MLP
-        layer, or the output layer when ``hidden=()``) acts on concat([p, q]), so it splits into
-        W_u·p + (W_v·q + b): the item half is precomputed for every item (``item_pre``, (M+1, H)) and a
-        user costs one (H, d) product; ``tail`` holds the layers after it ("relu" or (W, b)), the
-        output layer last. float64 for the fold-in's Gauss-Newton, float32 for scoring."""
+    def _fixed_net(self) -> FixedRatingNet:
+        """The trained network as numpy arrays (``embrec.models.rating_dnn_numpy``), built once per model."""
         net = self.__dict__.get("_fold_in_ctx")
         if net is None:
-            linear = []
-            for module in [*self.net_.mlp, self.net_.out]:
-                if isinstance(module, torch.nn.Linear):
-                    linear.append(
-                        (
-                            module.weight.detach().double().numpy(),
-                            module.bias.detach().double().numpy(),
-                        )
-                    )
-                elif isinstance(module, torch.nn.ReLU):
-                    linear.append("relu")
-                # dropout is the identity at inference
-                elif not isinstance(module, torch.nn.Dropout):
-                    raise TypeError(
-                        f"rating-dnn fold-in cannot differentiate a {type(module).__name__} layer"
-                    )
-            n, d = self.net_, self.factors
-            (w1, b1), tail = linear[0], linear[1:]
-            q = n.item.weight.detach().double().numpy()  # (M+1, d)
-            bi = n.item_bias.weight.detach().double().numpy()[:, 0]  # (M+1,)
-            item_pre = q @ w1[:, d:].T + b1  # (M+1, H)
-            net = self._fold_in_ctx = {
-                "first_u": w1[:, :d],
-                "item_pre": item_pre,
-                "tail": tail,
-                "mean": float(n.mean),
-                "q": q,
-                "bi": bi,
-                "first_u32": w1[:, :d].astype(np.float32),
-                "item_pre32": item_pre.astype(np.float32),
-                "tail32": [
-                    x if x == "relu" else (x[0].astype(np.float32), x[1].astype(np.float32))
-                    for x in tail
-                ],
-                "q32": q.astype(np.float32),
-                "bi32": bi.astype(np.float32),
-                "start_p": n.user.weight.detach()[1:].double().mean(0).numpy(),
-                "start_b": float(n.user_bias.weight.detach()[1:].double().mean()),
-            }
+            net = self._fold_in_ctx = FixedRatingNet(
+                self.net_,
+                self.factors,
+                product=self.product,
+                biases=self.biases,
+                rating_range=self.rating_range_,
+                clip=self.clip,
+            )
         return net
-
-    def _fold_in_eval(
-        self, net: dict[str, Any], items: np.ndarray, r: np.ndarray, z: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Gradient and Gauss-Newton matrix of Σ (r̂ − r)² / n + l2 (|p|² + b_u²) at z = [p, b_u]: the
-        network forward over the history's precomputed first-layer rows, then its Jacobian in p by one
-        backward pass over the n rows (exact for the ReLU network)."""
-        d, n = self.factors, items.size
-        p, bu = z[:d], z[d]
-        h = net["item_pre"][items] + net["first_u"] @ p  # (n, H): the first layer
-        masks = []
-        for layer in net["tail"]:
-            if layer == "relu":
-                masks.append(h > 0)
-                h = h * masks[-1]
-            else:
-                h = h @ layer[0].T + layer[1]
-        pred = h[:, 0]  # (n,)
-        g = np.ones((n, 1))  # d r̂ / d h, backwards through the tail
-        for layer in reversed(net["tail"]):
-            g = g * masks.pop() if layer == "relu" else g @ layer[0]
-        jp = g @ net["first_u"]  # (n, d)
-        if self.product:
-            q = net["q"][items]  # (n, d)
-            pred, jp = pred + q @ p, jp + q
-        if self.biases:
-            pred = pred + net["mean"] + bu + net["bi"][items]
-        j = np.concatenate([jp, np.full((n, 1), 1.0 if self.biases else 0.0)], axis=1)  # (n, d + 1)
-        e = pred - r
-        grad = 2.0 / n * (j.T @ e) + 2 * self.l2 * z
-        gn = 2.0 / n * (j.T @ j) + (2 * self.l2 + 1e-9) * np.eye(d + 1)  # Gauss-Newton: PSD + ridge
-        return grad, gn
 
     def _scores(self, user_rows: np.ndarray, histories: Ragged) -> np.ndarray:
         p, bu = self._user_params(user_rows, histories)
