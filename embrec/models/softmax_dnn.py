@@ -29,6 +29,8 @@ dense), so an epoch no longer costs batch x catalogue. ``loss="auto"`` (the defa
 An epoch is at least ``min_epoch_examples`` examples (default ``MIN_EPOCH_EXAMPLES`` = 5,000: fresh holdout
 draws when the log has few users, history_batches.py), so the number of optimizer steps does not shrink with
 the number of users; ``valid_users`` > 0 early-stops on a slice carved from train when ``fit`` gets no ``valid``.
+With holdout targets (a log without baskets) an example holds out ``holdout`` = 35 % of the user's items as its
+targets (chosen over 10 % and 20 % on six validation parts: docs/benchmarks.md, "softmax-dnn: a third look").
 
 ``per_example=True`` weighs every training example (a user's history) the same in the loss instead of every
 (example, target) pair. ``max_history`` keeps the last N items of a history, in training and at inference.
@@ -160,7 +162,7 @@ class SoftmaxDNN(EmbeddingModel):
     }
 
     def __init__(self, *, dim: int = 64, feature_dim: int = 16, hidden: Sequence[int] = (256,),
-                 features: Sequence[str] | None = None, targets: str = "auto", holdout: float = 0.2,
+                 features: Sequence[str] | None = None, targets: str = "auto", holdout: float = 0.35,
                  repeat_bonus: bool | None = None, max_history: int | None = None, dropout: float = 0.2,
                  epochs: int = 30, batch_size: int = 128, lr: float = 1e-3, weight_decay: float = 0.0,
                  patience: int | None = 5, length_buckets: bool = False, per_example: bool = False,
