@@ -17,7 +17,8 @@ holdout draws when the log has few users, history_batches.py), so the number of 
 shrink with the number of users; ``valid_users`` > 0 early-stops on a slice carved from train when ``fit``
 gets no ``valid``. The embedding width ``dim`` is 128 by default: chosen over 64 (the earlier default),
 ``id_dropout=0.2`` and a 10,000-example floor on six validation parts by the worst-case rule
-(docs/benchmarks.md, "two-tower: 128 dimensions").
+(docs/benchmarks.md, "two-tower: 128 dimensions"); with holdout targets (a log without baskets) an
+example holds out ``holdout`` = 35 % of the user's items as its targets, as in softmax-dnn (same section).
 
 Cold start: an item with features and no interactions gets its vector from the features alone. Items of
 the training catalogue without an event (``from_file(..., item_features=...)`` adds every item of the
@@ -113,7 +114,7 @@ class TwoTower(EmbeddingModel):
     def __init__(self, *, dim: int = 128, feature_dim: int = 16, item_hidden: Sequence[int] = (128,),
                  user_hidden: Sequence[int] = (128,), item_ids: bool = True, id_dropout: float = 0.5,
                  features: Sequence[str] | None = None, loss: str = "auto", full_softmax_max_items: int = 20000,
-                 num_negatives: int = 0, temperature: float = 1.0, targets: str = "auto", holdout: float = 0.2,
+                 num_negatives: int = 0, temperature: float = 1.0, targets: str = "auto", holdout: float = 0.35,
                  max_history: int | None = None, pooling: str = "ragged", dropout: float = 0.0, epochs: int = 30,
                  batch_size: int = 128, lr: float = 1e-3, weight_decay: float = 0.0, patience: int | None = 5,
                  length_buckets: bool = False, min_epoch_examples: int = MIN_EPOCH_EXAMPLES, valid_users: int = 0,
