@@ -330,3 +330,52 @@ def test_no_completed_trial_is_a_clear_error(monkeypatch):
     _, folds = load_folds("leave-last-out", data=log)
     with pytest.raises(DataError, match="no ease trial completed.*max_gib"):
         search("ease", "leave-last-out", folds, trials=2, fixed={"max_gib": 1e-9}, progress=False)
+
+
+def test_a_new_study_starts_from_the_defaults_and_a_resumed_one_does_not(tmp_path):
+    """Trial 0 is the model's defaults, so the best on validation is never below them."""
+    _, folds = load_folds("leave-last-out", data=clustered())
+    knn = registry.model_class("item-knn")
+    res = search("item-knn", "leave-last-out", folds, trials=3, seed=7, progress=False)
+    first = res["trials"][0]
+    expect = {k: getattr(knn(), k) for k in knn.search_space}
+    assert first["defaults"] is True and first["params"] == expect
+    assert not any(t.get("defaults") for t in res["trials"][1:])
+    assert res["best"]["value"] >= first["value"]
+    url = f"sqlite:///{tmp_path / 'tune.db'}"
+    search("item-knn", "leave-last-out", folds, trials=1, seed=7, storage=url, progress=False)
+    again = search(
+        "item-knn", "leave-last-out", folds, trials=2, seed=7, storage=url, progress=False
+    )
+    assert [t.get("defaults", False) for t in again["trials"]] == [True, False, False]
+
+
+def test_default_params_keeps_the_defaults_inside_the_space_only():
+    from embrec.tuning.study import default_params
+
+    class Odd:
+        search_space = {
+            "a": FloatRange(0.1, 1.0, log=True),
+            "b": IntRange(1, 8),
+            "c": Choice(((8,), (16, 8))),
+            "d": Choice(("x", "y")),
+            "e": IntRange(1, 8),
+        }
+
+        def __init__(self, *, a=0.5, b=64, c=(16, 8), d="z", e=3):
+            pass
+
+    assert default_params(Odd, Odd.search_space) == {"a": 0.5, "c": "16,8", "e": 3}
+    for name in registry.model_names():
+        cls = registry.model_class(name)
+        space = getattr(cls, "search_space", None)
+        if space:
+            start = default_params(cls, space)
+            assert start, f"{name}: no default lies in its search space"
+            built = cls(
+                **{
+                    k: space[k].value_of(v) if isinstance(space[k], Choice) else v
+                    for k, v in start.items()
+                }
+            )
+            assert all(getattr(built, k) == getattr(cls(), k) for k in start), name

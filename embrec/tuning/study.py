@@ -13,10 +13,15 @@ ones at the same epoch. ``trials`` and ``minutes`` bound the search (whichever e
 (e.g. ``sqlite:///tune.db``) keeps the study so that a later call with the same study name resumes it.
 Only when the search is over are the protocol's own folds fitted, with the defaults and with the best
 parameters, and scored on its test part: the two rows come from the same run.
+
+A new study's first trial is the model's defaults (every parameter of the space whose default lies in it;
+``default_params``), so the best setting on the validation part is never one below the defaults: a short
+search may find nothing better, and then it returns them.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 import sys
@@ -29,7 +34,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from embrec.errors import DataError, EmbrecError, InvalidParameterError, check_positive_int
-from embrec.models.search import Choice, FloatRange, IntRange, Param, search_space_of
+from embrec.models.search import Choice, FloatRange, IntRange, Param, label_of, search_space_of
 from embrec.sources import input_paths
 from embrec.tuning.validation import validation_fold
 
@@ -55,6 +60,29 @@ def suggest(trial: Any, space: Mapping[str, Param]) -> dict[str, Any]:
                 f"search_space entry {name!r} must be a FloatRange, IntRange or Choice; "
                 f"received {type(p).__name__}."
             )
+    return out
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+
+
+def default_params(cls: type, space: Mapping[str, Param]) -> dict[str, Any]:
+    """The constructor defaults of ``cls`` as Optuna values (Choice labels), for the parameters of ``space``
+    whose default lies inside it; a default outside its range is left to the sampler."""
+    signature = inspect.signature(cls.__init__).parameters
+    out: dict[str, Any] = {}
+    for name, p in space.items():
+        default = signature[name].default if name in signature else inspect.Parameter.empty
+        if default is inspect.Parameter.empty:
+            continue
+        if isinstance(p, Choice):
+            if label_of(default) in p.labels():
+                out[name] = label_of(default)
+        elif isinstance(p, FloatRange) and _number(default) and p.low <= default <= p.high:
+            out[name] = float(default)
+        elif _number(default) and float(default).is_integer() and p.low <= default <= p.high:
+            out[name] = int(default)  # an IntRange
     return out
 
 
@@ -157,6 +185,10 @@ def search(
             n_startup_trials=N_STARTUP_TRIALS, n_warmup_steps=N_WARMUP_EPOCHS
         ),
     )
+    if not study.trials:  # a new study starts from the defaults (module docstring)
+        start_at = default_params(model_class(name), space)
+        if start_at:
+            study.enqueue_trial(start_at, user_attrs={"defaults": True})
     show = progress if progress is not None else sys.stderr.isatty()
     before = len(study.trials)
     bar = tqdm(total=trials, desc=f"tune {name}", disable=not show, unit="trial")
@@ -222,6 +254,7 @@ def _trial_row(t: Any, space: Mapping[str, Param]) -> dict[str, Any]:
         "epochs": len(t.intermediate_values) or None,
         "seconds": t.user_attrs.get("seconds"),
         "params": decode(space, t.params),
+        **({"defaults": True} if t.user_attrs.get("defaults") else {}),
         **({"error": t.user_attrs["error"]} if "error" in t.user_attrs else {}),
     }
 
@@ -252,7 +285,9 @@ def tune(
     from embrec.models.registry import create, model_class
 
     if out is not None:  # refused now, not after the whole search (embrec.models.outpath)
-        out = check_out_path(out, inputs=input_paths(where.get("dataset"), where.get("data"), data_dir), name="out")
+        out = check_out_path(
+            out, inputs=input_paths(where.get("dataset"), where.get("data"), data_dir), name="out"
+        )
     ds_name, folds = load_folds(protocol, data_dir=data_dir, **where)
     # refused before the search, as train and evaluate refuse it
     refuse_quantities(model_class(name), folds[0].train)
