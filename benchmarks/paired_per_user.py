@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from embrec.evaluation.bootstrap import UnitScores, paired_bootstrap
+from embrec.evaluation.bootstrap import UnitScores, bootstrap_intervals, paired_bootstrap
 
 
 def unit_scores(lines: pd.DataFrame, metric: str) -> list[UnitScores]:
@@ -44,14 +44,9 @@ def read(path: Path) -> pd.DataFrame:
 
 
 def figure_and_interval(scores: list[UnitScores], metric: str, n_boot: int, seed: int) -> str:
-    """The model's figure and its own 95 % bootstrap half-width (paired against itself shifted: the
-    spread of its resampled mean)."""
+    """The model's figure and half its 95 % bootstrap interval (as ``benchmark`` prints them)."""
     figure = float(np.mean([s.figure(metric) for s in scores]))
-    zero = [
-        UnitScores(units=s.units, num={metric: np.zeros_like(s.num[metric])}, den=s.den)
-        for s in scores
-    ]
-    lo, hi = paired_bootstrap(scores, zero, metric, n_boot=n_boot, seed=seed)["interval"]
+    lo, hi = bootstrap_intervals(scores, n_boot=n_boot, seed=seed)[metric]
     return f"{figure:.4f} ±{(hi - lo) / 2:.4f}"
 
 
