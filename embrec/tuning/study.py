@@ -73,7 +73,7 @@ def default_params(cls: type, space: Mapping[str, Param]) -> dict[str, Any]:
     signature = inspect.signature(cls.__init__).parameters
     out: dict[str, Any] = {}
     for name, p in space.items():
-        default = signature[name].default if name in signature else inspect.Parameter.empty
+        default = signature[name].default  # search_space_of checked that __init__ takes every name
         if default is inspect.Parameter.empty:
             continue
         if isinstance(p, Choice):
@@ -125,7 +125,8 @@ def search(
     from embrec.models.registry import create, model_class
     from embrec.models.training import epoch_callback
 
-    space = search_space_of(model_class(name), name)
+    cls = model_class(name)
+    space = search_space_of(cls, name)
     fixed = dict(fixed or {})
     space = {
         k: v for k, v in space.items() if k not in fixed
@@ -186,7 +187,7 @@ def search(
         ),
     )
     if not study.trials:  # a new study starts from the defaults (module docstring)
-        start_at = default_params(model_class(name), space)
+        start_at = default_params(cls, space)
         if start_at:
             study.enqueue_trial(start_at, user_attrs={"defaults": True})
     show = progress if progress is not None else sys.stderr.isatty()
