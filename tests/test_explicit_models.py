@@ -11,7 +11,8 @@ from embrec import Ragged
 from embrec.errors import DataError, InvalidParameterError, NotFittedError, UnknownIdError
 from embrec.evaluation.neighbours import model_genre_overlap
 from embrec.models.explicit_mf import ExplicitMF
-from embrec.models.rating_dnn import RatingDNN, _RatingNet
+from embrec.models.rating_dnn import RatingDNN
+from embrec.models.rating_dnn_net import RatingNet
 from embrec.nn.regression import RatingLoss, gravity, l2_penalty, observed_mse, row_l2
 from tests.conftest import make_log
 
@@ -300,7 +301,7 @@ def test_dnn_split_optimizer_trains_every_parameter(data):
     train = data[0]
     with torch.random.fork_rng():
         torch.manual_seed(0)
-        net0 = _RatingNet(train.users.size, train.items.size, 4, (8,), 0.2, 0.0, 0.01, True, 0.0)  # same init
+        net0 = RatingNet(train.users.size, train.items.size, 4, (8,), 0.2, 0.0, 0.01, True, 0.0)  # same init
     model = RatingDNN(factors=4, hidden=(8,), epochs=2, embedding_lr=0.5, batch_size=256).fit(train)
     trained = model.net_.state_dict()
     # the padding rows are never in a batch and SGD has no decay: unchanged, so the init was reproduced
@@ -357,10 +358,10 @@ def test_dnn_save_load_identical_and_errors(tmp_path, dnn, data):
 def test_dnn_output_gravity_term_equals_direct_computation():
     """output_gravity_term: mean over the pairs of (f(u, i) − target)², f the whole prediction or its
     interaction part (prediction − μ − b_u − b_i), against a hand-built forward pass."""
-    from embrec.models.rating_dnn import output_gravity_term
+    from embrec.models.rating_dnn_net import output_gravity_term
 
     torch.manual_seed(0)
-    net = _RatingNet(6, 5, 3, (4,), 0.0, 3.5, 0.3, True, 0.0).eval()
+    net = RatingNet(6, 5, 3, (4,), 0.0, 3.5, 0.3, True, 0.0).eval()
     for table in (net.user_bias, net.item_bias):
         torch.nn.init.normal_(table.weight, std=0.5)
     users, items = torch.tensor([1, 2, 5, 3, 1]), torch.tensor([4, 1, 2, 2, 3])
@@ -379,10 +380,10 @@ def test_dnn_output_gravity_term_equals_direct_computation():
 def test_dnn_implicit_term_equals_direct_computation():
     """implicit_term: observed (⟨R_u, Q_i⟩ − t)² + gravity · mean over ALL user × item pairs of ⟨R_u, Q_i⟩²
     (the N × M matrix formed on purpose here; the padding rows excluded)."""
-    from embrec.models.rating_dnn import implicit_term
+    from embrec.models.rating_dnn_net import implicit_term
 
     torch.manual_seed(1)
-    net = _RatingNet(7, 6, 3, (4,), 0.0, 0.0, 0.3, True, 0.0)
+    net = RatingNet(7, 6, 3, (4,), 0.0, 0.0, 0.3, True, 0.0)
     net.implicit_user = torch.nn.Embedding(7, 3)
     users, items = torch.tensor([1, 6, 3]), torch.tensor([2, 5, 5])
     target = torch.tensor([1.0, 4.0, 2.0])

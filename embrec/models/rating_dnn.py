@@ -81,93 +81,22 @@ from embrec.errors import (
     check_float,
     check_positive_int,
 )
-from embrec.memory import check_tables
 from embrec.models.base import EmbeddingModel, Recommendations, Recommender, top_k_rows
 from embrec.models.explicit_mf import RatingSplit, check_rows, flat_ratings
 from embrec.models.foldin import newton, one_blas_thread
-from embrec.models.rating_dnn_numpy import CHUNK_PAIRS as _CHUNK_PAIRS
-from embrec.models.rating_dnn_numpy import FixedRatingNet
+from embrec.models.rating_dnn_net import CHUNK_PAIRS as _CHUNK_PAIRS
+from embrec.models.rating_dnn_net import (
+    FixedRatingNet,
+    RatingNet,
+    implicit_term,
+    output_gravity_term,
+)
 from embrec.models.search import Choice, FloatRange, IntRange, Param
 from embrec.models.training import TrainConfig, make_optimizer, resolve_device, seeded, train_loop
 from embrec.nn.regression import gravity as gravity_term
 from embrec.nn.regression import observed_mse, row_l2
 
 logger = logging.getLogger(__name__)
-
-
-class _RatingNet(torch.nn.Module):
-    def __init__(
-        self,
-        n_users: int,
-        n_items: int,
-        factors: int,
-        hidden: tuple[int, ...],
-        dropout: float,
-        mean: float,
-        init_std: float,
-        product: bool,
-        embedding_dropout: float,
-    ) -> None:
-        super().__init__()
-        check_tables("factors", factors, {"user": n_users, "item": n_items})
-        self.user = torch.nn.Embedding(n_users, factors)  # (N+1, d)
-        self.item = torch.nn.Embedding(n_items, factors)  # (M+1, d)
-        self.user_bias = torch.nn.Embedding(n_users, 1)  # (N+1, 1)
-        self.item_bias = torch.nn.Embedding(n_items, 1)  # (M+1, 1)
-        for table in (self.user, self.item):
-            torch.nn.init.normal_(table.weight, std=init_std)
-        for table in (self.user_bias, self.item_bias):
-            torch.nn.init.zeros_(table.weight)
-        layers: list[torch.nn.Module] = []
-        self.product = product
-        self.embedding_dropout = torch.nn.Dropout(embedding_dropout)
-        width = 2 * factors
-        for h in hidden:
-            layers += [torch.nn.Linear(width, h), torch.nn.ReLU(), torch.nn.Dropout(dropout)]
-            width = h
-        self.mlp = torch.nn.Sequential(*layers)
-        self.out = torch.nn.Linear(width, 1)
-        self.register_buffer("mean", torch.tensor(float(mean)))
-
-    def head(
-        self, p: torch.Tensor, q: torch.Tensor, bu: torch.Tensor, bi: torch.Tensor, biases: bool
-    ) -> torch.Tensor:
-        """Ratings from user rows p (..., d), item rows q (..., d) and biases (...)."""
-        p, q = self.embedding_dropout(p), self.embedding_dropout(q)
-        r = self.out(self.mlp(torch.cat([p, q], dim=-1))).squeeze(-1)  # (...)
-        if self.product:
-            r = r + (p * q).sum(-1)  # (...)
-        return self.mean + bu + bi + r if biases else r
-
-    def forward(self, users: torch.Tensor, items: torch.Tensor, biases: bool) -> torch.Tensor:
-        return self.head(
-            self.user(users),
-            self.item(items),
-            self.user_bias(users).squeeze(-1),
-            self.item_bias(items).squeeze(-1),
-            biases,
-        )  # (B,)
-
-
-def output_gravity_term(
-    net: _RatingNet, users: torch.Tensor, items: torch.Tensor, biases: bool, target: float
-) -> torch.Tensor:
-    """mean over the given (user, item) pairs of (f(u, i) − target)²: f is the whole prediction r̂
-    (``biases=True``) or its interaction part o = r̂ − μ − b_u − b_i (``biases=False``)."""
-    return (net(users, items, biases) - target).pow(2).mean()
-
-
-def implicit_term(
-    net: _RatingNet, users: torch.Tensor, items: torch.Tensor, target: torch.Tensor, gravity: float
-) -> torch.Tensor:
-    """The observation head's loss: mean over the observed batch of (⟨R_u, Q_i⟩ − target)² + ``gravity`` ·
-    1/(MN) Σ over all pairs ⟨R_u, Q_i⟩² (R = ``net.implicit_user``, Q the item table; Gram-matrix form,
-    padding rows excluded)."""
-    s = (net.implicit_user(users) * net.item(items)).sum(-1)  # (B,)
-    out = (s - target).pow(2).mean()
-    if gravity:
-        out = out + gravity * gravity_term(net.implicit_user.weight[1:], net.item.weight[1:])
-    return out
 
 
 class _SplitOptimizer:
@@ -305,7 +234,7 @@ class RatingDNN(EmbeddingModel):
                 else float(self.gravity_target)
             )
             with_biases = self.biases and self.gravity_part == "output"
-            net = _RatingNet(
+            net = RatingNet(
                 self.users_.size,
                 self.items_.size,
                 self.factors,
@@ -382,7 +311,7 @@ class RatingDNN(EmbeddingModel):
         if data.has_valid:
             self.metrics_["valid_rmse"] = min(h["valid"] for h in self.history_)
 
-    def _optimizer(self, net: _RatingNet, config: TrainConfig) -> Any:
+    def _optimizer(self, net: RatingNet, config: TrainConfig) -> Any:
         if self.embedding_lr is None:
             return None  # the loop's optimizer over every parameter
         tables = [net.user.weight, net.item.weight, net.user_bias.weight, net.item_bias.weight]
@@ -477,7 +406,7 @@ class RatingDNN(EmbeddingModel):
         )
 
     def _fixed_net(self) -> FixedRatingNet:
-        """The trained network as numpy arrays (``embrec.models.rating_dnn_numpy``), built once per model."""
+        """The trained network as numpy arrays (``embrec.models.rating_dnn_net``), built once per model."""
         net = self.__dict__.get("_fold_in_ctx")
         if net is None:
             net = self._fold_in_ctx = FixedRatingNet(
@@ -592,7 +521,7 @@ class RatingDNN(EmbeddingModel):
         return {"rating_range": list(self.rating_range_)}
 
     def _set_state(self, state: dict[str, np.ndarray], extra: dict[str, Any]) -> None:
-        net = _RatingNet(
+        net = RatingNet(
             self.users_.size,
             self.items_.size,
             self.factors,

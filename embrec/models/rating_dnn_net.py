@@ -1,7 +1,9 @@
-"""The trained rating DNN as fixed numpy arrays: scoring whole catalogues and the fold-in's Gauss-Newton pieces.
+"""The rating DNN's network: ``RatingNet`` (torch) and its loss terms for training, ``FixedRatingNet`` (numpy)
+for scoring whole catalogues and the fold-in's Gauss-Newton pieces.
 
-``RatingDNN`` (``embrec.models.rating_dnn``) builds one ``FixedRatingNet`` per fitted model and keeps it;
-recommendation (``rate_all``) and the fold-in of a new user (``gradient``) run on it without autograd.
+``RatingDNN`` (``embrec.models.rating_dnn``, where the network and its losses are described) trains a
+``RatingNet``, then builds one ``FixedRatingNet`` from it per fitted model and keeps it: recommendation
+(``rate_all``) and the fold-in of a new user (``gradient``) run on it without autograd.
 
 The first dense layer (the first MLP layer, or the output layer when ``hidden=()``) acts on concat([p, q]),
 so it splits into W_u·p + (W_v·q + b): the item half is precomputed for every item (``item_pre``,
@@ -14,8 +16,86 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from embrec.memory import check_tables
+from embrec.nn.regression import gravity as gravity_term
+
 #: user x item pairs evaluated at once when scoring whole catalogues
 CHUNK_PAIRS = 2**18
+
+
+class RatingNet(torch.nn.Module):
+    def __init__(
+        self,
+        n_users: int,
+        n_items: int,
+        factors: int,
+        hidden: tuple[int, ...],
+        dropout: float,
+        mean: float,
+        init_std: float,
+        product: bool,
+        embedding_dropout: float,
+    ) -> None:
+        super().__init__()
+        check_tables("factors", factors, {"user": n_users, "item": n_items})
+        self.user = torch.nn.Embedding(n_users, factors)  # (N+1, d)
+        self.item = torch.nn.Embedding(n_items, factors)  # (M+1, d)
+        self.user_bias = torch.nn.Embedding(n_users, 1)  # (N+1, 1)
+        self.item_bias = torch.nn.Embedding(n_items, 1)  # (M+1, 1)
+        for table in (self.user, self.item):
+            torch.nn.init.normal_(table.weight, std=init_std)
+        for table in (self.user_bias, self.item_bias):
+            torch.nn.init.zeros_(table.weight)
+        layers: list[torch.nn.Module] = []
+        self.product = product
+        self.embedding_dropout = torch.nn.Dropout(embedding_dropout)
+        width = 2 * factors
+        for h in hidden:
+            layers += [torch.nn.Linear(width, h), torch.nn.ReLU(), torch.nn.Dropout(dropout)]
+            width = h
+        self.mlp = torch.nn.Sequential(*layers)
+        self.out = torch.nn.Linear(width, 1)
+        self.register_buffer("mean", torch.tensor(float(mean)))
+
+    def head(
+        self, p: torch.Tensor, q: torch.Tensor, bu: torch.Tensor, bi: torch.Tensor, biases: bool
+    ) -> torch.Tensor:
+        """Ratings from user rows p (..., d), item rows q (..., d) and biases (...)."""
+        p, q = self.embedding_dropout(p), self.embedding_dropout(q)
+        r = self.out(self.mlp(torch.cat([p, q], dim=-1))).squeeze(-1)  # (...)
+        if self.product:
+            r = r + (p * q).sum(-1)  # (...)
+        return self.mean + bu + bi + r if biases else r
+
+    def forward(self, users: torch.Tensor, items: torch.Tensor, biases: bool) -> torch.Tensor:
+        return self.head(
+            self.user(users),
+            self.item(items),
+            self.user_bias(users).squeeze(-1),
+            self.item_bias(items).squeeze(-1),
+            biases,
+        )  # (B,)
+
+
+def output_gravity_term(
+    net: RatingNet, users: torch.Tensor, items: torch.Tensor, biases: bool, target: float
+) -> torch.Tensor:
+    """mean over the given (user, item) pairs of (f(u, i) − target)²: f is the whole prediction r̂
+    (``biases=True``) or its interaction part o = r̂ − μ − b_u − b_i (``biases=False``)."""
+    return (net(users, items, biases) - target).pow(2).mean()
+
+
+def implicit_term(
+    net: RatingNet, users: torch.Tensor, items: torch.Tensor, target: torch.Tensor, gravity: float
+) -> torch.Tensor:
+    """The observation head's loss: mean over the observed batch of (⟨R_u, Q_i⟩ − target)² + ``gravity`` ·
+    1/(MN) Σ over all pairs ⟨R_u, Q_i⟩² (R = ``net.implicit_user``, Q the item table; Gram-matrix form,
+    padding rows excluded)."""
+    s = (net.implicit_user(users) * net.item(items)).sum(-1)  # (B,)
+    out = (s - target).pow(2).mean()
+    if gravity:
+        out = out + gravity * gravity_term(net.implicit_user.weight[1:], net.item.weight[1:])
+    return out
 
 
 def _layers(modules: list[torch.nn.Module]) -> list[str | tuple[np.ndarray, np.ndarray]]:
@@ -36,7 +116,7 @@ def _layers(modules: list[torch.nn.Module]) -> list[str | tuple[np.ndarray, np.n
 
 
 class FixedRatingNet:
-    """A trained ``_RatingNet`` (user/item tables, biases, MLP, optional dot product) frozen as arrays.
+    """A trained ``RatingNet`` (user/item tables, biases, MLP, optional dot product) frozen as arrays.
 
     ``product``, ``biases``: as the model's options; ``rating_range``/``clip``: predictions are clipped
     to the training ratings' range when ``clip``."""
